@@ -1,0 +1,52 @@
+# scorer: `make demo` runs the main job, `make test` the whole test suite, each from a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK := $(PY) -m devstack.stack
+PYTEST_ARGS ?=
+
+.PHONY: help venv up down status fetch schema test unit integration lint demo bench clean
+
+help:
+	@echo "make demo | test | up | down | status | lint | bench | clean"
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "scorer needs Python >= 3.11; set PYTHON=python3.11 (found %s)" % sys.version.split()[0])'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+## Real services (Cassandra 5.0 + KRaft Kafka from Maven Central, no docker).
+up: venv
+	@$(STACK) up
+
+down: venv
+	@$(STACK) down
+
+status: venv
+	@$(STACK) status
+
+fetch: venv
+	@$(STACK) fetch
+
+schema: up
+	$(VENV)/bin/scorer schema apply
+
+lint: venv
+	$(PY) -m ruff check scorer trainers devstack tests benchmarks
+
+unit: venv
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+# Starts the services it needs, runs everything, and stops only what it started.
+test: lint
+	@rec=$$(mktemp); trap '$(STACK) down --record '"$$rec" INT TERM; \
+	$(STACK) up --record $$rec || { $(STACK) down --record $$rec; exit 1; }; \
+	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
+	$(STACK) down --record $$rec; exit $$status
+
+clean: down
+	rm -rf $(VENV) reports .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""Real Cassandra and Kafka for development and tests, from Maven Central artifacts, without docker."""

@@ -1,0 +1,37 @@
+"""The exception tree: one base, a few specific kinds, messages that name what is concerned."""
+
+
+class ScorerError(Exception):
+    """Base of every error scorer raises on purpose."""
+
+
+class ConfigError(ScorerError, ValueError):
+    """Settings or command-line input that cannot work (checked when they are built)."""
+
+
+class InvalidWeights(ScorerError, ValueError):
+    """Weights that cannot be rebuilt into a model: bad shapes, non-finite values, corrupt trees."""
+
+
+class UnsupportedModel(ScorerError, TypeError):
+    """An estimator or pipeline step that no architecture can export."""
+
+
+class StoreError(ScorerError):
+    """The model store refused or failed an operation."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's servers cannot be reached; the message names the hosts tried."""
+
+
+class NotFound(StoreError, LookupError):
+    """A model, segment or version that does not exist (or is not complete)."""
+
+
+class ChecksumMismatch(StoreError):
+    """Stored weights whose bytes do not match the checksum recorded at publish time."""
+
+
+class InvalidEvent(ScorerError, ValueError):
+    """An input event that cannot be scored; its message becomes the dead letter's reason."""

@@ -1,0 +1,88 @@
+"""Open a cassandra-driver session from settings: protocol v5, auth and TLS from configuration only."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+
+from cassandra import AuthenticationFailed, ConsistencyLevel
+from cassandra.auth import PlainTextAuthProvider
+from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
+from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
+
+from scorer.config import Settings
+from scorer.errors import ConfigError, StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if settings.cassandra_ca is None:
+        return None
+    try:
+        context = ssl.create_default_context(cafile=str(settings.cassandra_ca))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"cannot use SCORER_CASSANDRA_CA {str(settings.cassandra_ca)!r}: {exc}") from None
+    # Node addresses are usually IPs in the certificate's SAN; the driver passes them as server_hostname.
+    context.check_hostname = True
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
+def build_cluster(settings: Settings) -> Cluster:
+    """A configured but not yet connected Cluster."""
+    consistency = ConsistencyLevel.name_to_value[settings.cassandra_consistency]
+    profile = ExecutionProfile(
+        load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
+        consistency_level=consistency,
+        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+        request_timeout=settings.cassandra_request_timeout,
+    )
+    auth = None
+    if settings.cassandra_user is not None and settings.cassandra_password is not None:
+        auth = PlainTextAuthProvider(settings.cassandra_user, settings.cassandra_password.get_secret_value())
+    context = _ssl_context(settings)
+    return Cluster(
+        contact_points=settings.cassandra_hosts,
+        port=settings.cassandra_port,
+        protocol_version=5,
+        execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+        auth_provider=auth,
+        ssl_context=context,
+        ssl_options={"check_hostname": True} if context is not None else None,
+        connect_timeout=settings.cassandra_connect_timeout,
+        control_connection_timeout=settings.cassandra_connect_timeout,
+        reconnection_policy=ExponentialReconnectionPolicy(base_delay=0.5, max_delay=10.0),
+        idle_heartbeat_interval=10,
+    )
+
+
+def describe_failure(settings: Settings, exc: BaseException) -> str:
+    """One line naming the hosts tried and why, with no secret in it."""
+    hosts = ", ".join(f"{host}:{settings.cassandra_port}" for host in settings.cassandra_hosts)
+    if isinstance(exc, NoHostAvailable) and exc.errors:
+        reasons = {type(err).__name__ if not isinstance(err, AuthenticationFailed) else "authentication failed"
+                   for err in exc.errors.values()}
+        detail = "; ".join(sorted(_short_reason(err) for err in exc.errors.values())) or ", ".join(sorted(reasons))
+        return f"cannot reach Cassandra at {hosts}: {detail}"
+    return f"cannot reach Cassandra at {hosts}: {_short_reason(exc)}"
+
+
+def _short_reason(err: BaseException) -> str:
+    if isinstance(err, AuthenticationFailed) or "AuthenticationFailed" in repr(err) or "Bad credentials" in str(err):
+        return "authentication failed (check SCORER_CASSANDRA_USER/SCORER_CASSANDRA_PASSWORD)"
+    if isinstance(err, ssl.SSLError) or "SSL" in type(err).__name__ or "CERTIFICATE_VERIFY_FAILED" in str(err):
+        return f"TLS handshake failed ({str(err).splitlines()[0][:160]}); check SCORER_CASSANDRA_CA"
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    return text[:200]
+
+
+def connect(settings: Settings, keyspace: str | None = None) -> tuple[Cluster, Session]:
+    """Connect or raise StoreUnavailable naming the hosts; the caller owns ``cluster.shutdown()``."""
+    cluster = build_cluster(settings)
+    try:
+        session = cluster.connect(keyspace)
+    except Exception as exc:  # noqa: BLE001 - every connect failure is reported as one line
+        cluster.shutdown()
+        raise StoreUnavailable(describe_failure(settings, exc)) from None
+    return cluster, session

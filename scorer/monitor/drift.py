@@ -1,0 +1,390 @@
+"""Input drift: live feature histograms over the training bin edges, PSI and KS per feature, bounded state.
+
+The reference is the ``stats`` stored with a version (``trainers/stats.py``): per feature the training
+quantile ``edges``, the share of training values per bin (``hist``), the shares ``below``/``above`` the
+edges and the ``missing_rate``. Live values are counted into the same buckets with the same rule (bins are
+``[e_i, e_(i+1))``, the last one closed), plus a bucket for missing values, so a feature that starts
+arriving empty or out of range moves its PSI instead of being dropped.
+
+Bucket layout, per feature, padded to the widest feature so a whole model is one ``(n_features, B)``
+array: ``[bin_0 .. bin_(K-1), below, above, missing]`` with ``K`` the largest bin count of the model.
+Padding bins are zero in both distributions and contribute nothing.
+
+No I/O here: the worker feeds matrices in, snapshots come out, publishing is someone else's job.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PSI_EPSILON = 1e-4
+"""Floor for a bucket share inside the PSI's logarithm (an empty bucket would make it infinite)."""
+DEFAULT_PSI_THRESHOLD = 0.2
+"""The usual reading of PSI: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant shift."""
+DEFAULT_KS_THRESHOLD = 0.2
+_ROW_CHUNK = 2048
+"""Rows binned per step: bounds the (rows, features, edges) comparison array to a few MB."""
+
+
+@dataclass(frozen=True)
+class DriftReference:
+    """A version's training distributions, as padded arrays ready for vectorised binning.
+
+    ``edges`` (F, K+1) are padded with +inf, ``n_bins`` (F,) is each feature's own bin count,
+    ``expected`` (F, K+3) are training shares over the bucket layout of the module docstring (each row
+    sums to 1), ``valid`` (F,) is False for a feature with no training values (never evaluated).
+    """
+
+    feature_names: tuple[str, ...]
+    edges: np.ndarray
+    n_bins: np.ndarray
+    expected: np.ndarray
+    valid: np.ndarray
+
+    @property
+    def n_buckets(self) -> int:
+        return int(self.expected.shape[1])
+
+    @property
+    def k(self) -> int:
+        """Bin columns before the below/above/missing buckets."""
+        return int(self.expected.shape[1]) - 3
+
+    @classmethod
+    def from_stats(cls, feature_names: Sequence[str], stats: Mapping[str, Any], *, where: str = "version"
+                   ) -> DriftReference:
+        """Build from a version's ``stats`` dict; features absent from it are marked invalid, not guessed.
+
+        ``where`` names the model/segment/version in error messages.
+        """
+        names = tuple(feature_names)
+        features = stats.get("features") if isinstance(stats, Mapping) else None
+        if not isinstance(features, Mapping):
+            raise ValueError(f"{where}: stats have no 'features' mapping (got keys {sorted(stats)[:8]!r})")
+        parsed: list[tuple[np.ndarray, np.ndarray, float, float, float] | None] = []
+        for name in names:
+            entry = features.get(name)
+            parsed.append(_parse_feature(entry, f"{where} feature {name!r}") if entry is not None else None)
+        k = max([max(p[0].size - 1, 1) for p in parsed if p is not None], default=1)
+        n_features = len(names)
+        edges = np.full((n_features, k + 1), np.inf)
+        n_bins = np.ones(n_features, dtype=np.int64)
+        expected = np.zeros((n_features, k + 3))
+        valid = np.zeros(n_features, dtype=bool)
+        for j, item in enumerate(parsed):
+            if item is None:
+                continue
+            feature_edges, hist, below, above, missing_rate = item
+            edges[j, :feature_edges.size] = feature_edges
+            n_bins[j] = max(feature_edges.size - 1, 1)
+            present = 1.0 - missing_rate
+            expected[j, :hist.size] = hist * present
+            expected[j, k] = below * present
+            expected[j, k + 1] = above * present
+            expected[j, k + 2] = missing_rate
+            total = expected[j].sum()
+            if total > 0:
+                expected[j] /= total
+            valid[j] = True
+        return cls(feature_names=names, edges=edges, n_bins=n_bins, expected=expected, valid=valid)
+
+
+def _parse_feature(entry: object, where: str) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
+    """(edges, hist, below, above, missing_rate) of one feature's stats; None when it had no training values."""
+    if not isinstance(entry, Mapping):
+        raise ValueError(f"{where}: stats entry must be a mapping; got {type(entry).__name__}")
+    edges = np.asarray(entry.get("edges") or [], dtype=np.float64)
+    hist = np.asarray(entry.get("hist") or [], dtype=np.float64)
+    if edges.size == 0:
+        return None
+    if edges.ndim != 1 or edges.size < 2 or not np.all(np.isfinite(edges)) or np.any(np.diff(edges) < 0):
+        raise ValueError(f"{where}: edges must be >= 2 finite ascending numbers; got {edges.tolist()[:12]}")
+    if hist.shape != (edges.size - 1,) or not np.all(np.isfinite(hist)) or np.any(hist < 0):
+        raise ValueError(f"{where}: hist must hold {edges.size - 1} shares >= 0; got {hist.tolist()[:12]}")
+    below, above, missing = (float(entry.get(key) or 0.0) for key in ("below", "above", "missing_rate"))
+    if not all(math.isfinite(v) and 0.0 <= v <= 1.0 for v in (below, above, missing)):
+        raise ValueError(f"{where}: below/above/missing_rate must be shares in [0, 1]; got {below}, {above}, {missing}")
+    return edges, hist, below, above, missing
+
+
+def bucket_counts(X: np.ndarray, reference: DriftReference) -> np.ndarray:
+    """Counts (F, K+3) of the rows of ``X`` (n, F), feature order of the reference, per bucket.
+
+    Same rule as the training histogram: ``[e_i, e_(i+1))``, the last bin closed, values beyond the edges
+    in below/above, NaN in missing. Each row of the result sums to ``n``.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    n_features = len(reference.feature_names)
+    if X.ndim != 2 or X.shape[1] != n_features:
+        raise ValueError(f"X must be shaped (n, {n_features}); got {X.shape}")
+    k = reference.k
+    width = k + 3
+    out = np.zeros(n_features * width, dtype=np.int64)
+    offsets = np.arange(n_features) * width
+    first = reference.edges[:, 0]
+    last = reference.edges[np.arange(n_features), reference.n_bins]
+    top = reference.n_bins - 1
+    for start in range(0, X.shape[0], _ROW_CHUNK):
+        block = X[start:start + _ROW_CHUNK]
+        # Edges <= value, counted by broadcasting: one comparison per (row, feature, edge), no Python loop.
+        # Padding edges are +inf, so they never count for a finite value.
+        at_or_above = (block[:, :, None] >= reference.edges[None, :, :]).sum(axis=2)
+        index = np.minimum(at_or_above - 1, top[None, :])
+        bucket = np.where(block < first, k, np.where(block > last, k + 1, index))
+        bucket = np.where(np.isnan(block), k + 2, bucket)
+        out += np.bincount((bucket + offsets[None, :]).ravel(), minlength=n_features * width)
+    return out.reshape(n_features, width)
+
+
+def psi(expected: np.ndarray, actual: np.ndarray, epsilon: float = PSI_EPSILON) -> np.ndarray:
+    """Population stability index per row: sum over buckets of (a - e) * ln(a / e), shares floored at ``epsilon``.
+
+    ``expected`` and ``actual`` are shares (rows summing to 1) or counts (normalised here). Each term is
+    >= 0 because (a - e) and ln(a / e) share their sign, so the PSI is >= 0 and 0 for equal distributions.
+    A row of zero counts gives NaN (nothing to compare).
+    """
+    e = _shares(expected)
+    a = _shares(actual)
+    e = np.maximum(e, epsilon)
+    a = np.maximum(a, epsilon)
+    return np.sum((a - e) * np.log(a / e), axis=-1)
+
+
+def ks(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
+    """Kolmogorov-Smirnov statistic per row between two binned distributions of the present values.
+
+    Takes the full bucket layout (bins, below, above, missing); missing is left out and the rest is
+    ordered below, bins, above, so the CDFs are over the value axis. The result is the largest CDF gap at
+    a bucket boundary, in [0, 1] (a lower bound of the exact KS of the raw values); NaN when either side has
+    no present values.
+    """
+    expected = np.atleast_2d(np.asarray(expected, dtype=np.float64))
+    actual = np.atleast_2d(np.asarray(actual, dtype=np.float64))
+    k = expected.shape[1] - 3
+    order = np.r_[k, np.arange(k), k + 1]
+    e = _shares(expected[:, order])
+    a = _shares(actual[:, order])
+    gap = np.abs(np.cumsum(a, axis=1) - np.cumsum(e, axis=1)).max(axis=1)
+    return np.clip(gap, 0.0, 1.0)
+
+
+def _shares(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
+    total = values.sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, values / np.where(total > 0, total, 1.0), np.nan)
+
+
+Key = tuple[str, str, int]
+"""(model, segment, version)."""
+
+
+@dataclass(frozen=True)
+class FeatureDrift:
+    name: str
+    psi: float | None
+    ks: float | None
+    missing_rate: float | None
+    expected_missing_rate: float
+
+
+@dataclass(frozen=True)
+class DriftSnapshot:
+    """One evaluated window of one (model, segment, version); what goes on the ``model-drift`` topic."""
+
+    model: str
+    segment: str
+    version: int
+    window_start: float
+    window_end: float
+    n: int
+    features: tuple[FeatureDrift, ...]
+
+    @property
+    def max_psi(self) -> float | None:
+        values = [f.psi for f in self.features if f.psi is not None]
+        return max(values) if values else None
+
+    @property
+    def max_ks(self) -> float | None:
+        values = [f.ks for f in self.features if f.ks is not None]
+        return max(values) if values else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model, "segment": self.segment, "version": self.version,
+            "window": {"start": self.window_start, "end": self.window_end, "n": self.n},
+            "max_psi": self.max_psi, "max_ks": self.max_ks,
+            "features": {f.name: {"psi": f.psi, "ks": f.ks, "missing_rate": f.missing_rate,
+                                  "expected_missing_rate": f.expected_missing_rate} for f in self.features},
+        }
+
+
+@dataclass(frozen=True)
+class DriftAlert:
+    """A statistic of one feature crossing its threshold (upwards) in one window: the ``model-alerts`` payload."""
+
+    model: str
+    segment: str
+    version: int
+    feature: str
+    statistic: str
+    value: float
+    threshold: float
+    window: dict[str, float]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": "drift", "model": self.model, "segment": self.segment, "version": self.version,
+                "feature": self.feature, "statistic": self.statistic, "value": self.value,
+                "threshold": self.threshold, "window": self.window}
+
+
+@dataclass
+class DriftWindow:
+    """Live bucket counts of one (model, segment, version) since the last evaluation: fixed-size arrays."""
+
+    reference: DriftReference
+    started_at: float
+    counts: np.ndarray = field(init=False)
+    n: int = 0
+    alerting: set[tuple[str, str]] = field(default_factory=set)
+    """(feature, statistic) pairs above threshold at the last evaluation: an alert fires on the way up only."""
+
+    def __post_init__(self) -> None:
+        self.counts = np.zeros((len(self.reference.feature_names), self.reference.n_buckets), dtype=np.int64)
+
+    def add(self, X: np.ndarray) -> None:
+        if X.shape[0]:
+            self.counts += bucket_counts(X, self.reference)
+            self.n += int(X.shape[0])
+
+    def evaluate(self, now: float) -> tuple[tuple[FeatureDrift, ...], float, int]:
+        """Per-feature drift of the window so far, then a fresh window starting at ``now``."""
+        ref = self.reference
+        psi_values = psi(ref.expected, self.counts)
+        ks_values = ks(ref.expected, self.counts)
+        live_missing = self.counts[:, ref.k + 2] / max(self.n, 1)
+        features = tuple(
+            FeatureDrift(
+                name=name,
+                psi=_finite(psi_values[j]) if ref.valid[j] else None,
+                ks=_finite(ks_values[j]) if ref.valid[j] else None,
+                missing_rate=float(live_missing[j]) if self.n else None,
+                expected_missing_rate=float(ref.expected[j, ref.k + 2]),
+            )
+            for j, name in enumerate(ref.feature_names)
+        )
+        started, n = self.started_at, self.n
+        self.counts[:] = 0
+        self.n = 0
+        self.started_at = now
+        return features, started, n
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    every_events: int = 1000
+    """Evaluate a window once it holds this many events..."""
+    every_seconds: float = 60.0
+    """...or once it is this old and holds at least ``min_events``."""
+    min_events: int = 200
+    """Fewer events make PSI noise, not signal: a young window keeps accumulating past ``every_seconds``."""
+    psi_threshold: float = DEFAULT_PSI_THRESHOLD
+    ks_threshold: float = DEFAULT_KS_THRESHOLD
+    max_keys: int = 20_000
+    """Windows kept at once; the least recently fed one is dropped beyond this (memory stays bounded)."""
+
+    def __post_init__(self) -> None:
+        if self.every_events < 1 or self.min_events < 1 or self.every_seconds <= 0 or self.max_keys < 1:
+            raise ValueError(f"drift config needs every_events, min_events, max_keys >= 1 and every_seconds > 0; "
+                             f"got {self}")
+
+
+class DriftMonitor:
+    """Windows for every served (model, segment, version), evaluated every N events or T seconds.
+
+    Memory: at most ``max_keys`` windows, each an (F, K+3) int64 array, e.g. 20 features x 13 buckets =
+    2 KB, so 20,000 segments cost about 40 MB whatever the traffic. References are given by the caller
+    (the worker looks them up in the store once per version); rows for a key without one are counted in
+    ``unreferenced`` and skipped.
+    """
+
+    def __init__(self, config: DriftConfig | None = None, *, clock: Any = time.time) -> None:
+        self.config = config or DriftConfig()
+        self._clock = clock
+        self._windows: OrderedDict[Key, DriftWindow] = OrderedDict()
+        self.unreferenced = 0
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self._windows)
+
+    def has(self, key: Key) -> bool:
+        return key in self._windows
+
+    def set_reference(self, key: Key, reference: DriftReference) -> None:
+        """Start (or restart) the window of ``key`` against ``reference``."""
+        self._windows[key] = DriftWindow(reference, started_at=self._clock())
+        self._windows.move_to_end(key)
+        while len(self._windows) > self.config.max_keys:
+            self._windows.popitem(last=False)
+            self.evicted += 1
+
+    def forget(self, key: Key) -> None:
+        self._windows.pop(key, None)
+
+    def observe(self, key: Key, X: np.ndarray) -> tuple[DriftSnapshot | None, list[DriftAlert]]:
+        """Count a batch of rows; evaluate the window when it is due. Returns (snapshot or None, alerts)."""
+        window = self._windows.get(key)
+        if window is None:
+            self.unreferenced += int(X.shape[0])
+            return None, []
+        self._windows.move_to_end(key)
+        window.add(X)
+        now = self._clock()
+        if self._due(window, now):
+            return self._evaluate(key, window, now)
+        return None, []
+
+    def due(self) -> Iterable[tuple[DriftSnapshot, list[DriftAlert]]]:
+        """Evaluate every window that is old enough (for a periodic timer: quiet segments still report)."""
+        now = self._clock()
+        for key, window in list(self._windows.items()):
+            if self._due(window, now):
+                snapshot, alerts = self._evaluate(key, window, now)
+                yield snapshot, alerts
+
+    def _due(self, window: DriftWindow, now: float) -> bool:
+        cfg = self.config
+        old_enough = now - window.started_at >= cfg.every_seconds
+        return window.n >= cfg.every_events or (window.n >= cfg.min_events and old_enough)
+
+    def _evaluate(self, key: Key, window: DriftWindow, now: float) -> tuple[DriftSnapshot, list[DriftAlert]]:
+        features, started, n = window.evaluate(now)
+        model, segment, version = key
+        snapshot = DriftSnapshot(model, segment, version, started, now, n, features)
+        alerts: list[DriftAlert] = []
+        above: set[tuple[str, str]] = set()
+        for feature in features:
+            for statistic, value, threshold in (("psi", feature.psi, self.config.psi_threshold),
+                                                ("ks", feature.ks, self.config.ks_threshold)):
+                if value is None or value < threshold:
+                    continue
+                above.add((feature.name, statistic))
+                if (feature.name, statistic) not in window.alerting:
+                    alerts.append(DriftAlert(model, segment, version, feature.name, statistic, value, threshold,
+                                             {"start": started, "end": now, "n": n}))
+        window.alerting = above
+        return snapshot, alerts

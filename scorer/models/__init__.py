@@ -10,6 +10,7 @@ from scorer.models.weights import ModelWeights
 
 # Architecture modules register themselves on import: add one import line per architecture module here.
 # isort: off
+from scorer.models import linear  # noqa: F401
 # isort: on
 
 __all__ = ["Model", "ModelWeights", "archs", "build", "get", "register"]

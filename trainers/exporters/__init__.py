@@ -1,3 +1,4 @@
 """Exporter modules, one per architecture family; importing each registers its exporters."""
 
-# Add one import line per exporter module here.
+# One import line per exporter module.
+from trainers.exporters import linear  # noqa: F401

@@ -1,0 +1,115 @@
+"""Linear architectures: ``linear`` (regression) and ``logistic`` (classification probabilities).
+
+Arrays: ``coef`` and ``intercept``. ``linear``: coef (n_inputs,), intercept (1,), predict ``X @ coef + b``.
+``logistic``: coef (r, n_inputs), intercept (r,) like scikit-learn's ``coef_``/``intercept_``, with
+``metadata["proba"]`` choosing how decisions become probabilities, as scikit-learn does:
+
+- ``binary`` (r=1): p = expit(z), rows [1 - p, p] (LogisticRegression, SGDClassifier log_loss);
+- ``binary-softmax`` (r=1): softmax of [-z, z] (multinomial LogisticRegression on two classes, sklearn < 1.8);
+- ``softmax`` (r=k): softmax of z (multinomial LogisticRegression);
+- ``ovr`` (r=k): expit(z) normalised to sum to 1 per row (SGDClassifier, one-vs-rest LogisticRegression).
+
+Non-finite inputs are detected from the decision values (a NaN/inf input with a non-zero weight makes
+the decision non-finite), which is far cheaper than scanning the inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from scorer.errors import InvalidWeights
+from scorer.models._numeric import expit_, ovr_normalise_, softmax_
+from scorer.models.base import Model
+from scorer.models.registry import register
+
+PROBA_MODES = ("binary", "binary-softmax", "softmax", "ovr")
+_exp = math.exp
+_isfinite = math.isfinite
+
+
+@register
+class LinearModel(Model):
+    """``X @ coef + intercept`` (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)."""
+
+    arch: ClassVar[str] = "linear"
+    checks_own_input: ClassVar[bool] = True
+
+    def _validate(self) -> None:
+        if self.classes is not None:
+            raise InvalidWeights(f"{self._what()}: a linear regressor has no classes; got {list(self.classes)}")
+        self._coef = self._array("coef", shape=(self.n_inputs,))
+        self._intercept = self._array("intercept", shape=(1,))
+        self._b = float(self._intercept[0])
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        y = X @ self._coef
+        y += self._b
+        if not np.isfinite(y).all():
+            self._reject_nonfinite(X)
+        return y
+
+
+@register
+class LogisticModel(Model):
+    """Class probabilities from linear decisions, exactly as scikit-learn's ``predict_proba``."""
+
+    arch: ClassVar[str] = "logistic"
+    checks_own_input: ClassVar[bool] = True
+
+    def _validate(self) -> None:
+        self._mode = self._meta("proba", str, choices=PROBA_MODES)
+        coef = self._array("coef", ndim=2)
+        rows = coef.shape[0]
+        self._array("coef", shape=(rows, self.n_inputs))
+        intercept = self._array("intercept", shape=(rows,))
+        binary = self._mode in ("binary", "binary-softmax")
+        if binary and rows != 1:
+            raise InvalidWeights(f"{self._what()}: proba {self._mode!r} needs coef with 1 row; got {rows}")
+        self._check_classes(2 if binary else rows, f"coef with {rows} row(s) and proba {self._mode!r}")
+        if not binary and rows < 3:
+            raise InvalidWeights(f"{self._what()}: proba {self._mode!r} is for 3+ classes; use 'binary' for 2")
+        # scikit-learn's decision is X @ coef.T + intercept; keep coef.T contiguous for the matmul.
+        self._coef_t = np.ascontiguousarray(coef.T)
+        self._intercept = intercept
+        self._w = np.ascontiguousarray(coef[0])
+        self._b = float(intercept[0])
+        self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        if self._mode == "binary" or self._mode == "binary-softmax":
+            if X.shape[0] == 1:
+                return self._predict_one(X)
+            z = X @ self._w
+            z += self._b
+            if not np.isfinite(z).all():
+                self._reject_nonfinite(X)
+            if self._mode == "binary-softmax":
+                return softmax_(np.stack([-z, z], axis=1))
+            expit_(z)
+            out = np.empty((z.shape[0], 2))
+            out[:, 1] = z
+            np.subtract(1.0, z, out=out[:, 0])
+            return out
+        z = X @ self._coef_t
+        z += self._intercept
+        if not np.isfinite(z).all():
+            self._reject_nonfinite(X)
+        if self._mode == "softmax":
+            return softmax_(z)
+        return ovr_normalise_(expit_(z))
+
+    def _predict_one(self, X: np.ndarray) -> np.ndarray:
+        """One row without array temporaries: the latency path of a streaming scorer."""
+        z = float(X[0] @ self._w) + self._b
+        if not _isfinite(z):
+            self._reject_nonfinite(X)
+        z *= self._scale  # softmax([-z, z]) == expit(2z)
+        if z >= 0.0:
+            p = 1.0 / (1.0 + _exp(-z))
+        else:
+            e = _exp(z)
+            p = e / (1.0 + e)
+        return np.array([[1.0 - p, p]])

@@ -6,6 +6,7 @@ Every expected failure (a ScorerError) ends as one ``error: ...`` line and exit 
 from __future__ import annotations
 
 from scorer.cli import schema_cmd  # noqa: F401  (registers commands)
+from scorer.cli import train_cmd  # noqa: F401
 from scorer.cli.base import main
 
 __all__ = ["main"]

@@ -11,6 +11,7 @@ from scorer.models.weights import ModelWeights
 # Architecture modules register themselves on import: add one import line per architecture module here.
 # isort: off
 from scorer.models import linear  # noqa: F401
+from scorer.models import mlp  # noqa: F401
 # isort: on
 
 __all__ = ["Model", "ModelWeights", "archs", "build", "get", "register"]

@@ -37,5 +37,5 @@ def ovr_normalise_(p: np.ndarray) -> np.ndarray:
     if zero.any():
         p[zero, :] = 1.0
         total[zero] = p.shape[1]
-    p /= total.reshape((p.shape[0], -1))
+    p /= total[:, np.newaxis]
     return p

@@ -101,6 +101,8 @@ class Model:
                 f"{self._what()}: X must be 2-D with {self.n_features} columns {list(self.feature_names)[:8]}"
                 f"{'...' if self.n_features > 8 else ''}; got shape {X.shape}"
             )
+        if X.shape[0] == 0:  # kernels need not handle empty batches
+            return np.empty((0, len(self.classes)) if self.classes is not None else (0,))
         for step in self._steps:
             X = step(X)
         if not (self.checks_own_input or self.accepts_missing) and not np.isfinite(X).all():

@@ -36,7 +36,7 @@ schema: up
 	$(VENV)/bin/scorer schema apply
 
 lint: venv
-	$(PY) -m ruff check scorer trainers devstack tests benchmarks
+	$(PY) -m ruff check $(wildcard scorer trainers devstack tests benchmarks)
 
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)

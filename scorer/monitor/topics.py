@@ -89,7 +89,7 @@ async def read_latest(settings: Settings, topic: str, *, prefix: str = "", timeo
     A topic that does not exist yields an empty dict (nothing was ever published). Messages that are not
     JSON objects are skipped. Raises BrokerUnavailable when the brokers cannot be reached.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
     from aiokafka.errors import KafkaError
 
     from scorer.errors import BrokerUnavailable
@@ -103,15 +103,20 @@ async def read_latest(settings: Settings, topic: str, *, prefix: str = "", timeo
         await asyncio.wait_for(consumer.start(), timeout)
         if topic not in await consumer.topics():
             return {}
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
-        consumer.assign(partitions)
+        # Without a group, subscribing assigns every partition once the metadata of the topic is known.
+        consumer.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        while not consumer.assignment():
+            if time.monotonic() > deadline:
+                raise BrokerUnavailable(f"no partitions of {topic!r} were assigned within {timeout:.0f} s")
+            await asyncio.sleep(0.05)
+        partitions = sorted(consumer.assignment())
         end = await consumer.end_offsets(partitions)
         await consumer.seek_to_beginning(*partitions)
         remaining = {tp for tp in partitions if end[tp] > 0}
         for tp in list(remaining):
             if await consumer.position(tp) >= end[tp]:
                 remaining.discard(tp)
-        deadline = time.monotonic() + timeout
         while remaining:
             if time.monotonic() > deadline:
                 raise BrokerUnavailable(f"reading {topic!r} did not reach its end within {timeout:.0f} s")

@@ -1,0 +1,142 @@
+"""``scorer drift`` and ``scorer metrics``: the latest snapshots the workers published, as tables or JSON."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import click
+
+from scorer.cli.base import CliContext, main, pass_cli
+from scorer.monitor.topics import DRIFT_TOPIC, METRICS_TOPIC, model_prefix, read_latest_sync
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def _by_segment_version(snapshots: Iterable[dict[str, Any]], latest_only: bool) -> list[dict[str, Any]]:
+    """Sorted by segment then version (newest first); with ``latest_only`` one row per segment (newest version)."""
+    rows = sorted(snapshots, key=lambda s: (str(s.get("segment")), -int(s.get("version") or 0)))
+    if not latest_only:
+        return rows
+    seen: set[str] = set()
+    out = []
+    for row in rows:
+        if row.get("segment") not in seen:
+            seen.add(str(row.get("segment")))
+            out.append(row)
+    return out
+
+
+def drift_rows(snapshots: Iterable[dict[str, Any]], psi_threshold: float, ks_threshold: float,
+               latest_only: bool = False) -> list[list[str]]:
+    """Table rows: segment, version, events, window end, max PSI, max KS, worst feature, flag."""
+    rows = []
+    for snap in _by_segment_version(snapshots, latest_only):
+        features = snap.get("features") or {}
+        worst = max(features.items(), key=lambda item: item[1].get("psi") or 0.0, default=(None, {}))[0]
+        max_psi, max_ks = snap.get("max_psi"), snap.get("max_ks")
+        flagged = (max_psi is not None and max_psi >= psi_threshold) or (max_ks is not None and max_ks >= ks_threshold)
+        window = snap.get("window") or {}
+        rows.append([str(snap.get("segment")), str(snap.get("version")), _fmt(window.get("n")),
+                     _when(window.get("end")), _fmt(max_psi), _fmt(max_ks), worst or "-",
+                     "DRIFT" if flagged else "ok"])
+    return rows
+
+
+def feature_rows(snapshot: dict[str, Any]) -> list[list[str]]:
+    """One segment's features: name, PSI, KS, live and training missing rates."""
+    features = snapshot.get("features") or {}
+    ordered = sorted(features.items(), key=lambda item: -(item[1].get("psi") or 0.0))
+    return [[name, _fmt(f.get("psi")), _fmt(f.get("ks")), _fmt(f.get("missing_rate")),
+             _fmt(f.get("expected_missing_rate"))] for name, f in ordered]
+
+
+def metrics_rows(snapshots: Iterable[dict[str, Any]], latest_only: bool = False) -> list[list[str]]:
+    """segment, version, role, n (window/total), then AUC, log loss, accuracy or RMSE, MAE; and update time."""
+    rows = []
+    for snap in sorted(snapshots, key=lambda s: (str(s.get("segment")), -int(s.get("version") or 0))):
+        m = snap.get("metrics") or {}
+        if snap.get("task") == "regression":
+            values = [f"rmse {_fmt(m.get('rmse'))}", f"mae {_fmt(m.get('mae'))}", ""]
+        else:
+            values = [_fmt(m.get("roc_auc")), _fmt(m.get("log_loss")), _fmt(m.get("accuracy"))]
+        rows.append([str(snap.get("segment")), str(snap.get("version")), str(snap.get("role") or "-"),
+                     f"{_fmt(m.get('n'))}/{_fmt(snap.get('total'))}", *values, _when(snap.get("at"))])
+    return rows
+
+
+def _when(epoch: Any) -> str:
+    if not isinstance(epoch, int | float):
+        return "-"
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(float(epoch), tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    Console(soft_wrap=True).print(table)
+
+
+@main.command("drift")
+@click.argument("model")
+@click.argument("segment", required=False)
+@click.option("--topic", default=DRIFT_TOPIC, show_default=True, help="Topic the workers publish drift to.")
+@click.option("--psi-threshold", type=float, default=0.2, show_default=True, help="PSI flagged as drift.")
+@click.option("--ks-threshold", type=float, default=0.2, show_default=True, help="KS flagged as drift.")
+@click.option("--all-versions", is_flag=True, help="Every version with a snapshot, not just the newest per segment.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@pass_cli
+def drift_cmd(cli: CliContext, model: str, segment: str | None, topic: str, psi_threshold: float,
+              ks_threshold: float, all_versions: bool, as_json: bool) -> None:
+    """Input drift per segment (PSI and KS against the training histograms), from the latest worker snapshots."""
+    snapshots = list(read_latest_sync(cli.settings, topic, prefix=model_prefix(model, segment)).values())
+    if as_json:
+        click.echo(json.dumps(_by_segment_version(snapshots, not all_versions), indent=2))
+        return
+    if not snapshots:
+        where = f"{model}/{segment}" if segment else model
+        click.echo(f"no drift snapshots for {where} on topic {topic!r} yet")
+        return
+    _print_table(f"drift: {model}" + (f" / {segment}" if segment else ""),
+                 ["segment", "version", "events", "window end (UTC)", "max PSI", "max KS", "worst feature", ""],
+                 drift_rows(snapshots, psi_threshold, ks_threshold, latest_only=not all_versions))
+    if segment is not None:
+        newest = _by_segment_version(snapshots, True)[0]
+        _print_table(f"features of {segment} v{newest.get('version')}",
+                     ["feature", "PSI", "KS", "missing (live)", "missing (training)"], feature_rows(newest))
+
+
+@main.command("metrics")
+@click.argument("model")
+@click.argument("segment", required=False)
+@click.option("--topic", default=METRICS_TOPIC, show_default=True, help="Topic the live metrics are published to.")
+@click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
+@pass_cli
+def metrics_cmd(cli: CliContext, model: str, segment: str | None, topic: str, as_json: bool) -> None:
+    """Rolling live accuracy per segment and version (from predictions joined with delayed labels)."""
+    snapshots = list(read_latest_sync(cli.settings, topic, prefix=model_prefix(model, segment)).values())
+    if as_json:
+        click.echo(json.dumps(_by_segment_version(snapshots, False), indent=2))
+        return
+    if not snapshots:
+        where = f"{model}/{segment}" if segment else model
+        click.echo(f"no live metrics for {where} on topic {topic!r} yet")
+        return
+    _print_table(f"live metrics: {model}" + (f" / {segment}" if segment else ""),
+                 ["segment", "version", "role", "n (window/total)", "AUC", "log loss", "accuracy", "updated (UTC)"],
+                 metrics_rows(snapshots))

@@ -1,0 +1,160 @@
+"""The demo report's PNG: accuracy, latency and throughput over time, with the swaps and the drift marked.
+
+matplotlib with the Agg backend (no display needed); imported only when a PNG is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from scorer.demo.report import Joined, Swap
+
+_COLORS = ("#d62728", "#1f77b4", "#9467bd", "#8c564b")
+_REST = "#2ca02c"
+_GAP = 1.0
+"""Seconds without events after which a line is broken (the demo pauses between the two halves)."""
+
+
+def _rolling(x: np.ndarray, values: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Trailing mean of ``values`` over ``window`` points, placed at the window's last x."""
+    if values.size < window:
+        return np.array([]), np.array([])
+    sums = np.cumsum(np.concatenate([[0.0], values.astype(np.float64)]))
+    means = (sums[window:] - sums[:-window]) / window
+    return x[window - 1:], means
+
+
+def _break_gaps(x: np.ndarray, y: np.ndarray, gap: float) -> tuple[np.ndarray, np.ndarray]:
+    """Insert NaN where x jumps by more than ``gap`` so a pause in the stream is not drawn as a straight line."""
+    if x.size < 2:
+        return x, y
+    cut = np.flatnonzero(np.diff(x) > gap) + 1
+    return np.insert(x.astype(np.float64), cut, np.nan), np.insert(y.astype(np.float64), cut, np.nan)
+
+
+def _window(n: int) -> int:
+    return int(min(500, max(50, n // 25)))
+
+
+def _binned(x: np.ndarray, values: np.ndarray, width: float) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Per-bin p50/p99 of ``values`` and counts, bins of ``width`` seconds (empty bins left out)."""
+    if x.size == 0:
+        return np.array([]), {"p50": np.array([]), "p99": np.array([])}, np.array([])
+    bins = np.floor(x / width).astype(np.int64)
+    order = np.argsort(bins, kind="stable")
+    bins, values = bins[order], values[order]
+    edges = np.flatnonzero(np.diff(bins)) + 1
+    groups = np.split(values, edges)
+    keys = bins[np.concatenate([[0], edges])]
+    centers = (keys + 0.5) * width
+    p50 = np.array([np.percentile(group, 50) for group in groups])
+    p99 = np.array([np.percentile(group, 99) for group in groups])
+    counts = np.array([group.size for group in groups]) / width
+    return centers, {"p50": p50, "p99": p99}, counts
+
+
+def plot_report(joined: Joined, summary: Mapping[str, Any], swaps: Sequence[Swap], path: str | Path,
+                title: str | None = None) -> Path:
+    """Draw the three panels and save them to ``path`` (PNG); return the path."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    have_sent = np.isfinite(joined.sent)
+    # Time axis: seconds since the first event was sent (falls back to scored time without the input topic).
+    when = np.where(have_sent, joined.sent, joined.scored)
+    finite = np.isfinite(when)
+    t0 = float(np.min(when[finite])) if finite.any() else 0.0
+    t = when - t0
+
+    fig, (ax_acc, ax_lat, ax_rate) = plt.subplots(3, 1, figsize=(13, 11), sharex=True,
+                                                   gridspec_kw={"height_ratios": [3, 2, 1.3]})
+    stream_events = summary.get("stream_events", joined.index.size)
+    fig.suptitle(title or f"scorer demo: {stream_events:,} ride events, {len(summary.get('metrics', {}))} cities, "
+                 f"{len(swaps)} live model swaps", fontsize=15, fontweight="bold")
+
+    # 1. rolling accuracy: each swapped city alone, every other city together.
+    swapped = list(dict.fromkeys(swap.segment for swap in swaps))
+    drift = summary.get("drift") or {}
+    order = np.argsort(t, kind="stable")
+    series = [(city, joined.segments == city, _COLORS[i % len(_COLORS)]) for i, city in enumerate(swapped)]
+    if drift.get("city") and drift["city"] not in swapped:
+        series.insert(0, (drift["city"], joined.segments == drift["city"], _COLORS[-1]))
+    rest = ~np.isin(joined.segments, [name for name, _, _ in series])
+    series.append(("other cities", rest, _REST))
+    for name, mask, color in series:
+        chosen = order[mask[order] & finite[order]]
+        window = _window(chosen.size)
+        x, y = _rolling(t[chosen], joined.correct[chosen], window)
+        label = f"{name} (rolling {window} events)"
+        if name == drift.get("city"):
+            label = f"{name}, drifted (rolling {window} events)"
+        x, y = _break_gaps(x, y, _GAP)
+        ax_acc.plot(x, y, color=color, linewidth=2.0 if name != "other cities" else 1.6, label=label)
+    ax_acc.set_ylabel("accuracy against labels")
+    ax_acc.set_ylim(0.0, 1.0)
+    ax_acc.grid(True, alpha=0.3)
+    ax_acc.set_title("Prediction accuracy over time (predicted class vs. the ride's real outcome)", loc="left")
+
+    # 2. end-to-end latency, per half-second bin.
+    latency = joined.latency_ms
+    ok = have_sent & np.isfinite(latency)
+    if ok.any():
+        centers, pct, _ = _binned(t[ok], latency[ok], 0.5)
+        for key, color in (("p50", "#1f77b4"), ("p99", "#ff7f0e")):
+            x, y = _break_gaps(centers, pct[key], _GAP)
+            ax_lat.plot(x, y, color=color, linewidth=1.6, marker=".", markersize=4, label=key)
+        ax_lat.set_yscale("log")
+        plain = FuncFormatter(lambda value, _: f"{value:g}")
+        ax_lat.yaxis.set_major_formatter(plain)
+        low, high = ax_lat.get_ylim()
+        crowded = high / max(low, 1e-9) > 30  # more than ~1.5 decades: label only 2 and 5 between the powers of 10
+        ax_lat.yaxis.set_minor_formatter(FuncFormatter(
+            lambda value, _: "" if crowded and f"{value:g}"[0] not in "25" else f"{value:g}"))
+        ax_lat.legend(loc="upper right", fontsize=9)
+    else:
+        ax_lat.text(0.5, 0.5, "no send times (input topic not read)", transform=ax_lat.transAxes, ha="center")
+    ax_lat.set_ylabel("end-to-end latency (ms)")
+    ax_lat.grid(True, which="both", alpha=0.3)
+    ax_lat.set_title("Latency: prediction scored_at minus the event's Kafka send time (per 0.5 s)", loc="left")
+
+    # 3. throughput: predictions per second by scoring time.
+    scored = joined.scored[np.isfinite(joined.scored)] - t0
+    if scored.size:
+        width = 0.5
+        bins = np.arange(np.floor(scored.min()), scored.max() + width, width)
+        counts, edges = np.histogram(scored, bins=bins)
+        ax_rate.step(edges[:-1], counts / width, where="post", color="#555555", linewidth=1.2)
+    ax_rate.set_ylabel("predictions / s")
+    ax_rate.set_xlabel("seconds since the first event was sent")
+    ax_rate.grid(True, alpha=0.3)
+
+    # Swap moments and the drift onset on every panel.
+    for i, swap in enumerate(swaps):
+        color = _COLORS[swapped.index(swap.segment) % len(_COLORS)]
+        x = swap.at - t0
+        for ax in (ax_acc, ax_lat, ax_rate):
+            ax.axvline(x, color=color, linestyle="--", linewidth=1.5)
+        ax_acc.annotate(f"swap {swap.segment} -> v{swap.version}\n({swap.method})", xy=(x, 0.16 - 0.12 * (i % 2)),
+                        xytext=(4, 0), textcoords="offset points", color=color, fontsize=9, fontweight="bold")
+    if drift.get("city") and drift.get("first_index") is not None:
+        after = (joined.segments == drift["city"]) & (joined.index >= int(drift["first_index"])) & finite
+        if after.any():
+            x = float(np.min(t[after]))
+            for ax in (ax_acc, ax_lat, ax_rate):
+                ax.axvline(x, color="#444444", linestyle=":", linewidth=1.5)
+            ax_acc.annotate(f"{drift['city']} drift begins", xy=(x, 0.95), xytext=(4, 0), textcoords="offset points",
+                            color="#444444", fontsize=9, fontweight="bold")
+    ax_acc.legend(loc="lower left", fontsize=9, framealpha=0.95)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -355,11 +355,15 @@ class CassandraNode(Node):
         """True when a real CQL query succeeds (a bound port alone is not enough)."""
         if not _port_in_use(self.address, self.port):
             return False
-        return cql_ping(self.address, self.port)
+        return cql_ping(self.address, self.port, tls=self.tls_keystore is not None)
 
 
-def cql_ping(address: str, port: int) -> bool:
-    """One CQL round trip; without credentials an auth-enabled node counts as answering when it asks for them."""
+def cql_ping(address: str, port: int, tls: bool = False) -> bool:
+    """One CQL round trip; without credentials an auth-enabled node counts as answering when it asks for them.
+
+    ``tls``: the node only accepts TLS clients; the probe encrypts but does not verify the certificate
+    (it asks "is it up", not "is it trusted").
+    """
     try:
         from cassandra import AuthenticationFailed
         from cassandra.cluster import Cluster, NoHostAvailable
@@ -368,7 +372,15 @@ def cql_ping(address: str, port: int) -> bool:
     import logging
 
     logging.getLogger("cassandra").setLevel(logging.CRITICAL)
-    cluster = Cluster([address], port=port, protocol_version=5, connect_timeout=3, control_connection_timeout=3)
+    context = None
+    if tls:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # noqa: S503 - readiness probe only, never used for data
+    cluster = Cluster([address], port=port, protocol_version=5, connect_timeout=3, control_connection_timeout=3,
+                      ssl_context=context)
     try:
         session = cluster.connect()
         session.execute("SELECT release_version FROM system.local", timeout=5)

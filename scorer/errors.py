@@ -33,5 +33,9 @@ class ChecksumMismatch(StoreError):
     """Stored weights whose bytes do not match the checksum recorded at publish time."""
 
 
+class BrokerUnavailable(ScorerError):
+    """The Kafka brokers cannot be reached or refuse our TLS/SASL credentials; the message names them."""
+
+
 class InvalidEvent(ScorerError, ValueError):
     """An input event that cannot be scored; its message becomes the dead letter's reason."""

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from cassandra import DriverException
 
 from scorer import schema
 from scorer.cli.base import CliContext, main, pass_cli
+from scorer.errors import StoreError
 from scorer.store.connection import connect
 
 
@@ -25,6 +27,10 @@ def apply_cmd(cli: CliContext, directory: Path | None) -> None:
     cluster, session = connect(settings)
     try:
         names = schema.apply(session, settings, directory)
+    except DriverException as exc:  # e.g. Unauthorized for a role without CREATE: one line, no traceback
+        detail = str(exc).splitlines()[0][:300] if str(exc) else ""
+        raise StoreError(f"schema apply on keyspace {settings.keyspace} failed: {type(exc).__name__}: {detail}") \
+            from None
     finally:
         cluster.shutdown()
     click.echo(f"schema applied to keyspace {settings.keyspace}: {', '.join(names)}")

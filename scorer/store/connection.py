@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 
 from cassandra import AuthenticationFailed, ConsistencyLevel
@@ -60,20 +61,34 @@ def build_cluster(settings: Settings) -> Cluster:
 def describe_failure(settings: Settings, exc: BaseException) -> str:
     """One line naming the hosts tried and why, with no secret in it."""
     hosts = ", ".join(f"{host}:{settings.cassandra_port}" for host in settings.cassandra_hosts)
+    tls = settings.cassandra_ca is not None
     if isinstance(exc, NoHostAvailable) and exc.errors:
         reasons = {type(err).__name__ if not isinstance(err, AuthenticationFailed) else "authentication failed"
                    for err in exc.errors.values()}
-        detail = "; ".join(sorted(_short_reason(err) for err in exc.errors.values())) or ", ".join(sorted(reasons))
+        detail = "; ".join(sorted(_short_reason(err, tls) for err in exc.errors.values())) or ", ".join(sorted(reasons))
         return f"cannot reach Cassandra at {hosts}: {detail}"
-    return f"cannot reach Cassandra at {hosts}: {_short_reason(exc)}"
+    return f"cannot reach Cassandra at {hosts}: {_short_reason(exc, tls)}"
 
 
-def _short_reason(err: BaseException) -> str:
-    if isinstance(err, AuthenticationFailed) or "AuthenticationFailed" in repr(err) or "Bad credentials" in str(err):
+_VERIFY_FAILED = re.compile(r"certificate verify failed: ([^(]+?)\s*(?:\(_ssl|$)")
+
+
+def _short_reason(err: BaseException, tls: bool = True) -> str:
+    text = str(err)
+    if "requires authentication" in text:
+        return "the server requires authentication; set SCORER_CASSANDRA_USER and SCORER_CASSANDRA_PASSWORD"
+    if isinstance(err, AuthenticationFailed) or "AuthenticationFailed" in repr(err) or "Bad credentials" in text:
         return "authentication failed (check SCORER_CASSANDRA_USER/SCORER_CASSANDRA_PASSWORD)"
-    if isinstance(err, ssl.SSLError) or "SSL" in type(err).__name__ or "CERTIFICATE_VERIFY_FAILED" in str(err):
-        return f"TLS handshake failed ({str(err).splitlines()[0][:160]}); check SCORER_CASSANDRA_CA"
-    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(err, ssl.SSLCertVerificationError):
+        match = _VERIFY_FAILED.search(text)
+        reason = match.group(1) if match else "certificate verify failed"
+        return f"TLS certificate not trusted ({reason}); check SCORER_CASSANDRA_CA"
+    if isinstance(err, ssl.SSLError) or "SSL" in type(err).__name__:
+        return f"TLS handshake failed ({text.splitlines()[0][:160]}); check SCORER_CASSANDRA_CA"
+    if isinstance(err, ConnectionResetError):
+        return "connection reset by the server" if tls else (
+            "connection reset by the server (does it require TLS? set SCORER_CASSANDRA_CA)")
+    text = text.splitlines()[0] if text else type(err).__name__
     return text[:200]
 
 

@@ -40,17 +40,32 @@ def _float(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-def quantile_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
-    """Deduplicated quantile edges of the non-missing ``values`` (empty when there are none)."""
+def _sorted_quantiles(present: np.ndarray, n_bins: int) -> np.ndarray:
+    """Linear-interpolation quantiles at 0, 1/n_bins, ..., 1 of sorted, NaN-free ``present`` (numpy's default
+    method), clamped to their neighbours so rounding can never push an edge past the data's min or max."""
+    positions = np.linspace(0.0, 1.0, n_bins + 1) * (present.size - 1)
+    lower = np.floor(positions).astype(np.int64)
+    upper = np.minimum(lower + 1, present.size - 1)
+    low, high = present[lower], present[upper]
+    values = low + (high - low) * (positions - lower)
+    return np.clip(values, low, high)
+
+
+def _edges_from_sorted(present: np.ndarray, n_bins: int) -> np.ndarray:
     if n_bins < 1:
         raise ValueError(f"n_bins must be >= 1; got {n_bins}")
-    present = values[~np.isnan(values)]
     if present.size == 0:
         return np.empty(0, dtype=np.float64)
-    edges = np.unique(np.quantile(present, np.linspace(0.0, 1.0, n_bins + 1)))
+    edges = np.unique(_sorted_quantiles(present, n_bins))
     if edges.size == 1:
         edges = np.repeat(edges, 2)  # constant feature: one closed bin [c, c]
     return edges
+
+
+def quantile_edges(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> np.ndarray:
+    """Deduplicated quantile edges of the non-missing ``values`` (empty when there are none)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return _edges_from_sorted(np.sort(values[~np.isnan(values)]), n_bins)
 
 
 def bin_counts(values: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, int, int, int]:
@@ -87,27 +102,38 @@ def bin_shares(values: np.ndarray, edges: np.ndarray) -> dict[str, Any]:
     }
 
 
-def column_stats(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
-    """Statistics of one feature column (NaN = missing); see the module docstring."""
-    values = np.asarray(values, dtype=np.float64).ravel()
-    present = values[~np.isnan(values)]
-    n_rows = int(values.size)
+def _sorted_column_stats(present: np.ndarray, n_rows: int, n_bins: int) -> dict[str, Any]:
+    """Stats from the sorted non-missing values: bin counts are searchsorted differences, no per-value pass."""
     count = int(present.size)
-    edges = quantile_edges(values, n_bins)
-    shares = bin_shares(values, edges)
+    edges = _edges_from_sorted(present, n_bins)
+    if count:
+        # Values < e_i for every edge, and <= the last edge (the last bin is closed).
+        left = np.searchsorted(present, edges, side="left")
+        through_last = int(np.searchsorted(present, edges[-1], side="right"))
+        counts = np.diff(np.r_[left[:-1], through_last])  # edges has >= 2 entries whenever count > 0
+        below, above = int(left[0]), count - through_last
+        hist = (counts / count).tolist()
+    else:
+        hist, below, above = [], 0, 0
     return {
         "count": count,
         "n_missing": n_rows - count,
-        "missing_rate": shares["missing_rate"],
+        "missing_rate": (n_rows - count) / n_rows if n_rows else 0.0,
         "mean": _float(present.mean()) if count else None,
         "std": _float(present.std()) if count else None,
-        "min": _float(present.min()) if count else None,
-        "max": _float(present.max()) if count else None,
+        "min": _float(present[0]) if count else None,
+        "max": _float(present[-1]) if count else None,
         "edges": edges.tolist(),
-        "hist": shares["hist"],
-        "below": shares["below"],
-        "above": shares["above"],
+        "hist": hist,
+        "below": below / count if count else 0.0,
+        "above": above / count if count else 0.0,
     }
+
+
+def column_stats(values: np.ndarray, n_bins: int = DEFAULT_BINS) -> dict[str, Any]:
+    """Statistics of one feature column (NaN = missing); see the module docstring."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return _sorted_column_stats(np.sort(values[~np.isnan(values)]), int(values.size), n_bins)
 
 
 def target_stats(y: np.ndarray, classes: Sequence[Any] | None) -> dict[str, Any]:
@@ -133,11 +159,15 @@ def feature_stats(X: np.ndarray, feature_names: Sequence[str], *, n_bins: int = 
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise ValueError(f"X must be 2-D with {len(feature_names)} columns (one per feature); got shape {X.shape}")
+    ordered = np.sort(X, axis=0)  # one sort for every column; NaN sorts last
+    present = np.count_nonzero(~np.isnan(X), axis=0)
+    n_rows = int(X.shape[0])
     out: dict[str, Any] = {
         "schema": STATS_SCHEMA,
-        "n_rows": int(X.shape[0]),
+        "n_rows": n_rows,
         "n_bins": n_bins,
-        "features": {name: column_stats(X[:, j], n_bins) for j, name in enumerate(feature_names)},
+        "features": {name: _sorted_column_stats(ordered[: present[j], j], n_rows, n_bins)
+                     for j, name in enumerate(feature_names)},
     }
     if y is not None:
         out["target"] = target_stats(np.asarray(y), classes)

@@ -106,3 +106,24 @@ def test_histogram_properties(values: np.ndarray, n_bins: int) -> None:
         assert stats["below"] == 0.0 and stats["above"] == 0.0
     counts, below, above, missing = bin_counts(values, edges)
     assert int(counts.sum()) + below + above + missing == values.size
+    # The sorted fast path agrees with the reference binning rule and with numpy's quantiles.
+    assert stats["hist"] == pytest.approx(bin_shares(values, edges)["hist"], abs=1e-12)
+    present = values[~np.isnan(values)]
+    if present.size:
+        assert edges[0] == present.min() and edges[-1] == present.max()
+        expected = np.unique(np.quantile(present, np.linspace(0, 1, n_bins + 1)))
+        if expected.size > 1:
+            np.testing.assert_allclose(edges, expected, rtol=1e-12, atol=1e-9)
+
+
+def test_feature_stats_matches_column_stats(rng: np.random.Generator) -> None:
+    X = rng.normal(size=(200, 4))
+    X[rng.random(X.shape) < 0.2] = np.nan
+    X[:, 3] = np.nan
+    stats = feature_stats(X, ["a", "b", "c", "d"], n_bins=7)
+    for j, name in enumerate("abcd"):
+        expected = column_stats(X[:, j], 7)
+        got = stats["features"][name]
+        assert got.keys() == expected.keys()
+        for key in got:
+            assert got[key] == (expected[key] if expected[key] is None else pytest.approx(expected[key])), key

@@ -78,6 +78,8 @@ class Model:
         self.n_inputs = self._parse_preprocess()
         self._owns_input = bool(self._steps)
         self._validate()
+        # Scan every input for NaN/inf only when nothing else catches them (decided once, not per call).
+        self._scan_input = not (self.checks_own_input or self.accepts_missing)
         unused = sorted(set(weights.arrays) - self._used)
         if unused:
             raise InvalidWeights(f"{self._what()}: unexpected arrays {unused} (not read by this architecture)")
@@ -96,18 +98,24 @@ class Model:
         """
         if type(X) is not np.ndarray or X.dtype is not _F64 or not X.flags.c_contiguous:
             X = self._coerce(X)
-        if X.ndim != 2 or X.shape[1] != self.n_features:
-            raise ValueError(
-                f"{self._what()}: X must be 2-D with {self.n_features} columns {list(self.feature_names)[:8]}"
-                f"{'...' if self.n_features > 8 else ''}; got shape {X.shape}"
-            )
-        if X.shape[0] == 0:  # kernels need not handle empty batches
-            return np.empty((0, len(self.classes)) if self.classes is not None else (0,))
-        for step in self._steps:
-            X = step(X)
-        if not (self.checks_own_input or self.accepts_missing) and not np.isfinite(X).all():
+        shape = X.shape
+        if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
+            return self._odd_shape(X)
+        if self._steps:
+            for step in self._steps:
+                X = step(X)
+        if self._scan_input and not np.isfinite(X).all():
             self._reject_nonfinite(X)
         return self._predict(X)
+
+    def _odd_shape(self, X: np.ndarray) -> np.ndarray:
+        """Empty batches get an empty result (kernels never see them); other shapes are refused."""
+        if X.ndim == 2 and X.shape[1] == self.n_features:
+            return np.empty((0, len(self.classes)) if self.classes is not None else (0,))
+        raise ValueError(
+            f"{self._what()}: X must be 2-D with {self.n_features} columns {list(self.feature_names)[:8]}"
+            f"{'...' if self.n_features > 8 else ''}; got shape {X.shape}"
+        )
 
     def __repr__(self) -> str:
         return (

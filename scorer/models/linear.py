@@ -45,7 +45,7 @@ class LinearModel(Model):
         self._b = float(self._intercept[0])
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        y = X @ self._coef
+        y = X.dot(self._coef)
         y += self._b
         if not np.isfinite(y).all():
             self._reject_nonfinite(X)
@@ -77,39 +77,48 @@ class LogisticModel(Model):
         self._w = np.ascontiguousarray(coef[0])
         self._b = float(intercept[0])
         self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
+        # Bind the kernel once so a call pays no mode dispatch.
+        self._predict = self._predict_binary if binary else self._predict_multi  # type: ignore[method-assign]
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        if self._mode == "binary" or self._mode == "binary-softmax":
-            if X.shape[0] == 1:
-                return self._predict_one(X)
-            z = X @ self._w
-            z += self._b
-            if not np.isfinite(z).all():
+        if self._mode in ("binary", "binary-softmax"):
+            return self._predict_binary(X)
+        return self._predict_multi(X)
+
+    def _predict_binary(self, X: np.ndarray) -> np.ndarray:
+        if X.shape[0] == 1:
+            # One row without array temporaries: the latency path of a streaming scorer.
+            # ndarray.dot(...).item() is several times cheaper than float(X[0] @ w) for tiny inputs.
+            z = X.dot(self._w).item() + self._b
+            if not _isfinite(z):
                 self._reject_nonfinite(X)
-            if self._mode == "binary-softmax":
-                return softmax_(np.stack([-z, z], axis=1))
-            expit_(z)
-            out = np.empty((z.shape[0], 2))
-            out[:, 1] = z
-            np.subtract(1.0, z, out=out[:, 0])
+            z *= self._scale  # softmax([-z, z]) == expit(2z)
+            if z >= 0.0:
+                p = 1.0 / (1.0 + _exp(-z))
+            else:
+                e = _exp(z)
+                p = e / (1.0 + e)
+            out = np.empty((1, 2))
+            out[0, 0] = 1.0 - p
+            out[0, 1] = p
             return out
-        z = X @ self._coef_t
+        z = X.dot(self._w)
+        z += self._b
+        if not np.isfinite(z).all():
+            self._reject_nonfinite(X)
+        if self._scale != 1.0:
+            return softmax_(np.stack([-z, z], axis=1))
+        expit_(z)
+        out = np.empty((z.shape[0], 2))
+        out[:, 1] = z
+        np.subtract(1.0, z, out=out[:, 0])
+        return out
+
+    def _predict_multi(self, X: np.ndarray) -> np.ndarray:
+        z = X.dot(self._coef_t)
         z += self._intercept
         if not np.isfinite(z).all():
             self._reject_nonfinite(X)
         if self._mode == "softmax":
             return softmax_(z)
         return ovr_normalise_(expit_(z))
-
-    def _predict_one(self, X: np.ndarray) -> np.ndarray:
-        """One row without array temporaries: the latency path of a streaming scorer."""
-        z = float(X[0] @ self._w) + self._b
-        if not _isfinite(z):
-            self._reject_nonfinite(X)
-        z *= self._scale  # softmax([-z, z]) == expit(2z)
-        if z >= 0.0:
-            p = 1.0 / (1.0 + _exp(-z))
-        else:
-            e = _exp(z)
-            p = e / (1.0 + e)
-        return np.array([[1.0 - p, p]])

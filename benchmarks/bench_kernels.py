@@ -1,0 +1,236 @@
+"""Scoring-kernel benchmark: ``Model.predict`` against scikit-learn (and bare numpy for the linear case).
+
+For a logistic regression on 20 features, a 50-tree random forest of depth 8, gradient-boosted models and an
+MLP, times ``Model.predict`` at batch sizes 1, 64 and 4096 against scikit-learn's ``predict_proba`` on the
+same inputs (medians of timeit-style repeats, all in one run so ratios compare like with like), checks
+parity, and measures each model's resident size against the size of its arrays. Rows whose architecture
+is not exportable yet are reported as missing rather than failing. Prints a table, writes
+reports/bench_kernels.json.
+
+    .venv/bin/python benchmarks/bench_kernels.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import platform
+import statistics
+import sys
+import timeit
+import tracemalloc
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import sklearn
+from rich.console import Console
+from rich.table import Table
+from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neural_network import MLPClassifier
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from scorer.errors import UnsupportedModel  # noqa: E402
+from scorer.models import ModelWeights, build  # noqa: E402
+from trainers import export  # noqa: E402
+
+N_FEATURES = 20
+BATCHES = (1, 64, 4096)
+# (name, target) pairs checked at the end: speedup = sklearn time / scorer time, ratio = scorer / numpy.
+TARGETS = {
+    ("logistic", 1, "speedup"): 50.0,
+    ("logistic", 4096, "vs_numpy"): 1.5,
+    ("forest", 1, "speedup"): 20.0,
+    ("forest", 4096, "speedup"): 1.0,
+    ("gbt", 4096, "speedup"): 1.0,
+    ("hgb", 4096, "speedup"): 1.0,
+}
+
+
+def median_time(fn: Callable[[], Any], budget: float, repeat: int = 7) -> float:
+    """Median seconds per call over ``repeat`` runs, each looping enough calls to last ~budget/repeat."""
+    fn()
+    number = 1
+    while True:
+        t = timeit.timeit(fn, number=number)
+        if t >= budget / repeat / 2 or number >= 1_000_000:
+            break
+        number *= 2 if t > budget / repeat / 8 else 8
+    return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number
+
+
+def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, N_FEATURES))
+    y = (X[:, :5] @ rng.normal(size=5) + 0.5 * rng.normal(size=n) > 0).astype(int)
+    return X, y
+
+
+def estimators(quick: bool) -> list[tuple[str, Any]]:
+    return [
+        ("logistic", LogisticRegression(max_iter=500)),
+        ("forest", RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0)),
+        ("gbt", GradientBoostingClassifier(n_estimators=50 if quick else 100, max_depth=3, random_state=0)),
+        ("hgb", HistGradientBoostingClassifier(max_iter=50 if quick else 100, random_state=0)),
+        ("mlp", MLPClassifier(hidden_layer_sizes=(64, 32), max_iter=50 if quick else 200, random_state=0)),
+    ]
+
+
+def resident_bytes(blob: bytes) -> int:
+    """Bytes still allocated after decoding and building a model from its stored blob (the model kept alive)."""
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    model = build(ModelWeights.from_bytes(blob))
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    del model
+    return after - before
+
+
+def bare_numpy(coef: np.ndarray, intercept: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+    """The bare expression a hand-written scorer would use: ``sigmoid(X @ coef.T + b)``."""
+
+    def fn(X: np.ndarray) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-(X @ coef.T + intercept)))
+
+    return fn
+
+
+def run(quick: bool) -> dict[str, Any]:
+    budget = 0.15 if quick else 0.6
+    X_train, y_train = data(5000, seed=0)
+    X_test, _ = data(max(BATCHES), seed=1)
+    rows: list[dict[str, Any]] = []
+    memory: list[dict[str, Any]] = []
+    missing: list[dict[str, str]] = []
+    for name, est in estimators(quick):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X_train, y_train)
+        try:
+            weights = export(est)
+        except UnsupportedModel as exc:
+            missing.append({"model": name, "estimator": type(est).__name__, "reason": str(exc).split(".")[0]})
+            continue
+        model = build(weights)
+        parity = float(np.abs(model.predict(X_test) - est.predict_proba(X_test)).max())
+        blob = weights.to_bytes()
+        res = resident_bytes(blob)
+        memory.append(
+            {
+                "model": name,
+                "arch": weights.arch,
+                "arrays_bytes": weights.nbytes,
+                "blob_bytes": len(blob),
+                "resident_bytes": res,
+                "resident_over_arrays": res / max(weights.nbytes, 1),
+            }
+        )
+        baseline = None
+        if name == "logistic":
+            baseline = bare_numpy(weights.arrays["coef"], weights.arrays["intercept"])
+        for batch in BATCHES:
+            X = np.ascontiguousarray(X_test[:batch])
+            t_model = median_time(lambda X=X, f=model.predict: f(X), budget)
+            t_sk = median_time(lambda X=X, f=est.predict_proba: f(X), budget)
+            row: dict[str, Any] = {
+                "model": name,
+                "arch": weights.arch,
+                "estimator": type(est).__name__,
+                "batch": batch,
+                "scorer_s": t_model,
+                "sklearn_s": t_sk,
+                "speedup": t_sk / t_model,
+                "max_abs_diff": parity,
+            }
+            if baseline is not None:
+                t_np = median_time(lambda X=X, f=baseline: f(X), budget)
+                row["numpy_s"] = t_np
+                row["vs_numpy"] = t_model / t_np
+            rows.append(row)
+    targets = []
+    for (name, batch, metric), target in TARGETS.items():
+        row = next((r for r in rows if r["model"] == name and r["batch"] == batch), None)
+        value = None if row is None else row.get(metric)
+        ok = None if value is None else (value <= target if metric == "vs_numpy" else value >= target)
+        targets.append({"model": name, "batch": batch, "metric": metric, "target": target, "value": value, "ok": ok})
+    return {
+        "env": {
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "sklearn": sklearn.__version__,
+            "machine": platform.machine(),
+            "quick": quick,
+        },
+        "rows": rows,
+        "memory": memory,
+        "missing": missing,
+        "targets": targets,
+    }
+
+
+def us(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1e6:,.1f}"
+
+
+def show(report: dict[str, Any], console: Console) -> None:
+    table = Table(title="Model.predict vs scikit-learn predict_proba (median µs per call)")
+    for col in ("model", "batch", "scorer µs", "sklearn µs", "speedup", "numpy µs", "scorer/numpy", "max |diff|"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report["rows"]:
+        table.add_row(
+            r["model"],
+            str(r["batch"]),
+            us(r["scorer_s"]),
+            us(r["sklearn_s"]),
+            f"{r['speedup']:.1f}x",
+            us(r.get("numpy_s")),
+            f"{r['vs_numpy']:.2f}" if "vs_numpy" in r else "-",
+            f"{r['max_abs_diff']:.1e}",
+        )
+    console.print(table)
+    mem = Table(title="Resident size after decode + build vs array bytes")
+    for col in ("model", "arch", "arrays", "blob", "resident", "resident/arrays"):
+        mem.add_column(col, justify="left" if col in ("model", "arch") else "right")
+    for m in report["memory"]:
+        mem.add_row(
+            m["model"], m["arch"], f"{m['arrays_bytes']:,}", f"{m['blob_bytes']:,}", f"{m['resident_bytes']:,}",
+            f"{m['resident_over_arrays']:.2f}",
+        )
+    console.print(mem)
+    tg = Table(title="Targets")
+    for col in ("model", "batch", "metric", "target", "value", "ok"):
+        tg.add_column(col)
+    for t in report["targets"]:
+        value = "-" if t["value"] is None else f"{t['value']:.2f}"
+        ok = {True: "[green]yes[/]", False: "[red]NO[/]", None: "n/a"}[t["ok"]]
+        cmp = "<=" if t["metric"] == "vs_numpy" else ">="
+        tg.add_row(t["model"], str(t["batch"]), t["metric"], f"{cmp} {t['target']}", value, ok)
+    console.print(tg)
+    for m in report["missing"]:
+        console.print(f"[yellow]not benchmarked[/]: {m['model']} ({m['estimator']}): {m['reason']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="shorter timings and smaller boosted models")
+    parser.add_argument("--out", type=Path, default=ROOT / "reports" / "bench_kernels.json")
+    args = parser.parse_args()
+    report = run(args.quick)
+    show(report, Console())
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     app_id: str = "scorer"
     """Faust application id: workers with the same id share the input topic's partitions."""
+    changes_topic: str = "model-changes"
+    """Kafka topic of pointer-change notices: written by activate/rollback/canary/promote/release, read by workers."""
 
     _split_hosts = field_validator("cassandra_hosts", "replication_dcs", mode="before")(_split_csv)
 

@@ -1,0 +1,113 @@
+"""Streaming commands: ``scorer worker`` (score a topic, hot-swapping models) and ``scorer send`` (produce events)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+import click
+
+from scorer.cli.base import CliContext, main, pass_cli
+from scorer.errors import ConfigError
+
+
+@main.command("worker")
+@click.option("--input-topic", default="events", show_default=True, help="Topic of input events.")
+@click.option("--output-topic", default="predictions", show_default=True, help="Topic for predictions.")
+@click.option("--dlq-topic", default="events-dlq", show_default=True, help="Topic for dead letters.")
+@click.option("--changes-topic", help="Topic of pointer-change notices, read without a consumer group "
+              "[default: SCORER_CHANGES_TOPIC or model-changes].")
+@click.option("--models", help="Comma-separated models to serve [default: every model with active rows].")
+@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+              help="Seconds between reads of each served model's active_models partition.")
+@click.option("--batch-size", type=int, default=1000, show_default=True, help="Most events per micro-batch.")
+@click.option("--batch-window-ms", type=float, default=10.0, show_default=True,
+              help="Longest wait for a micro-batch to fill, in milliseconds.")
+@click.option("--max-models", type=int, default=10_000, show_default=True,
+              help="(model, segment) entries kept in memory; least recently used ones are evicted beyond this.")
+@click.option("--fallback-segment", default="__default__", show_default=True,
+              help="Segment whose model serves segments without one ('' for none).")
+@click.option("--web-port", type=int, default=6066, show_default=True, help="Port of /metrics and /models.")
+@click.option("--web-host", default="0.0.0.0", show_default=True, help="Address the web port binds to.")  # noqa: S104
+@click.option("--app-id", help="Consumer group shared by workers that split the input [default: SCORER_APP_ID].")
+@click.option("--partitions", type=int, default=8, show_default=True,
+              help="Partitions of topics created because they are missing.")
+@click.option("--max-message-bytes", type=int, default=256 * 1024, show_default=True,
+              help="Larger input messages become dead letters.")
+@click.option("--max-features", type=int, default=1024, show_default=True,
+              help="Events with more features become dead letters.")
+@click.option("--commit-interval", type=float, default=1.0, show_default=True,
+              help="Seconds between offset commits (a crash re-scores at most about this much).")
+@click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
+@click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
+@pass_cli
+def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: str, changes_topic: str | None,
+               models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
+               fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
+               max_message_bytes: int, max_features: int, commit_interval: float, no_changes: bool,
+               loglevel: str) -> None:
+    """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
+    from pydantic import ValidationError
+
+    from scorer.stream.app import run_worker
+    from scorer.stream.worker import WorkerConfig
+
+    try:
+        config = WorkerConfig(
+            input_topic=input_topic, output_topic=output_topic, dlq_topic=dlq_topic,
+            changes_topic=changes_topic or cli.settings.changes_topic,
+            follow_changes=not no_changes, models=models or (), poll_interval=poll_interval, batch_size=batch_size,
+            batch_window_ms=batch_window_ms, max_models=max_models, fallback_segment=fallback_segment or None,
+            web_port=web_port, web_host=web_host, app_id=app_id, partitions=partitions,
+            max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
+        )
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first.get("loc", ())) or "option"
+        raise ConfigError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
+    run_worker(cli.settings, config, loglevel=loglevel)
+
+
+@main.command("send")
+@click.option("--data", "data_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV (.csv/.tsv, optionally .gz) or Parquet file.")
+@click.option("--model", required=True, help="Model named in every event.")
+@click.option("--segment-col", required=True, help="Column holding each row's segment.")
+@click.option("--features", help="Comma-separated feature columns [default: every numeric column].")
+@click.option("--id-col", help="Column of event ids [default: e-<row number>].")
+@click.option("--topic", default="events", show_default=True, help="Topic to produce to.")
+@click.option("--rate", type=float, help="Events per second [default: as fast as possible].")
+@click.option("--limit", type=int, help="Send only the first N rows.")
+@pass_cli
+def send_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, features: str | None,
+             id_col: str | None, topic: str, rate: float | None, limit: int | None) -> None:
+    """Produce one event per row of a file, keyed by event id, with a progress bar."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from scorer.stream.send import read_rows, send_rows
+
+    if limit is not None and limit < 0:
+        raise ConfigError(f"--limit must be 0 or more; got {limit}")
+    names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+    rows = read_rows(data_path, segment_col, names, id_col, limit)
+    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+                  TimeElapsedColumn(), transient=False) as progress:
+        task = progress.add_task("send", total=len(rows), rate="")
+
+        def advance(n: int) -> None:
+            done = progress.tasks[0].completed + n
+            elapsed = progress.tasks[0].elapsed or 0.0
+            progress.update(task, advance=n, rate=f"{done / elapsed:,.0f}/s" if elapsed > 0 else "")
+
+        try:
+            sent = asyncio.run(send_rows(cli.settings, rows, model, topic, rate=rate, progress=advance))
+        except ConfigError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line, naming the brokers
+            from scorer.errors import BrokerUnavailable
+            from scorer.kafka import describe_failure
+
+            raise BrokerUnavailable(describe_failure(cli.settings, exc)) from None
+    click.echo(f"sent {sent} events for model {model} ({len(set(rows.segments))} segments) to {topic}")

@@ -1,0 +1,153 @@
+"""The faust app of a scoring worker, built by a factory (no app object exists at import time).
+
+``create_app(settings, config)`` wires a :class:`~scorer.stream.worker.ScoringWorker` into faust: one agent
+on the input topic (raw bytes, ``noack_take`` batches, explicit acks after delivery), tasks for startup,
+the pointer poll and the ``model-changes`` listener, and two pages on the web port: ``/metrics``
+(Prometheus text) and ``/models`` (JSON). ``run_worker`` runs it with ``faust.Worker`` until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any
+
+import faust
+import orjson
+
+from scorer.config import Settings
+from scorer.stream.metrics import CONTENT_TYPE, WorkerMetrics
+from scorer.stream.scoring import BatchHook
+from scorer.stream.worker import ScoringWorker, WorkerConfig
+
+log = logging.getLogger(__name__)
+
+WORKER_ATTR = "scorer_worker"
+"""Attribute of the faust app holding its ScoringWorker (for tests, benchmarks and extensions)."""
+
+Task = Callable[[ScoringWorker], Awaitable[None]]
+
+
+def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[BatchHook] = (),
+               tasks: Iterable[Task] = (), store_factory: Callable[[], Any] | None = None,
+               metrics: WorkerMetrics | None = None, **faust_options: Any) -> faust.App:
+    """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
+    from scorer.kafka import faust_broker_options
+
+    runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
+    app_id = config.resolved_app_id(settings)
+    datadir = config.resolved_datadir(settings)
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {
+        **faust_broker_options(settings),
+        "value_serializer": "raw",
+        "key_serializer": "raw",
+        "web_enabled": config.web_enabled,
+        "web_port": config.web_port,
+        "web_bind": config.web_host,
+        "web_in_thread": False,
+        "datadir": str(datadir),
+        "topic_partitions": config.partitions,
+        "topic_allow_declare": False,
+        "consumer_auto_offset_reset": "earliest",
+        "broker_commit_interval": config.commit_interval,
+        "stream_buffer_maxsize": config.stream_buffer,
+        "broker_max_poll_records": max(500, config.batch_size),
+        "producer_linger": 0.0,
+        "stream_wait_empty": True,
+    }
+    options.update(faust_options)
+    app = faust.App(app_id, **options)
+    setattr(app, WORKER_ATTR, runtime)
+    topic = app.topic(config.input_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
+                      key_serializer="raw")
+
+    async def score(stream: Any) -> None:
+        await runtime.run_agent(stream)
+
+    app.agent(topic, name=f"{app_id}.score", concurrency=1)(score)
+
+    def guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            try:
+                await body()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a background task must never take the worker down
+                log.exception("%s stopped with an error", name)
+        run.__name__ = run.__qualname__ = name
+        return run
+
+    async def start_runtime() -> None:
+        try:
+            await runtime.start()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - cannot serve at all: stop the worker with the reason
+            log.critical("worker cannot start: %s: %s", type(exc).__name__, exc)
+            await app.crash(exc)
+
+    app.task(start_runtime)
+    app.task(guarded("poll", runtime.poll_loop))
+    app.task(guarded("notices", runtime.notices_loop))
+    for extra in tasks:
+        app.task(guarded(getattr(extra, "__name__", "task"), lambda extra=extra: extra(runtime)))
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(runtime.metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.page("/models")
+    async def models_page(web: Any, request: Any) -> Any:
+        return web.bytes(orjson.dumps(runtime.describe(), option=orjson.OPT_INDENT_2),
+                         content_type="application/json")
+
+    async def on_shutdown(sender: Any = None, **kwargs: Any) -> None:
+        await runtime.stop()
+
+    app.on_before_shutdown.connect(on_shutdown)
+    return app
+
+
+def worker_of(app: faust.App) -> ScoringWorker:
+    return getattr(app, WORKER_ATTR)
+
+
+async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:
+    """Create the missing topics (name -> partitions); returns the ones created. Existing ones are left as is."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from aiokafka.errors import TopicAlreadyExistsError
+
+    from scorer.kafka import aiokafka_options
+
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
+        created = []
+        for new in missing:
+            try:
+                await admin.create_topics([new])
+                created.append(new.name)
+            except TopicAlreadyExistsError:
+                pass
+        return created
+    finally:
+        await admin.close()
+
+
+def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "info",
+               hooks: Sequence[BatchHook] = ()) -> None:
+    """Create missing topics, then run one worker until SIGTERM/SIGINT (blocking; exits the process)."""
+    topics = {config.input_topic: config.partitions, config.output_topic: config.partitions,
+              config.dlq_topic: config.partitions}
+    if config.follow_changes:
+        topics[config.changes_topic] = 1
+    created = asyncio.run(ensure_topics(settings, topics))
+    if created:
+        log.info("created topics: %s", ", ".join(created))
+    app = create_app(settings, config, hooks=hooks)
+    worker = faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()

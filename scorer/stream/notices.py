@@ -1,0 +1,143 @@
+"""The ``model-changes`` topic: small JSON notices that make pointer changes reach workers faster than a poll.
+
+A notice ``{"model", "segment", "action", "version", "at"}`` is only a hint: workers re-read the model's
+``active_models`` partition when one arrives, and the poll catches every change anyway (a lost notice costs
+at most one poll interval). So publishing is best effort for the CLI, and workers read the topic with a
+plain consumer outside any consumer group (every worker must see every notice), starting at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict
+
+from scorer.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TOPIC = "model-changes"
+
+
+class Notice(BaseModel):
+    """One pointer change, as published on ``model-changes``."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    model: str
+    segment: str | None = None
+    """None (or absent) for a change that touches many segments at once, e.g. a release."""
+    action: str
+    version: int | None = None
+    at: str
+
+
+def encode_notice(model: str, segment: str | None, action: str, version: int | None,
+                  at: datetime | None = None) -> bytes:
+    at = at or datetime.now(UTC)
+    return orjson.dumps({"model": model, "segment": segment, "action": action, "version": version,
+                         "at": at.isoformat()})
+
+
+def decode_notice(raw: bytes | None) -> Notice | None:
+    """The notice in a message, or None for anything that is not one (logged, never raised)."""
+    if not raw:
+        return None
+    try:
+        return Notice.model_validate(orjson.loads(raw))
+    except Exception as exc:  # noqa: BLE001 - a bad notice is ignored; the poll still catches the change
+        log.warning("ignoring a malformed model-changes notice (%s): %r", type(exc).__name__, raw[:200])
+        return None
+
+
+def _aiokafka_options(settings: Settings) -> dict[str, Any]:
+    from scorer.kafka import aiokafka_options
+
+    return aiokafka_options(settings)
+
+
+async def publish_notice_async(settings: Settings, model: str, segment: str | None, action: str,
+                               version: int | None, *, topic: str = DEFAULT_TOPIC, timeout: float = 5.0) -> None:
+    """Publish one notice and wait for the broker's acknowledgement (raises on failure or timeout)."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**_aiokafka_options(settings), acks="all", request_timeout_ms=int(timeout * 1000))
+
+    async def run() -> None:
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, encode_notice(model, segment, action, version), key=model.encode())
+        finally:
+            await producer.stop()
+
+    await asyncio.wait_for(run(), timeout)
+
+
+def publish_notice(settings: Settings, model: str, segment: str | None, action: str, version: int | None, *,
+                   topic: str = DEFAULT_TOPIC, timeout: float = 5.0) -> None:
+    """Blocking :func:`publish_notice_async` for the CLI (raises on failure; callers only warn)."""
+    asyncio.run(publish_notice_async(settings, model, segment, action, version, topic=topic, timeout=timeout))
+
+
+async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[Notice], Awaitable[None]],
+                         *, stopped: asyncio.Event | None = None, ready: asyncio.Event | None = None,
+                         retry_delay: float = 2.0) -> None:
+    """Read ``topic`` from its end, with no consumer group, calling ``on_notice`` for each notice, forever.
+
+    Broker errors are logged and retried (the poll covers the gap); ``on_notice`` failures are logged.
+    ``ready`` is set once the consumer is positioned at the end of every partition.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    stopped = stopped or asyncio.Event()
+    warned = False
+    while not stopped.is_set():
+        consumer = AIOKafkaConsumer(**_aiokafka_options(settings), group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="latest")
+        try:
+            await consumer.start()
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be brand new
+                partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                raise RuntimeError(f"topic {topic!r} does not exist")
+            assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assignment)
+            await consumer.seek_to_end(*assignment)
+            for tp in assignment:  # resolve the end offsets now, so notices sent after `ready` are seen
+                await consumer.position(tp)
+            if warned:
+                log.warning("following %s again", topic)
+            warned = False
+            if ready is not None:
+                ready.set()
+            while not stopped.is_set():
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        notice = decode_notice(record.value)
+                        if notice is None:
+                            continue
+                        try:
+                            await on_notice(notice)
+                        except Exception:  # noqa: BLE001 - one notice must not stop the listener
+                            log.exception("handling notice %s failed", notice)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - retried; pointer polls keep working meanwhile
+            if not warned:
+                log.warning("cannot follow %s (%s: %s); polling only, retrying every %.0f s", topic,
+                            type(exc).__name__, exc, retry_delay)
+                warned = True
+            await asyncio.sleep(retry_delay)
+        finally:
+            try:
+                await consumer.stop()
+            except Exception:  # noqa: BLE001, S110 - closing a broken consumer
+                pass

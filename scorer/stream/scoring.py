@@ -1,0 +1,240 @@
+"""One batch of input messages -> predictions and dead letters (no Kafka here, no awaiting but the cache's).
+
+Steps: decode every message (:mod:`scorer.stream.events`), group valid events by (model, segment), resolve
+each group to the cache's current :class:`~scorer.stream.cache.Serving` once (so the whole batch uses the
+versions it started with), split canary events off by id, build one matrix per (model, segment, version)
+and call ``predict`` once on it, then serialise outputs with orjson.
+
+Hooks (``BatchScorer.hooks``) run after each scored group with a :class:`ScoredGroup` (ids, matrix, outputs,
+the Serving with its canary/shadow models); whatever messages they return are sent with the batch, before
+its offsets are acknowledged. That is the seam for shadow scoring, drift histograms and live accuracy.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable, canary_point
+from scorer.stream.events import (
+    DEFAULT_LIMITS,
+    MISSING_FEATURE,
+    MODEL_ERROR,
+    Event,
+    Invalid,
+    Limits,
+    decode_batch,
+    feature_matrix,
+    raw_text,
+)
+from scorer.stream.metrics import WorkerMetrics
+
+log = logging.getLogger(__name__)
+_dumps = orjson.dumps
+
+
+class InputRecord(Protocol):
+    """What the scorer reads from a Kafka message (faust's Message and aiokafka's ConsumerRecord both fit)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(slots=True)
+class ScoredGroup:
+    """One predict call: events of one (model, segment) scored by one version, for hooks."""
+
+    model: str
+    segment: str
+    serving: Serving
+    scored_by: LoadedModel
+    canary: bool
+    events: list[Event]
+    X: np.ndarray
+    output: np.ndarray
+
+
+ExtraMessage = tuple[str, bytes | None, bytes]
+"""(topic, key, value) a hook wants sent with the batch."""
+BatchHook = Callable[[ScoredGroup], Iterable[ExtraMessage] | None]
+
+
+@dataclass(slots=True)
+class ModelFailure:
+    """A group whose predict raised: retried with the batch, dead-lettered only when retries run out."""
+
+    scored_by: LoadedModel
+    error: BaseException
+    indices: list[int]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Outputs of one batch, ready to send. ``predictions`` items are (key, value, input index)."""
+
+    predictions: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)
+    extra: list[ExtraMessage] = field(default_factory=list)
+    failures: list[ModelFailure] = field(default_factory=list)
+    counts: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class BatchScorer:
+    """Scores batches against a :class:`ModelCache`; stateless apart from its hooks and metrics."""
+
+    def __init__(self, cache: ModelCache, limits: Limits = DEFAULT_LIMITS, metrics: WorkerMetrics | None = None,
+                 hooks: Sequence[BatchHook] = ()) -> None:
+        self.cache = cache
+        self.limits = limits
+        self.metrics = metrics if metrics is not None else cache.metrics
+        self.hooks: list[BatchHook] = list(hooks)
+
+    async def resolve(self, events: list[Event]) -> tuple[dict[tuple[str, str], list[Event]],
+                                                          dict[tuple[str, str], Serving | Unservable]]:
+        """Group events by (model, segment) and resolve each group once (loading missing models)."""
+        groups: dict[tuple[str, str], list[Event]] = {}
+        for event in events:
+            key = (event.model, event.segment)
+            bucket = groups.get(key)
+            if bucket is None:
+                groups[key] = [event]
+            else:
+                bucket.append(event)
+        lookup = self.cache.lookup
+        resolved: dict[tuple[str, str], Serving | Unservable] = {}
+        missing = []
+        for key in groups:
+            answer = lookup(*key)
+            if answer is None:
+                missing.append(key)
+            else:
+                resolved[key] = answer
+        if missing:
+            resolved.update(await self.cache.ensure(missing))
+        return groups, resolved
+
+    def score(self, records: Sequence[InputRecord], events: list[Event], invalid: list[Invalid],
+              groups: dict[tuple[str, str], list[Event]], resolved: dict[tuple[str, str], Serving | Unservable],
+              *, dead_letter_failures: bool = False) -> BatchResult:
+        """Score resolved groups; model errors go to ``failures`` unless ``dead_letter_failures``."""
+        result = BatchResult()
+        scored_at = utc_stamp()
+        predictions = result.predictions
+        counts = result.counts
+        for inv in invalid:
+            self._dead_letter(result, records, inv.index, inv.reason, inv.kind)
+        for key, group in groups.items():
+            answer = resolved[key]
+            if isinstance(answer, Unservable):
+                for event in group:
+                    self._dead_letter(result, records, event.index, answer.reason, answer.kind)
+                continue
+            parts: list[tuple[LoadedModel, bool, list[Event]]]
+            if answer.canary is not None:
+                fraction = answer.canary_fraction
+                canary_events = []
+                primary_events = []
+                for event in group:
+                    (canary_events if canary_point(event.id) < fraction else primary_events).append(event)
+                parts = [(answer.primary, False, primary_events), (answer.canary, True, canary_events)]
+            else:
+                parts = [(answer.primary, False, group)]
+            for scored_by, is_canary, part in parts:
+                if not part:
+                    continue
+                X, errors = feature_matrix([e.features for e in part], scored_by.feature_names,
+                                           scored_by.accepts_missing, scored_by.what)
+                model, segment = key
+                version = scored_by.version
+                if errors:
+                    bad = {position for position, _ in errors}
+                    for position, reason in errors:
+                        self._dead_letter(result, records, part[position].index, reason, MISSING_FEATURE)
+                    dead_key = (model, segment, str(version), "dead_letter")
+                    counts[dead_key] = counts.get(dead_key, 0) + len(errors)
+                    part = [e for i, e in enumerate(part) if i not in bad]
+                    if not part:
+                        continue
+                try:
+                    output = scored_by.predictor.predict(X)
+                    values, labels = _format(scored_by, output)
+                except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
+                    if dead_letter_failures:
+                        reason = f"model {scored_by.what} failed to score: {type(exc).__name__}: {exc}"
+                        for event in part:
+                            self._dead_letter(result, records, event.index, reason, MODEL_ERROR)
+                        dead_key = (model, segment, str(version), "dead_letter")
+                        counts[dead_key] = counts.get(dead_key, 0) + len(part)
+                    else:
+                        result.failures.append(ModelFailure(scored_by, exc, [e.index for e in part]))
+                    continue
+                for event, value, label in zip(part, values, labels, strict=True):
+                    predictions.append((event.id.encode(), _dumps({
+                        "id": event.id, "model": model, "segment": segment, "version": version,
+                        "canary": is_canary, "prediction": value, "label": label, "scored_at": scored_at,
+                    }), event.index))
+                count_key = (model, segment, str(version), "canary" if is_canary else "scored")
+                counts[count_key] = counts.get(count_key, 0) + len(part)
+                if self.hooks:
+                    scored = ScoredGroup(model, segment, answer, scored_by, is_canary, part, X, output)
+                    for hook in self.hooks:
+                        try:
+                            extra = hook(scored)
+                        except Exception:  # noqa: BLE001 - a hook must never fail scoring
+                            log.exception("batch hook %r failed", hook)
+                            continue
+                        if extra:
+                            result.extra.extend(extra)
+        return result
+
+    def _dead_letter(self, result: BatchResult, records: Sequence[InputRecord], index: int, reason: str,
+                     kind: str) -> None:
+        record = records[index]
+        result.dead_letters.append((record.key, _dumps({
+            "error": reason, "raw": raw_text(record.value, self.limits), "topic": record.topic,
+            "partition": record.partition, "offset": record.offset,
+        }), index))
+        result.reasons[kind] = result.reasons.get(kind, 0) + 1
+
+    def record_metrics(self, result: BatchResult) -> None:
+        """Count outcomes once the batch is delivered (so retried batches are not counted twice)."""
+        events = self.metrics.events
+        for (model, segment, version, outcome), n in result.counts.items():
+            events.labels(model, segment, version, outcome).inc(n)
+        dead = self.metrics.dead_letters
+        for kind, n in result.reasons.items():
+            dead.labels(kind).inc(n)
+
+
+def decode(records: Sequence[InputRecord], limits: Limits) -> tuple[list[Event], list[Invalid]]:
+    return decode_batch([r.value for r in records], limits)
+
+
+def _format(scored_by: LoadedModel, output: np.ndarray) -> tuple[list[Any], list[Any]]:
+    """Model output -> (prediction values, labels) as plain Python lists for orjson."""
+    kind = scored_by.kind
+    n = output.shape[0]
+    if kind == "regression":
+        values = np.asarray(output, dtype=np.float64).reshape(n).tolist()
+        return values, [None] * n
+    labels = scored_by.labels
+    assert labels is not None
+    winners = np.asarray(output).argmax(axis=1).tolist()
+    chosen = [labels[i] for i in winners]
+    if kind == "binary":
+        return np.asarray(output[:, 1], dtype=np.float64).tolist(), chosen
+    return np.asarray(output, dtype=np.float64).tolist(), chosen

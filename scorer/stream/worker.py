@@ -1,0 +1,349 @@
+"""The scoring worker's runtime: configuration, startup, the batch loop, watchers and delivery rules.
+
+At-least-once: a batch's outputs (predictions, dead letters, hook messages) are sent and every delivery
+future is awaited before any of its input events is acknowledged; faust then commits only acknowledged,
+contiguous offsets. A batch is never skipped: store outages and failing models are retried in place with
+backoff (a model still failing after ``predict_attempts`` dead-letters its events, with the error), and
+a send that keeps failing ends the process (``fatal``) so that it restarts from the last commit instead of
+leaving an unacknowledged gap that faust's commit logic could step over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from scorer.config import Settings
+from scorer.stream.cache import ModelCache, is_transient
+from scorer.stream.events import Limits
+from scorer.stream.metrics import WorkerMetrics
+from scorer.stream.notices import Notice, follow_notices
+from scorer.stream.scoring import BatchHook, BatchResult, BatchScorer, decode
+from scorer.stream.sink import KafkaSink
+
+log = logging.getLogger(__name__)
+
+
+class WorkerConfig(BaseModel):
+    """Options of one ``scorer worker`` (the CLI flags); Kafka and Cassandra access come from Settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input_topic: str = "events"
+    output_topic: str = "predictions"
+    dlq_topic: str = "events-dlq"
+    changes_topic: str = "model-changes"
+    follow_changes: bool = True
+    """Read ``changes_topic`` for immediate refreshes (the poll runs regardless)."""
+    models: tuple[str, ...] = ()
+    """Models served; empty: every model that has active rows or shows up in events."""
+    app_id: str | None = None
+    """Consumer group / faust app id (None: Settings.app_id). Workers with the same id split partitions."""
+    poll_interval: float = Field(1.0, gt=0, le=3600)
+    batch_size: int = Field(1000, ge=1, le=100_000)
+    batch_window_ms: float = Field(10.0, gt=0, le=60_000)
+    max_models: int = Field(10_000, ge=1)
+    """(model, segment) entries kept in memory; the least recently used beyond this are evicted."""
+    fallback_segment: str | None = "__default__"
+    web_port: int = Field(6066, ge=1, le=65535)
+    web_host: str = "0.0.0.0"  # noqa: S104 - a worker's metrics page is meant to be scraped
+    web_enabled: bool = True
+    partitions: int = Field(8, ge=1, le=10_000)
+    """Partitions of topics the worker creates when they are missing."""
+    max_message_bytes: int = Field(256 * 1024, ge=64)
+    max_features: int = Field(1024, ge=1)
+    max_raw_chars: int = Field(16 * 1024, ge=16)
+    predict_attempts: int = Field(5, ge=1)
+    send_attempts: int = Field(5, ge=1)
+    commit_interval: float = Field(1.0, gt=0)
+    drain_timeout: float = Field(30.0, gt=0)
+    datadir: Path | None = None
+    stream_buffer: int = Field(4096, ge=1)
+    """faust's per-partition stream buffer (stream_buffer_maxsize)."""
+    producer_linger_ms: float = Field(1.0, ge=0)
+
+    @field_validator("models", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    def limits(self) -> Limits:
+        return Limits(max_message_bytes=self.max_message_bytes, max_features=self.max_features,
+                      max_raw_chars=self.max_raw_chars)
+
+    def resolved_app_id(self, settings: Settings) -> str:
+        return self.app_id or settings.app_id
+
+    def resolved_datadir(self, settings: Settings) -> Path:
+        return self.datadir or Path(tempfile.gettempdir()) / "scorer-faust" / self.resolved_app_id(settings)
+
+
+def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
+    return min(cap, base * 2 ** max(0, attempt - 1))
+
+
+def _exit_process(exc: BaseException) -> None:
+    logging.getLogger(__name__).critical("giving up: %s; exiting so that the worker restarts from the last commit",
+                                         exc)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    os._exit(70)
+
+
+class ScoringWorker:
+    """Everything one worker process owns besides faust itself: store, cache, scorer, output producer."""
+
+    def __init__(self, settings: Settings, config: WorkerConfig, *,
+                 store_factory: Callable[[], Any] | None = None,
+                 metrics: WorkerMetrics | None = None,
+                 hooks: Sequence[BatchHook] = (),
+                 fatal: Callable[[BaseException], None] = _exit_process) -> None:
+        self.settings = settings
+        self.config = config
+        self.metrics = metrics if metrics is not None else WorkerMetrics()
+        self.limits = config.limits()
+        self.store_factory = store_factory or self._default_store
+        self.store: Any = None
+        self.cache = ModelCache(None, models=config.models or None, max_models=config.max_models,
+                                fallback_segment=config.fallback_segment, poll_interval=config.poll_interval,
+                                metrics=self.metrics)
+        self.scorer = BatchScorer(self.cache, self.limits, self.metrics, hooks)
+        self.fatal = fatal
+        self.ready = asyncio.Event()
+        self.draining = False
+        self.sink: KafkaSink | None = None
+        self._producer: Any = None
+        self._copartitioned = False
+        self._stopped = asyncio.Event()
+        self._notices_ready = asyncio.Event()
+        self._wake = asyncio.Event()
+        self.batches = 0
+        self.events_in = 0
+        self.started_at = time.time()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def _default_store(self) -> Any:
+        from scorer.store import CassandraModelStore
+
+        return CassandraModelStore(self.settings)
+
+    async def start(self) -> None:
+        """Connect to the store (retrying while it is down), preload models, open the output producer."""
+        from aiokafka import AIOKafkaProducer
+
+        from scorer.kafka import aiokafka_options
+
+        attempt = 0
+        while self.store is None:
+            attempt += 1
+            try:
+                self.store = await asyncio.to_thread(self.store_factory)
+            except Exception as exc:  # noqa: BLE001 - retried; nothing can be scored before this
+                self.metrics.store_errors.labels("connect").inc()
+                self.metrics.store_up.set(0)
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("cannot connect to the model store (attempt %d, retrying): %s", attempt, exc)
+                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+        self.cache.store = self.store
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                await self.cache.start()
+                break
+            except Exception as exc:  # noqa: BLE001 - retried
+                if not is_transient(exc):
+                    raise
+                if attempt == 1 or attempt % 10 == 0:
+                    log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
+                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+        self._producer = AIOKafkaProducer(
+            **aiokafka_options(self.settings), acks="all", linger_ms=self.config.producer_linger_ms,
+            max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
+        )
+        await self._producer.start()
+        self.sink = KafkaSink(self._producer)
+        n_in = await self.sink.partitions(self.config.input_topic)
+        n_out = await self.sink.partitions(self.config.output_topic)
+        await self.sink.partitions(self.config.dlq_topic)
+        self._copartitioned = n_in == n_out
+        self.ready.set()
+        log.info("worker ready: %s -> %s (dead letters: %s), %d model version(s) loaded",
+                 self.config.input_topic, self.config.output_topic, self.config.dlq_topic,
+                 self.metrics.models_loaded._value.get())
+
+    async def stop(self) -> None:
+        self._stopped.set()
+        await self.cache.wait_swaps()
+        if self._producer is not None:
+            try:
+                await self._producer.stop()
+            except Exception:  # noqa: BLE001
+                log.exception("stopping the output producer failed")
+            self._producer = None
+        if self.store is not None:
+            await asyncio.to_thread(self.store.close)
+            self.store = None
+
+    # ------------------------------------------------------------------ watchers
+
+    async def poll_loop(self) -> None:
+        """Re-read served models' pointers every poll interval (backed off while the store is down)."""
+        await self.ready.wait()
+        while not self._stopped.is_set():
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.cache.next_poll_delay())
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self.cache.refresh_all()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a poll must never crash the worker
+                log.exception("model poll failed")
+
+    async def notices_loop(self) -> None:
+        """Follow ``model-changes`` (no consumer group) and refresh a model as soon as a notice names it."""
+        if not self.config.follow_changes:
+            return
+        await self.ready.wait()
+
+        async def on_notice(notice: Notice) -> None:
+            self.metrics.notices.inc()
+            if notice.model in self.cache._served:
+                await self.cache.refresh(notice.model)
+
+        await follow_notices(self.settings, self.config.changes_topic, on_notice, stopped=self._stopped,
+                             ready=self._notices_ready)
+
+    # ------------------------------------------------------------------ the batch loop
+
+    async def run_agent(self, stream: Any) -> None:
+        """The agent body: noack_take batches, each handled to the end even when the worker is stopping."""
+        await self.ready.wait()
+        window = self.config.batch_window_ms / 1000.0
+        async for events in stream.noack_take(self.config.batch_size, within=window):
+            task = asyncio.ensure_future(self.handle(stream, events))
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                # SIGTERM (or a rebalance stopping the agent): finish the batch in hand, then stop.
+                self.draining = True
+                try:
+                    await asyncio.wait_for(task, self.config.drain_timeout)
+                except BaseException:  # noqa: BLE001, S110 - unacked events are redelivered: nothing lost
+                    pass
+                raise
+
+    async def handle(self, stream: Any, events: Sequence[Any]) -> None:
+        """Score one batch, deliver every output, then acknowledge every input event."""
+        started = time.perf_counter()
+        records = [event.message for event in events]
+        result = await self.process(records)
+        await self.deliver(result, records)
+        ack = stream.ack
+        for event in events:
+            await ack(event)
+        self.scorer.record_metrics(result)
+        now = time.time()
+        self.metrics.e2e.observe_many(now - np.fromiter((r.timestamp for r in records), np.float64, len(records)))
+        self.metrics.batch_seconds.observe(time.perf_counter() - started)
+        self.metrics.batch_size.observe(len(records))
+        self.metrics.batches.inc()
+        self.batches += 1
+        self.events_in += len(records)
+
+    async def process(self, records: Sequence[Any]) -> BatchResult:
+        """Decode and score, retrying in place while the store is down or a model raises."""
+        events, invalid = decode(records, self.limits)
+        attempt = 0
+        model_attempts = 0
+        while True:
+            attempt += 1
+            if self.draining and attempt > 1:
+                raise asyncio.CancelledError("stopping: the batch is left unacknowledged")
+            try:
+                groups, resolved = await self.scorer.resolve(events)
+            except Exception as exc:  # noqa: BLE001 - the store is needed for a model not loaded yet
+                self.metrics.batch_retries.labels("store").inc()
+                if attempt == 1 or attempt % 20 == 0:
+                    log.warning("batch waits for the model store (attempt %d): %s", attempt, exc)
+                await asyncio.sleep(_backoff(attempt, 0.2, 5.0))
+                continue
+            model_attempts += 1
+            last = model_attempts >= self.config.predict_attempts
+            result = self.scorer.score(records, events, invalid, groups, resolved, dead_letter_failures=last)
+            if not result.failures:
+                return result
+            self.metrics.batch_retries.labels("model").inc()
+            failure = result.failures[0]
+            log.warning("model %s raised on %d event(s) (attempt %d of %d, batch retried): %s: %s",
+                        failure.scored_by.what, len(failure.indices), model_attempts, self.config.predict_attempts,
+                        type(failure.error).__name__, failure.error)
+            await asyncio.sleep(_backoff(model_attempts, 0.1, 2.0))
+
+    def _partition_hint(self, record: Any, key: bytes) -> int | None:
+        if self._copartitioned and record.key == key:
+            return record.partition
+        return None
+
+    async def deliver(self, result: BatchResult, records: Sequence[Any]) -> None:
+        """Send every output of a batch and wait for the broker's acknowledgement of each (or give up)."""
+        assert self.sink is not None
+        cfg = self.config
+        hint = self._partition_hint
+        predictions = [(key, value, hint(records[index], key)) for key, value, index in result.predictions]
+        dead = [(key, value, None) for key, value, _ in result.dead_letters]
+        extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
+        for topic, key, value in result.extra:
+            extra.setdefault(topic, []).append((key, value, None))
+        attempt = 0
+        while True:
+            attempt += 1
+            futures: list[Awaitable[Any]] = []
+            try:
+                if predictions:
+                    futures += await self.sink.send_many(cfg.output_topic, predictions)
+                if dead:
+                    futures += await self.sink.send_many(cfg.dlq_topic, dead)
+                for topic, messages in extra.items():
+                    futures += await self.sink.send_many(topic, messages)
+                outcomes = await asyncio.gather(*futures, return_exceptions=True)
+                errors = [o for o in outcomes if isinstance(o, BaseException)]
+                if not errors:
+                    return
+                raise errors[0]
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - retried, then fatal
+                self.metrics.batch_retries.labels("send").inc()
+                if attempt >= cfg.send_attempts:
+                    self.fatal(exc)
+                    raise
+                log.warning("sending a batch's outputs failed (attempt %d of %d, resent): %s: %s", attempt,
+                            cfg.send_attempts, type(exc).__name__, exc)
+                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+
+    # ------------------------------------------------------------------ reporting
+
+    def describe(self) -> dict[str, Any]:
+        out = self.cache.describe()
+        out["worker"] = {
+            "ready": self.ready.is_set(), "batches": self.batches, "events": self.events_in,
+            "input_topic": self.config.input_topic, "output_topic": self.config.output_topic,
+            "dlq_topic": self.config.dlq_topic, "uptime_s": round(time.time() - self.started_at, 1),
+        }
+        return out

@@ -60,8 +60,10 @@ class VersionInfo:
 class Activation:
     """One entry of the activation log.
 
-    ``action`` is one of activate, rollback, canary, promote, release; ``from_version``/``to_version`` are the
-    primary version before and after (equal for a canary), ``release_id`` ties the rows of one release.
+    ``action`` is one of activate, rollback, canary, promote, release, retire (a canary ended without
+    promotion), shadow (``canary_version`` holds the shadow version, None when cleared); ``from_version``/
+    ``to_version`` are the primary version before and after (equal for a canary, retire or shadow),
+    ``release_id`` ties the rows of one release.
     """
 
     model: str
@@ -113,6 +115,12 @@ class ModelStore(Protocol):
 
     def promote(self, model: str, segment: str, *, actor: str | None = None,
                 reason: str | None = None) -> Activation: ...
+
+    def retire_canary(self, model: str, segment: str, *, actor: str | None = None,
+                      reason: str | None = None) -> Activation: ...
+
+    def shadow(self, model: str, segment: str, version: int | None, *, actor: str | None = None,
+               reason: str | None = None) -> Activation: ...
 
     def release(self, model: str, mapping: dict[str, int], *, actor: str | None = None,
                 reason: str | None = None) -> str: ...

@@ -76,6 +76,10 @@ STATEMENTS: dict[str, str] = {
                                 "WHERE model = ? AND segment = ?",
     "set_canary": "UPDATE {ks}.active_models SET canary_version = ?, canary_fraction = ?, updated_at = ?, "
                   "updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
+    "set_shadow": "UPDATE {ks}.active_models SET shadow_version = ?, updated_at = ?, updated_by = ?, reason = ? "
+                  "WHERE model = ? AND segment = ?",
+    "clear_canary": "UPDATE {ks}.active_models SET canary_version = null, canary_fraction = null, updated_at = ?, "
+                    "updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
     "log_activation": "INSERT INTO {ks}.activations (model, segment, at, id, actor, action, from_version, "
                       "to_version, canary_version, canary_fraction, reason, release_id) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -753,6 +757,50 @@ class CassandraModelStore:
             raise StoreError(f"cannot promote {_where(model, segment)}: it has no canary")
         self._require_version(model, segment, current.canary_version, "promote")
         return self._set_primary(model, segment, current.canary_version, "promote", actor, reason)
+
+    def retire_canary(self, model: str, segment: str, *, actor: str | None = None,
+                      reason: str | None = None) -> Activation:
+        """End the canary without promoting it: the primary serves all traffic again (logged as ``retire``)."""
+        rules.check_model(model)
+        rules.check_segment(segment)
+        actor = rules.check_text(actor, "actor") or default_actor()
+        reason = rules.check_text(reason, "reason")
+        current = self._pointer(model, segment)
+        if current is None or current.canary_version is None:
+            raise StoreError(f"cannot retire the canary of {_where(model, segment)}: it has no canary")
+        at = _now()
+        entry = Activation(model, segment, at, actor, "retire", current.version, current.version,
+                           current.canary_version, current.canary_fraction, reason)
+        return self._change(entry, ("clear_canary", (at, actor, reason, model, segment)))
+
+    def shadow(self, model: str, segment: str, version: int | None, *, actor: str | None = None,
+               reason: str | None = None) -> Activation:
+        """Score ``version`` on all of the segment's events beside the primary, outputs to the shadow topic only;
+        ``None`` clears the shadow.
+
+        Logged as action ``shadow`` with the shadow version in ``canary_version`` (None when cleared) and no
+        fraction: a shadow takes no traffic, it only watches it.
+        """
+        rules.check_model(model)
+        rules.check_segment(segment)
+        if version is not None:
+            rules.check_version(version)
+        actor = rules.check_text(actor, "actor") or default_actor()
+        reason = rules.check_text(reason, "reason")
+        current = self._pointer(model, segment)
+        if version is not None:
+            self._require_version(model, segment, version, "shadow")
+            if current is None or current.version is None:
+                raise StoreError(f"cannot shadow {_where(model, segment, version)}: the segment has no active "
+                                 f"version to run beside; activate one first")
+            if current.version == version:
+                raise ConfigError(f"cannot shadow {_where(model, segment, version)}: it is already the active version")
+        elif current is None or current.shadow_version is None:
+            raise StoreError(f"cannot clear the shadow of {_where(model, segment)}: it has no shadow")
+        at = _now()
+        live = current.version if current is not None else None
+        entry = Activation(model, segment, at, actor, "shadow", live, live, version, None, reason)
+        return self._change(entry, ("set_shadow", (version, at, actor, reason, model, segment)))
 
     def release(self, model: str, mapping: dict[str, int], *, actor: str | None = None,
                 reason: str | None = None) -> str:

@@ -421,7 +421,7 @@ class RetrainWorker:
         else:
             reason = _reason("candidate retired: not better than live", evidence)
             if cfg.mode == "canary":
-                await asyncio.to_thread(self._store.clear_canary, model, segment, actor=cfg.actor, reason=reason)
+                await asyncio.to_thread(self._store.retire_canary, model, segment, actor=cfg.actor, reason=reason)
             else:
                 await asyncio.to_thread(self._store.shadow, model, segment, None, actor=cfg.actor, reason=reason)
         self._last_write[(model, segment)] = self._clock()

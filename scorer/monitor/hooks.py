@@ -1,0 +1,99 @@
+"""Batch hooks for the scoring worker (``BatchScorer.hooks``): shadow scoring and drift counting.
+
+A hook receives each scored group (:class:`scorer.stream.scoring.ScoredGroup`) after its predict call and
+returns extra messages that the worker sends with the batch, before the batch's offsets are acknowledged
+(so shadow outputs are at-least-once like predictions). Hooks never raise into scoring: the worker logs and
+skips a failing hook, and these catch their own model errors too.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import orjson
+
+from scorer.monitor.observer import DriftObserver
+from scorer.monitor.topics import SHADOW_TOPIC
+from scorer.stream.cache import LoadedModel
+from scorer.stream.events import feature_matrix
+from scorer.stream.scoring import ExtraMessage, ScoredGroup, utc_stamp
+
+log = logging.getLogger(__name__)
+
+
+def format_outputs(model: LoadedModel, output: np.ndarray) -> tuple[list[Any], list[Any]]:
+    """(prediction values, predicted labels) in the prediction message's format (see issue 5)."""
+    n = output.shape[0]
+    if model.kind == "regression":
+        return np.asarray(output, dtype=np.float64).reshape(n).tolist(), [None] * n
+    labels = model.labels or ()
+    chosen = [labels[i] for i in np.asarray(output).argmax(axis=1).tolist()]
+    if model.kind == "binary":
+        return np.asarray(output[:, 1], dtype=np.float64).tolist(), chosen
+    return np.asarray(output, dtype=np.float64).tolist(), chosen
+
+
+class ShadowHook:
+    """Scores every event of a segment with its shadow version too; outputs go to ``topic`` only.
+
+    The shadow sees the same events as the live model (the primary part and the canary part of a group
+    alike), and its messages look like predictions with ``"shadow": true``. They never reach the predictions
+    topic. A shadow that cannot score a row (a feature it cannot impute) or fails outright only loses its
+    own outputs, counted in ``failures``.
+    """
+
+    def __init__(self, topic: str = SHADOW_TOPIC) -> None:
+        self.topic = topic
+        self.scored = 0
+        self.failures = 0
+
+    def __call__(self, group: ScoredGroup) -> list[ExtraMessage]:
+        shadow = group.serving.shadow
+        if shadow is None or shadow.version == group.scored_by.version or not group.events:
+            return []
+        try:
+            events = group.events
+            if shadow.feature_names == group.scored_by.feature_names:
+                X = group.X  # same columns in the same order: no second matrix
+                if not shadow.accepts_missing:
+                    keep = np.isfinite(X).all(axis=1)
+                    if not keep.all():
+                        self.failures += int((~keep).sum())
+                        X = X[keep]
+                        events = [e for e, k in zip(events, keep.tolist(), strict=True) if k]
+            else:
+                X, errors = feature_matrix([e.features for e in events], shadow.feature_names,
+                                           shadow.accepts_missing, shadow.what)
+                if errors:
+                    self.failures += len(errors)
+                    bad = {position for position, _ in errors}
+                    events = [e for i, e in enumerate(events) if i not in bad]
+            if not events:
+                return []
+            values, labels = format_outputs(shadow, shadow.predictor.predict(X))
+        except Exception:  # noqa: BLE001 - a broken shadow must not touch live scoring
+            self.failures += len(group.events)
+            log.exception("shadow %s failed on %d events", shadow.what, len(group.events))
+            return []
+        scored_at = utc_stamp()
+        model, segment, version = group.model, group.segment, shadow.version
+        self.scored += len(events)
+        return [(self.topic, event.id.encode(), orjson.dumps({
+            "id": event.id, "model": model, "segment": segment, "version": version, "canary": False,
+            "shadow": True, "prediction": value, "label": label, "scored_at": scored_at,
+        })) for event, value, label in zip(events, values, labels, strict=True)]
+
+
+class DriftHook:
+    """Feeds each scored group's matrix to a :class:`DriftObserver` (the observer publishes on its timer)."""
+
+    def __init__(self, observer: DriftObserver) -> None:
+        self.observer = observer
+
+    def __call__(self, group: ScoredGroup) -> None:
+        # The version's own segment (a fallback segment serves others): its training stats are the reference.
+        scored_by = group.scored_by
+        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X, group.output,
+                              [e.id for e in group.events])

@@ -112,3 +112,26 @@ def test_errors_are_one_line(tmp_path: Path, rng: np.random.Generator, monkeypat
     assert lines[-1].startswith(message), result.stderr
     assert "Traceback" not in result.output
     assert not (tmp_path / "o" / "summary.json").exists()
+
+NOWHERE = ["--cassandra-hosts", "127.0.0.1", "--cassandra-port", "1"]
+"""A Cassandra address where nothing listens."""
+
+
+def test_publish_mode_refuses_a_bad_model_name_before_connecting(tmp_path: Path, rng: np.random.Generator) -> None:
+    data = write_csv(tmp_path / "d.csv", rng, {"A": 60})
+    result = CliRunner().invoke(main, [*NOWHERE, "train", "--data", str(data), "--model", "bad model",
+                                       "--segment-col", "city", "--target", "label"])
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [
+        "error: model name must be 1-64 characters of letters, digits, '_', '.', '-' starting with a letter or "
+        "digit; got 'bad model'"]
+
+
+def test_publish_mode_fails_fast_naming_the_hosts_when_cassandra_is_unreachable(
+        tmp_path: Path, rng: np.random.Generator) -> None:
+    data = write_csv(tmp_path / "d.csv", rng, {"A": 60})
+    result = CliRunner().invoke(main, [*NOWHERE, "train", "--data", str(data), "--model", "m",
+                                       "--segment-col", "city", "--target", "label"])
+    assert result.exit_code == 1
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: cannot reach Cassandra at 127.0.0.1:1")

@@ -54,16 +54,27 @@ TARGETS = {
 }
 
 
-def median_time(fn: Callable[[], Any], budget: float, repeat: int = 7) -> float:
-    """Median seconds per call over ``repeat`` runs, each looping enough calls to last ~budget/repeat."""
-    fn()
-    number = 1
-    while True:
-        t = timeit.timeit(fn, number=number)
-        if t >= budget / repeat / 2 or number >= 1_000_000:
-            break
-        number *= 2 if t > budget / repeat / 8 else 8
-    return statistics.median(timeit.repeat(fn, number=number, repeat=repeat)) / number
+def median_times(fns: list[Callable[[], Any]], budget: float, repeat: int = 9) -> list[float]:
+    """Median seconds per call of each function, timeit-style.
+
+    Each function loops enough calls to last ~budget/repeat per run, and the runs of the functions are
+    interleaved, so a burst of load on a shared machine hits all of them alike and ratios stay fair.
+    """
+    numbers = []
+    for fn in fns:
+        fn()
+        number = 1
+        while True:
+            t = timeit.timeit(fn, number=number)
+            if t >= budget / repeat / 2 or number >= 1_000_000:
+                break
+            number *= 2 if t > budget / repeat / 8 else 8
+        numbers.append(number)
+    runs: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeat):
+        for i, fn in enumerate(fns):
+            runs[i].append(timeit.timeit(fn, number=numbers[i]) / numbers[i])
+    return [statistics.median(r) for r in runs]
 
 
 def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -140,8 +151,10 @@ def run(quick: bool) -> dict[str, Any]:
             baseline = bare_numpy(weights.arrays["coef"], weights.arrays["intercept"])
         for batch in BATCHES:
             X = np.ascontiguousarray(X_test[:batch])
-            t_model = median_time(lambda X=X, f=model.predict: f(X), budget)
-            t_sk = median_time(lambda X=X, f=est.predict_proba: f(X), budget)
+            fns = [lambda X=X, f=model.predict: f(X), lambda X=X, f=est.predict_proba: f(X)]
+            if baseline is not None:
+                fns.append(lambda X=X, f=baseline: f(X))
+            t_model, t_sk, *t_np = median_times(fns, budget)
             row: dict[str, Any] = {
                 "model": name,
                 "arch": weights.arch,
@@ -152,10 +165,9 @@ def run(quick: bool) -> dict[str, Any]:
                 "speedup": t_sk / t_model,
                 "max_abs_diff": parity,
             }
-            if baseline is not None:
-                t_np = median_time(lambda X=X, f=baseline: f(X), budget)
-                row["numpy_s"] = t_np
-                row["vs_numpy"] = t_model / t_np
+            if t_np:
+                row["numpy_s"] = t_np[0]
+                row["vs_numpy"] = t_model / t_np[0]
             rows.append(row)
     targets = []
     for (name, batch, metric), target in TARGETS.items():

@@ -180,7 +180,7 @@ def test_logistic_extreme_decisions_stay_finite(logistic) -> None:
     X = np.array([[-1000.0], [-40.0], [0.0], [40.0], [1000.0]])
     out = m.predict(X)
     assert np.isfinite(out).all()
-    np.testing.assert_allclose(out[:, 1], [0.0, np.exp(-40.0), 0.5, 1.0, 1.0], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(out[:, 1], [0.0, np.exp(-40.0), 0.5, 1.0, 1.0], rtol=1e-12, atol=1e-300)
     for i in range(len(X)):
         np.testing.assert_allclose(m.predict(X[i : i + 1]), out[i : i + 1], rtol=1e-12, atol=1e-300)
     multi = build(edited(logistic, coef=np.eye(3, 4) * 1000))

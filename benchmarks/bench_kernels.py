@@ -211,12 +211,12 @@ def show(report: dict[str, Any], console: Console) -> None:
         )
     console.print(table)
     mem = Table(title="Resident size after decode + build vs array bytes")
-    for col in ("model", "arch", "arrays", "blob", "resident", "resident/arrays"):
+    for col in ("model", "arch", "arrays", "blob", "resident", "resident/arrays", "fixed overhead"):
         mem.add_column(col, justify="left" if col in ("model", "arch") else "right")
     for m in report["memory"]:
         mem.add_row(
             m["model"], m["arch"], f"{m['arrays_bytes']:,}", f"{m['blob_bytes']:,}", f"{m['resident_bytes']:,}",
-            f"{m['resident_over_arrays']:.2f}",
+            f"{m['resident_over_arrays']:.2f}", f"{m['resident_bytes'] - m['arrays_bytes']:,}",
         )
     console.print(mem)
     tg = Table(title="Targets")

@@ -106,14 +106,14 @@ class MLPModel(Model):
     def _predict(self, X: np.ndarray) -> np.ndarray:
         layers = self._layers
         coef, intercept = layers[0]
-        z = X @ coef
+        z = X.dot(coef)  # ndarray.dot: same BLAS call as @, less overhead on small batches
         z += intercept
         if not np.isfinite(z).all():
             self._reject_nonfinite(X)
         hidden = self._hidden
         for coef, intercept in layers[1:]:
             hidden(z)
-            z = z @ coef
+            z = z.dot(coef)
             z += intercept
         self._out(z)
         if self.classes is None:

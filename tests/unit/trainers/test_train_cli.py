@@ -66,7 +66,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path: Path, rng: np.random.Gen
     data = write_csv(tmp_path / "d.csv", rng, {"A": 80, "B": 80})
     for name in ("one", "two"):
         assert run("--data", str(data), "--model", "m", "--segment-col", "city", "--target", "label",
-                   "--min-rows", "10", "--arch", "logistic", "--param", "C=0.5", "--out",
+                   "--min-rows", "10", "--arch", "mlp", "--param", "max_iter=50", "--out",
                    str(tmp_path / name)).exit_code == 0
     for file in ("A.npz", "B.npz"):
         assert (tmp_path / "one" / file).read_bytes() == (tmp_path / "two" / file).read_bytes()

@@ -133,11 +133,12 @@ def rollback_target(log: Iterable[Activation]) -> Activation | None:
     """The primary change a rollback now undoes, reading the log newest first.
 
     Rollbacks stack: each rollback entry cancels the newest earlier change not yet cancelled, so two
-    rollbacks after three activations land on the first version.
+    rollbacks after three activations land on the first version. Entries that changed nothing (a release
+    that kept a segment's version) are skipped: rolling back never lands where the segment already is.
     """
     undone = 0
     for entry in log:
-        if entry.action not in PRIMARY_CHANGES:
+        if entry.action not in PRIMARY_CHANGES or entry.from_version == entry.to_version:
             continue
         if entry.action == "rollback":
             undone += 1

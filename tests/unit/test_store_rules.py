@@ -112,6 +112,9 @@ def test_rollbacks_stack_and_canaries_do_not_count() -> None:
     target = rules.rollback_target(log)
     assert target is not None and target.from_version is None  # back at the very first activation
     assert rules.rollback_target([entry("canary", 1, 1, 1)]) is None
+    unchanged = [entry("release", 2, 2, 3), entry("activate", 1, 2, 2), entry("activate", None, 1, 1)]
+    target = rules.rollback_target(unchanged)
+    assert target is not None and target.from_version == 1
     assert rules.rollback_target([]) is None
 
 

@@ -356,7 +356,7 @@ class ModelCache:
         await self._load_entries(keys[: self.max_models])
         self.started.set()
         log.info("model cache ready: %d segment(s) of %d model(s), %d version(s) loaded",
-                 len(self._entries), len(models), self._n_versions())
+                 len(self._entries), len(models), self.n_versions())
 
     async def ensure(self, keys: Iterable[Key]) -> dict[Key, Serving | Unservable]:
         """Resolve every (model, segment) in ``keys``, loading what is missing; the answer holds the references.
@@ -499,10 +499,10 @@ class ModelCache:
 
     def _update_gauges(self) -> None:
         self.metrics.segments_loaded.set(len(self._entries))
-        self.metrics.models_loaded.set(self._n_versions())
+        self.metrics.models_loaded.set(self.n_versions())
         self.metrics.swaps_blocked.set(len(self._blocked))
 
-    def _n_versions(self) -> int:
+    def n_versions(self) -> int:
         return sum(len(serving.loaded()) for _, serving in self._entries.items())
 
     # ---------------------------------------------------------------- watching
@@ -694,7 +694,7 @@ class ModelCache:
             "max_models": self.max_models,
             "fallback_segment": self.fallback_segment,
             "segments_loaded": len(self._entries),
-            "versions_loaded": self._n_versions(),
+            "versions_loaded": self.n_versions(),
             "unservable": {f"{m}/{s}": u.reason for (m, s), (_, u) in self._broken.items()},
             "models": models,
         }

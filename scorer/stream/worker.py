@@ -128,6 +128,7 @@ class ScoringWorker:
         self._stopped = asyncio.Event()
         self._notices_ready = asyncio.Event()
         self._wake = asyncio.Event()
+        self._current: asyncio.Future | None = None
         self.batches = 0
         self.events_in = 0
         self.started_at = time.time()
@@ -181,11 +182,18 @@ class ScoringWorker:
         self._copartitioned = n_in == n_out
         self.ready.set()
         log.info("worker ready: %s -> %s (dead letters: %s), %d model version(s) loaded",
-                 self.config.input_topic, self.config.output_topic, self.config.dlq_topic,
-                 self.metrics.models_loaded._value.get())
+                 self.config.input_topic, self.config.output_topic, self.config.dlq_topic, self.cache.n_versions())
 
     async def stop(self) -> None:
+        """Finish the batch in hand (bounded by drain_timeout), then close the producer and the store."""
         self._stopped.set()
+        current = self._current
+        if current is not None and not current.done():
+            self.draining = True
+            try:
+                await asyncio.wait_for(asyncio.shield(current), self.config.drain_timeout)
+            except BaseException:  # noqa: BLE001, S110 - unacknowledged events are redelivered
+                pass
         await self.cache.wait_swaps()
         if self._producer is not None:
             try:
@@ -236,7 +244,7 @@ class ScoringWorker:
         await self.ready.wait()
         window = self.config.batch_window_ms / 1000.0
         async for events in stream.noack_take(self.config.batch_size, within=window):
-            task = asyncio.ensure_future(self.handle(stream, events))
+            task = self._current = asyncio.ensure_future(self.handle(stream, events))
             try:
                 await asyncio.shield(task)
             except asyncio.CancelledError:
@@ -343,6 +351,7 @@ class ScoringWorker:
         out = self.cache.describe()
         out["worker"] = {
             "ready": self.ready.is_set(), "batches": self.batches, "events": self.events_in,
+            "notices_ready": self._notices_ready.is_set() or not self.config.follow_changes,
             "input_topic": self.config.input_topic, "output_topic": self.config.output_topic,
             "dlq_topic": self.config.dlq_topic, "uptime_s": round(time.time() - self.started_at, 1),
         }

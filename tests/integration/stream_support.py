@@ -1,0 +1,309 @@
+"""Helpers for worker tests: workers as real subprocesses, an output collector, event producers.
+
+Workers run as ``.venv/bin/scorer worker`` subprocesses (so SIGTERM and SIGKILL are real) with their own
+keyspace (SCORER_KEYSPACE), app id, topics and web port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from scorer.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+SCORER = str(Path(sys.executable).parent / "scorer")
+
+
+LOG_DIR = Path(tempfile.gettempdir()) / "scorer-worker-logs"
+"""Worker logs outlive pytest's rotated tmp dirs, for reading after a failure."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "SCORER_KEYSPACE": settings.keyspace, **extra}
+    env.pop("PYTHONWARNINGS", None)
+    return env
+
+
+def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([SCORER, *args], env=env or cli_env(settings), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+@dataclass
+class Topics:
+    events: str
+    predictions: str
+    dlq: str
+    changes: str
+
+
+def make_topics(new_topic: Callable[..., str], partitions: int = 4) -> Topics:
+    return Topics(new_topic("events", partitions), new_topic("predictions", partitions), new_topic("dlq", 1),
+                  new_topic("changes", 1))
+
+
+class WorkerProcess:
+    """One ``scorer worker`` subprocess and its web port."""
+
+    def __init__(self, settings: Settings, topics: Topics, *, app_id: str | None = None,
+                 extra_args: Sequence[str] = (), name: str = "worker", log_dir: Path = LOG_DIR) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.app_id = app_id or f"t-{uuid.uuid4().hex[:10]}"
+        self.port = free_port()
+        self.extra_args = list(extra_args)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = log_dir / f"{name}-{self.app_id}-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    def start(self) -> WorkerProcess:
+        args = [
+            SCORER, "worker", "--input-topic", self.topics.events, "--output-topic", self.topics.predictions,
+            "--dlq-topic", self.topics.dlq, "--changes-topic", self.topics.changes, "--app-id", self.app_id,
+            "--web-port", str(self.port), "--web-host", "127.0.0.1", "--poll-interval", "1.0", "--partitions", "4",
+            *self.extra_args,
+        ]
+        log = self.log_path.open("ab")
+        log.write(f"\n==== start {self.starts} ====\n".encode())
+        log.flush()
+        self.proc = subprocess.Popen(args, env=cli_env(self.settings, SCORER_CHANGES_TOPIC=self.topics.changes),
+                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        log.close()
+        self.starts += 1
+        return self
+
+    def get(self, path: str, timeout: float = 2.0) -> bytes:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:  # noqa: S310
+            return response.read()
+
+    def models(self) -> dict[str, Any]:
+        return orjson.loads(self.get("/models"))
+
+    def metrics(self) -> str:
+        return self.get("/metrics").decode()
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.tail()}")
+            try:
+                state = self.models()
+                if state["worker"]["ready"] and state["worker"]["notices_ready"]:
+                    return state
+            except Exception as exc:  # noqa: BLE001 - not up yet
+                last = exc
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready after {timeout} s ({last}):\n{self.tail()}")
+
+    def version_of(self, model: str, segment: str) -> int | None:
+        entry = self.models()["models"].get(model, {}).get(segment)
+        return None if entry is None else entry["version"]
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def terminate(self, timeout: float = 40.0) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+                raise AssertionError(f"worker ignored SIGTERM for {timeout} s:\n{self.tail()}") from None
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def tail(self, lines: int = 60) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+@dataclass
+class Out:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: dict[str, Any]
+    timestamp: float
+    received: float
+
+
+@dataclass
+class Collector:
+    """Consumes output topics from the beginning in a background thread, keeping every record."""
+
+    bootstrap: str
+    topics: Sequence[str]
+    records: list[Out] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _ready: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    error: BaseException | None = None
+
+    def __post_init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Collector:
+        self._thread.start()
+        assert self._ready.wait(30), f"collector did not start: {self.error}"
+        return self
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._consume())
+        except BaseException as exc:  # noqa: BLE001 - reported to the test
+            self.error = exc
+            self._ready.set()
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False)
+        await consumer.start()
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                batches = await consumer.getmany(timeout_ms=200)
+                now = time.time()
+                got = [Out(r.topic, r.partition, r.offset, r.key, orjson.loads(r.value), r.timestamp / 1000.0, now)
+                       for records in batches.values() for r in records]
+                if got:
+                    with self._lock:
+                        self.records.extend(got)
+        finally:
+            await consumer.stop()
+
+    def snapshot(self, topic: str | None = None) -> list[Out]:
+        with self._lock:
+            return [r for r in self.records if topic is None or r.topic == topic]
+
+    def wait_for(self, done: Callable[[Collector], bool], timeout: float, what: str = "outputs") -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.error is not None:
+                raise AssertionError(f"collector failed: {self.error!r}")
+            if done(self):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what} ({len(self.snapshot())} records)")
+
+    def ids(self, topic: str) -> set[str]:
+        out = set()
+        for r in self.snapshot(topic):
+            out.add(r.value["id"] if "id" in r.value else _dlq_id(r.value))
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(15)
+
+
+def _dlq_id(letter: dict[str, Any]) -> str:
+    try:
+        return str(orjson.loads(letter["raw"])["id"])
+    except Exception:  # noqa: BLE001 - undecodable raw: identify by position
+        return f"{letter['topic']}:{letter['partition']}:{letter['offset']}"
+
+
+def event(event_id: str, segment: str, features: dict[str, Any], model: str = "delay") -> tuple[bytes, bytes]:
+    return event_id.encode(), orjson.dumps({"id": event_id, "model": model, "segment": segment,
+                                            "features": features})
+
+
+async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]], *,
+                  rate: float | None = None, every: int = 0,
+                  on_count: Callable[[int], None] | None = None) -> int:
+    """Send messages (optionally at ``rate`` per second), calling ``on_count(n)`` every ``every`` messages."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all")
+    await producer.start()
+    sent = 0
+    try:
+        started = time.perf_counter()
+        pending = []
+        for key, value in messages:
+            pending.append(await producer.send(topic, value, key=key))
+            sent += 1
+            if rate is not None and sent % max(1, int(rate / 50)) == 0:
+                await asyncio.gather(*pending)
+                pending = []
+                delay = started + sent / rate - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+            if every and on_count is not None and sent % every == 0:
+                await asyncio.gather(*pending)
+                pending = []
+                await asyncio.to_thread(on_count, sent)
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    return sent
+
+
+def produce_sync(bootstrap: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]], **kwargs: Any) -> int:
+    return asyncio.run(produce(bootstrap, topic, messages, **kwargs))
+
+
+def metric_value(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels`` (0 when there is none)."""
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith(name) or line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        metric, _, rest = head.partition("{")
+        if metric != name:
+            continue
+        found = dict(part.split("=", 1) for part in rest.rstrip("}").split(",") if "=" in part)
+        if all(found.get(k, "").strip('"') == v for k, v in labels.items()):
+            total += float(value)
+    return total
+
+
+@contextlib.contextmanager
+def workers(*procs: WorkerProcess) -> Any:
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            proc.close()

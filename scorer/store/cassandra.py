@@ -813,11 +813,15 @@ class CassandraModelStore:
             rules.check_version(version, f"version of segment {segment!r}")
         actor = rules.check_text(actor, "actor") or default_actor()
         reason = rules.check_text(reason, "reason")
+        groups = _groups([(model, seg, v) for seg, v in mapping.items()], lambda key: 1, limit=None)
+        results = self._all_ok(self._concurrent([(self._q["versions_in"], (model, segs, version))
+                                                 for (_, version), segs in groups]),
+                               [f"{segs[0]} version {version}" for (_, version), segs in groups],
+                               f"check release of {model}/")
+        complete = {(row.segment, row.version) for result in results
+                    for row in self._rows(result, f"check release of {model}") if row.status == COMPLETE}
+        missing = [f"{seg} v{v}" for seg, v in mapping.items() if (seg, v) not in complete]
         items = list(mapping.items())
-        results = self._all_ok(self._concurrent([(self._q["version"], (model, seg, v)) for seg, v in items]),
-                               [f"{seg} version {v}" for seg, v in items], f"check release of {model}/")
-        missing = [f"{seg} v{v}" for (seg, v), result in zip(items, results, strict=True)
-                   if self._info(result.one()) is None]
         if missing:
             raise NotFound(f"release {model}: {len(missing)} of {len(items)} versions do not exist or are not "
                            f"complete: {', '.join(missing[:10])}{' ...' if len(missing) > 10 else ''}")

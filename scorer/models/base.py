@@ -46,7 +46,7 @@ class Model:
     #: the kernel accepts NaN natively (e.g. histogram gradient boosting) and needs no input scan
     handles_missing: ClassVar[bool] = False
     #: the kernel detects non-finite inputs itself (e.g. from a NaN in ``X @ coef``), which is much
-    #: cheaper than scanning every input; it must then call ``self._reject_nonfinite(X)`` to raise
+    #: cheaper than scanning every input; it then calls ``self._reject_nonfinite(X)``, which raises
     checks_own_input: ClassVar[bool] = False
 
     weights: ModelWeights
@@ -196,8 +196,14 @@ class Model:
             )
 
     def _reject_nonfinite(self, X: np.ndarray) -> None:
-        """Raise ValueError naming the columns of ``X`` holding NaN/inf (call only on the error path)."""
+        """Raise ValueError naming the columns of ``X`` holding NaN/inf; return if there are none.
+
+        Kernels call this when an intermediate turned out non-finite; finite inputs can still overflow
+        (e.g. 1e300 * w), which scikit-learn scores without complaint, so that case just returns.
+        """
         bad_cols = np.flatnonzero(~np.isfinite(X).all(axis=0))
+        if not bad_cols.size:
+            return
         names = self.feature_names if X.shape[1] == self.n_features else tuple(f"input {i}" for i in range(X.shape[1]))
         cols = [names[i] for i in bad_cols[:10]]
         hint = "" if self.accepts_missing else " (this model has no imputer and does not handle missing values)"

@@ -47,7 +47,7 @@ class LinearModel(Model):
     def _predict(self, X: np.ndarray) -> np.ndarray:
         y = X.dot(self._coef)
         y += self._b
-        if not np.isfinite(y).all():
+        if not _isfinite(y.sum()):  # one reduction: NaN/inf anywhere in y makes the sum non-finite
             self._reject_nonfinite(X)
         return y
 
@@ -104,7 +104,7 @@ class LogisticModel(Model):
             return out
         z = X.dot(self._w)
         z += self._b
-        if not np.isfinite(z).all():
+        if not _isfinite(z.sum()):
             self._reject_nonfinite(X)
         if self._scale != 1.0:
             return softmax_(np.stack([-z, z], axis=1))
@@ -117,7 +117,7 @@ class LogisticModel(Model):
     def _predict_multi(self, X: np.ndarray) -> np.ndarray:
         z = X.dot(self._coef_t)
         z += self._intercept
-        if not np.isfinite(z).all():
+        if not _isfinite(z.sum()):
             self._reject_nonfinite(X)
         if self._mode == "softmax":
             return softmax_(z)

@@ -8,6 +8,7 @@ as scikit-learn names them. Output widths: regressors 1; classifiers 1 for two c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import ClassVar
 
@@ -108,7 +109,7 @@ class MLPModel(Model):
         coef, intercept = layers[0]
         z = X.dot(coef)  # ndarray.dot: same BLAS call as @, less overhead on small batches
         z += intercept
-        if not np.isfinite(z).all():
+        if not math.isfinite(z.sum()):  # NaN/inf inputs (with non-zero weights) reach the first layer
             self._reject_nonfinite(X)
         hidden = self._hidden
         for coef, intercept in layers[1:]:

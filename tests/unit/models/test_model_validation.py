@@ -185,3 +185,16 @@ def test_logistic_extreme_decisions_stay_finite(logistic) -> None:
         np.testing.assert_allclose(m.predict(X[i : i + 1]), out[i : i + 1], rtol=1e-12, atol=1e-300)
     multi = build(edited(logistic, coef=np.eye(3, 4) * 1000))
     assert np.isfinite(multi.predict(np.array([[1e3, -1e3, 5.0, 0.0]]))).all()
+
+
+def test_overflowing_finite_inputs_are_scored_not_refused() -> None:
+    w = ModelWeights(
+        "logistic", ("a", "b"), {"coef": np.array([[1.0, 1.0]]), "intercept": np.zeros(1)}, (0, 1), {"proba": "binary"}
+    )
+    m = build(w)
+    X = np.array([[1e308, 1e308], [-1e308, -1e308]])
+    with np.errstate(all="ignore"):  # the decisions overflow to +-inf, as in scikit-learn
+        np.testing.assert_allclose(m.predict(X), [[0.0, 1.0], [1.0, 0.0]], rtol=0, atol=1e-300)
+        np.testing.assert_allclose(m.predict(X[:1]), [[0.0, 1.0]], rtol=0, atol=1e-300)
+    with pytest.raises(ValueError, match=r"column\(s\) \['b'\]"):
+        m.predict(np.array([[1.0, np.inf], [0.0, 0.0]]))

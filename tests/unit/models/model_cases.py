@@ -20,6 +20,7 @@ from sklearn.linear_model import (
     Lasso,
     LinearRegression,
     LogisticRegression,
+    LogisticRegressionCV,
     Ridge,
     SGDClassifier,
     SGDRegressor,
@@ -93,6 +94,7 @@ CASES: list[Case] = [
     Case("logreg-binary-str", LogisticRegression, "binary", "logistic", labels="str"),
     Case("logreg-multi", lambda: LogisticRegression(C=0.5), "multiclass", "logistic"),
     Case("logreg-multi-str", LogisticRegression, "multiclass", "logistic", labels="str"),
+    Case("logregcv-multi", lambda: LogisticRegressionCV(Cs=3, cv=3), "multiclass", "logistic"),
     Case("sgd-log-binary", lambda: SGDClassifier(loss="log_loss", random_state=0), "binary", "logistic"),
     Case("sgd-log-multi", lambda: SGDClassifier(loss="log_loss", random_state=0), "multiclass", "logistic"),
     Case(

@@ -383,6 +383,7 @@ class CassandraModelStore:
         maps to its weights or to the error for that key (NotFound, ChecksumMismatch, StoreUnavailable,
         ...); one bad key never hides the others.
         """
+        keys = list(keys)  # iterated twice below; callers may pass a generator
         out: dict[tuple[str, str, int], ModelWeights | Exception] = {}
         wanted: list[tuple[str, str, int]] = []
         for key in dict.fromkeys(keys):

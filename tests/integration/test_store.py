@@ -289,7 +289,7 @@ def test_publish_many_and_load_many(store: CassandraModelStore, model: str) -> N
     active = store.active(model)
     assert len(active) == 40 and {p.version for p in active.values()} == {1}
     keys = [(model, seg, 1) for seg in versions] + [(model, "s00", 5), (model, "nope", 1), (model, "a/b", 1)]
-    loaded = store.load_many(keys)
+    loaded = store.load_many(iter(keys))  # any iterable, a generator too
     assert list(loaded) == keys
     for i in range(40):
         assert loaded[(model, f"s{i:02d}", 1)] == logistic(i % 3)

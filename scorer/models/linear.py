@@ -108,10 +108,15 @@ class LogisticModel(Model):
             self._reject_nonfinite(X)
         if self._scale != 1.0:
             return softmax_(np.stack([-z, z], axis=1))
-        expit_(z)
+        # expit written straight into the output's second column (one pass fewer than copying it there)
         out = np.empty((z.shape[0], 2))
-        out[:, 1] = z
-        np.subtract(1.0, z, out=out[:, 0])
+        p = out[:, 1]
+        np.negative(z, out=z)
+        np.minimum(z, 709.0, out=z)
+        np.exp(z, out=z)
+        z += 1.0
+        np.divide(1.0, z, out=p)
+        np.subtract(1.0, p, out=out[:, 0])
         return out
 
     def _predict_multi(self, X: np.ndarray) -> np.ndarray:

@@ -12,6 +12,7 @@ from scorer.models.weights import ModelWeights
 # isort: off
 from scorer.models import linear  # noqa: F401
 from scorer.models import mlp  # noqa: F401
+from scorer.models import trees  # noqa: F401
 # isort: on
 
 __all__ = ["Model", "ModelWeights", "archs", "build", "get", "register"]

@@ -4,4 +4,5 @@
 # isort: off
 from trainers.exporters import linear  # noqa: F401
 from trainers.exporters import mlp  # noqa: F401
+from trainers.exporters import trees  # noqa: F401
 # isort: on

@@ -1,0 +1,469 @@
+"""Tree ensembles: ``forest`` (averaged trees), ``boosted`` (GradientBoosting) and ``hist_boosted`` (HistGB).
+
+Why three architectures: scikit-learn scores them with three different input semantics, and each arch
+pins one down so that the stored arrays alone decide every prediction.
+
+==============  ===================================  ==================  =====================  ==============
+arch            estimators                           inputs compared as  NaN input              output
+==============  ===================================  ==================  =====================  ==============
+forest          DecisionTree*, RandomForest*,        float32             follows missing_left   mean of trees
+                ExtraTrees* (Classifier/Regressor)                       (inf refused)
+boosted         GradientBoosting*                    float32             refused                baseline + sum,
+                                                                                                then link
+hist_boosted    HistGradientBoosting* (numeric)      float64             follows missing_left   baseline + sum,
+                                                                         (inf accepted)         then link
+==============  ===================================  ==================  =====================  ==============
+
+Stored arrays (all trees of the ensemble packed end to end; N nodes in all, T trees):
+
+- ``offsets`` int64 (T+1,): tree t owns nodes ``offsets[t]:offsets[t+1]``, its root first;
+- ``feature`` int32 (N,): input column tested at the node, -1 at leaves;
+- ``threshold`` float64 (N,): go left when ``x <= threshold`` (never NaN; +-inf allowed);
+- ``left``/``right`` int32 (N,): child indices *local to the tree*, -1 at leaves;
+- ``missing_left`` uint8 (N,) (forest, hist_boosted): where a NaN input goes;
+- ``value`` float64: forest (N, k) per-tree output (class fractions, or (N, 1) for regression);
+  boosted archs (N,) leaf contributions (GradientBoosting's already multiplied by the learning rate);
+- ``baseline`` float64 (K,) (boosted archs): the raw prediction before any tree (the init estimator's).
+
+Boosted trees are stored stage-major: tree ``t`` adds to raw output ``t % K``. ``metadata["link"]`` maps raw
+to output: ``identity``, ``log`` (exp), ``logit`` (binary, rows [1-p, p]), ``half_logit`` (expit(2 raw),
+exponential loss) or ``softmax``.
+
+Validation proves each packed tree is a tree: children point strictly forward inside their own tree and
+every node but the root has exactly one parent, so there are no cycles, no shared or orphan nodes, and no
+index can leave the arrays; depth is at most ``MAX_DEPTH``.
+
+Scoring moves an (rows x trees) matrix of node indices down one level per numpy step, so a call costs
+O(depth) vectorised operations and no Python work per node or per row. Nodes are renumbered at build time
+so that a node's right child is its left child + 1 and leaves point to themselves (threshold +inf: every
+input stays), letting all rows take exactly ``depth`` steps. When it costs little memory the trees are
+padded to complete binary trees stored level by level (child = 2 * index + went_right), which saves one
+gather per level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import ClassVar
+
+import numpy as np
+
+from scorer.errors import InvalidWeights
+from scorer.models._numeric import expit_, softmax_
+from scorer.models.base import Model
+from scorer.models.registry import register
+
+#: deepest tree accepted; scoring runs one vectorised step per level, so this bounds the cost of a call
+MAX_DEPTH = 256
+LINKS = ("identity", "log", "logit", "half_logit", "softmax")
+#: rows x trees per chunk: keeps the per-level temporaries in the CPU cache
+_CHUNK = 32768
+#: complete-tree padding is used while it costs at most this factor of the plain layout (plus a little)
+_PAD_FACTOR = 2.0
+_PAD_SLACK_BYTES = 1 << 20
+#: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share
+#: of the moving ones (deep, unbalanced trees: HistGradientBoosting's, unbounded forests) ...
+_COMPACT_SHARE = 0.25
+#: ... in chunks of at least this many pairs (below, the extra numpy calls cost more than they save)
+_COMPACT_MIN = 2048
+
+
+def _floor_f32(t: np.ndarray) -> np.ndarray:
+    """Largest float32 <= each value: ``float32(x) <= t`` iff ``float32(x) <= floor32(t)`` for float32 x.
+
+    scikit-learn compares float32 inputs with float64 thresholds; storing the thresholds rounded down to
+    float32 keeps every decision identical while the comparison runs in float32.
+    """
+    with np.errstate(over="ignore"):
+        t32 = t.astype(np.float32)
+    up = t32.astype(np.float64) > t
+    t32[up] = np.nextafter(t32[up], np.float32(-np.inf))
+    return t32
+
+
+class _TreeEnsemble(Model):
+    """Shared validation and traversal; subclasses fix the input semantics and the aggregation."""
+
+    #: inputs are rounded to float32 before comparing, as scikit-learn's DecisionTree-based estimators do
+    float32_inputs: ClassVar[bool]
+    #: NaN inputs follow ``missing_left`` (else they are refused)
+    routes_nan: ClassVar[bool]
+    #: +-inf inputs are legal (HistGradientBoosting) or refused (float32 trees: scikit-learn raises)
+    accepts_inf: ClassVar[bool]
+    boosted: ClassVar[bool]
+    # every kernel scans its own (possibly float32-rounded) inputs once, so the base class need not
+    checks_own_input: ClassVar[bool] = True
+
+    # -- validation -----------------------------------------------------------------------------------
+    def _validate(self) -> None:
+        offsets = self._array("offsets", ndim=1, dtype="int64")
+        if offsets.size < 2 or offsets[0] != 0:
+            head = offsets[:5].tolist()
+            raise InvalidWeights(
+                f"{self._what()}: offsets must start at 0 and hold n_trees + 1 >= 2 entries; got {head}"
+                f"{'...' if offsets.size > 5 else ''} (length {offsets.size})"
+            )
+        sizes = np.diff(offsets)
+        if (sizes < 1).any():
+            t = int(np.flatnonzero(sizes < 1)[0])
+            raise InvalidWeights(f"{self._what()}: offsets must increase (no empty tree); tree {t} has {sizes[t]}")
+        n_nodes, n_trees = int(offsets[-1]), int(sizes.size)
+        feature = self._array("feature", shape=(n_nodes,), dtype="int32")
+        threshold = self._array("threshold", shape=(n_nodes,), finite=False)
+        left = self._array("left", shape=(n_nodes,), dtype="int32")
+        right = self._array("right", shape=(n_nodes,), dtype="int32")
+        missing_left = None
+        if self.routes_nan:
+            missing_left = self._array("missing_left", shape=(n_nodes,), dtype="uint8")
+            if (missing_left > 1).any():
+                got = np.unique(missing_left)[:5].tolist()
+                raise InvalidWeights(f"{self._what()}: missing_left must hold 0 or 1; got values {got}")
+        if self.boosted:
+            self._validate_boosted(n_trees)
+            # Fold the baseline into the first stage's trees: summing the trees in order then repeats
+            # scikit-learn's additions exactly, ((baseline + tree 0) + tree 1) + ...
+            values = self._array("value", shape=(n_nodes,)).astype(np.float64)[:, np.newaxis]
+            for t, b in enumerate(self._baseline):
+                values[offsets[t] : offsets[t + 1]] += b
+        else:
+            values = self._array("value", ndim=2)
+            self._array("value", shape=(n_nodes, None))
+            k = values.shape[1]
+            if self.classes is not None:
+                self._check_classes(k, f"value with {k} column(s)")
+            elif k != 1:
+                raise InvalidWeights(f"{self._what()}: a regression forest has value (n_nodes, 1); got {k} columns")
+        nan = np.isnan(threshold)
+        if nan.any():
+            i = int(np.flatnonzero(nan)[0])
+            raise InvalidWeights(f"{self._what()}: threshold is NaN at node {i} (of {int(nan.sum())})")
+
+        tree_of = np.repeat(np.arange(n_trees), sizes)
+        local = np.arange(n_nodes) - offsets[tree_of]
+        leaf = left == -1
+        internal = ~leaf
+
+        def fail(bad: np.ndarray, why: str) -> None:
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidWeights(
+                f"{self._what()}: tree {int(tree_of[i])} node {int(local[i])}: {why} left={int(left[i])} "
+                f"right={int(right[i])} feature={int(feature[i])} ({int(bad.sum())} bad node(s) in all)"
+            )
+
+        bad = (right == -1) != leaf
+        if bad.any():
+            fail(bad, "left and right must both be -1 (a leaf) or both be children; got")
+        bad = leaf & (feature != -1)
+        if bad.any():
+            fail(bad, "a leaf must have feature -1; got")
+        bad = internal & ((feature < 0) | (feature >= self.n_inputs))
+        if bad.any():
+            fail(bad, f"feature must be in [0, {self.n_inputs}) (the model's input width); got")
+        size_of = sizes[tree_of]
+        for name, child in (("left", left), ("right", right)):
+            bad = internal & ((child <= local) | (child >= size_of))
+            if bad.any():
+                fail(bad, f"{name} child must point forward inside its tree (above the node, below the tree size "
+                     f"{int(size_of[np.flatnonzero(bad)[0]])}); got")
+        # Forward edges plus exactly one parent for every non-root node: each tree is a tree, every node is
+        # reachable from its root exactly once, and no walk can cycle.
+        base = offsets[:-1]
+        first = base[tree_of[internal]]
+        parents = np.bincount(np.concatenate([first + left[internal], first + right[internal]]), minlength=n_nodes)
+        bad = parents != (local != 0)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InvalidWeights(
+                f"{self._what()}: tree {int(tree_of[i])} node {int(local[i])} has {int(parents[i])} parent(s); "
+                "every node but the root needs exactly one (shared or unreachable nodes)"
+            )
+        self._n_trees = n_trees
+        self._pack(base, tree_of, feature, threshold, left, right, missing_left, values, leaf)
+
+    def _validate_boosted(self, n_trees: int) -> None:
+        baseline = self._array("baseline", ndim=1)
+        k = int(baseline.size)
+        link = self._meta("link", str, choices=LINKS)
+        if k < 1 or n_trees % k:
+            raise InvalidWeights(f"{self._what()}: {n_trees} trees do not split into stages of {k} (baseline length)")
+        if self.classes is None:
+            if link not in ("identity", "log") or k != 1:
+                raise InvalidWeights(
+                    f"{self._what()}: a regressor needs link identity or log and 1 baseline; got {link!r} and {k}"
+                )
+        elif link in ("logit", "half_logit"):
+            if k != 1:
+                raise InvalidWeights(f"{self._what()}: link {link!r} needs 1 raw output; got a baseline of {k}")
+            self._check_classes(2, f"link {link!r}")
+        elif link == "softmax":
+            if k < 3:
+                raise InvalidWeights(f"{self._what()}: link 'softmax' is for 3+ classes; got a baseline of {k}")
+            self._check_classes(k, f"link 'softmax' over a baseline of {k}")
+        else:
+            raise InvalidWeights(f"{self._what()}: a classifier needs link logit, half_logit or softmax; got {link!r}")
+        self._link = link
+        self._baseline = baseline
+        self._k_raw = k
+
+    # -- packing for traversal ------------------------------------------------------------------------
+    def _pack(
+        self,
+        base: np.ndarray,
+        tree_of: np.ndarray,
+        feature: np.ndarray,
+        threshold: np.ndarray,
+        left: np.ndarray,
+        right: np.ndarray,
+        missing_left: np.ndarray | None,
+        values: np.ndarray,
+        leaf: np.ndarray,
+    ) -> None:
+        """Renumber nodes breadth first and build the traversal tables (see the module docstring)."""
+        n_trees, n_nodes, k = base.size, feature.size, values.shape[1]
+        # Breadth first over all trees at once: per level, the stored node ids, their trees, and their
+        # positions within the level of their tree (the children of position p are 2p and 2p + 1).
+        levels: list[np.ndarray] = []
+        trees: list[np.ndarray] = []
+        positions: list[np.ndarray] = []
+        frontier, tree, pos = base.copy(), np.arange(n_trees), np.zeros(n_trees, dtype=np.int64)
+        while frontier.size:
+            if len(levels) > MAX_DEPTH:
+                raise InvalidWeights(f"{self._what()}: a tree is deeper than the supported {MAX_DEPTH} levels")
+            levels.append(frontier)
+            trees.append(tree)
+            positions.append(pos)
+            inner = ~leaf[frontier]
+            parent, tree, pos = frontier[inner], tree[inner], pos[inner]
+            first = base[tree]
+            frontier = np.stack([first + left[parent], first + right[parent]], axis=1).ravel()
+            tree = np.repeat(tree, 2)
+            # positions only matter for the padded layout, which is never chosen for deep trees
+            pos = np.stack([2 * pos, 2 * pos + 1], axis=1).ravel() if len(levels) < 48 else np.repeat(pos, 2)
+        depth = len(levels) - 1
+        thr = _floor_f32(threshold) if self.float32_inputs else threshold
+        with_mr = missing_left is not None
+        per_node = 8 + thr.itemsize + with_mr
+        plain_bytes = n_nodes * (per_node + 8 + 8 * k)
+        padded_bytes = n_trees * (((1 << depth) - 1) * per_node + (1 << depth) * 8 * k)
+        self._complete = depth < 48 and padded_bytes <= _PAD_FACTOR * plain_bytes + _PAD_SLACK_BYTES
+        feats: list[np.ndarray] = []
+        thrs: list[np.ndarray] = []
+        mrights: list[np.ndarray] = []
+        if self._complete:
+            for lv in range(depth):
+                ids, t, p = levels[lv], trees[lv], positions[lv]
+                inner = ~leaf[ids]
+                slot, ids = (t[inner] << lv) + p[inner], ids[inner]
+                f = np.zeros(n_trees << lv, dtype=np.intp)
+                f[slot] = feature[ids]
+                th = np.full(n_trees << lv, np.inf, dtype=thr.dtype)
+                th[slot] = thr[ids]
+                feats.append(f)
+                thrs.append(th)
+                if with_mr:
+                    mr = np.zeros(n_trees << lv, dtype=bool)
+                    mr[slot] = missing_left[ids] == 0
+                    mrights.append(mr)
+            vals = np.zeros((k, n_trees << depth))
+            for lv in range(depth + 1):
+                ids, t, p = levels[lv], trees[lv], positions[lv]
+                lf = leaf[ids]
+                vals[:, (t[lf] << depth) + (p[lf] << (depth - lv))] = values[ids[lf]].T
+            self._left = None
+            self._l0 = 2 * np.arange(n_trees, dtype=np.intp)
+            self._roots = np.arange(n_trees, dtype=np.intp) << depth
+        else:
+            order = np.concatenate(levels)
+            new_id = np.empty(n_nodes, dtype=np.intp)
+            new_id[order] = np.arange(n_nodes)
+            leaf_o = leaf[order]
+            child = np.where(leaf_o, order, base[tree_of[order]] + left[order])
+            nxt = np.where(leaf_o, np.arange(n_nodes), new_id[child])  # leaves point to themselves
+            feats = [np.where(leaf_o, 0, feature[order]).astype(np.intp)] * depth
+            thrs = [np.where(leaf_o, np.inf, thr[order]).astype(thr.dtype)] * depth
+            if with_mr:
+                mrights = [(missing_left[order] == 0) & ~leaf_o] * depth
+            vals = values[order].T
+            self._left = nxt.astype(np.intp)
+            self._l0 = self._left[:n_trees].copy()
+            self._roots = np.arange(n_trees, dtype=np.intp)
+            self._is_leaf = leaf_o
+        self._depth = depth
+        self._feats, self._thrs = feats, thrs
+        self._mrights = mrights if with_mr else [None] * depth
+        self._vals = [np.ascontiguousarray(v) for v in vals]
+        self._first = None
+        if depth:
+            mr0 = self._mrights[0]
+            self._first = (feats[0][:n_trees].copy(), thrs[0][:n_trees].copy(), None if mr0 is None else mr0[:n_trees])
+
+    # -- scoring --------------------------------------------------------------------------------------
+    def _inputs(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
+        """The array the trees compare (float32-rounded or not) and whether it holds NaN; refuses the illegal."""
+        if self.float32_inputs:
+            with np.errstate(over="ignore"):
+                Xc = X.astype(np.float32)
+        else:
+            Xc = X
+        if self.accepts_inf:
+            return Xc, bool(np.isnan(Xc).any())
+        if np.isfinite(Xc).all():
+            return Xc, False
+        if not self.routes_nan:
+            if not np.isfinite(X).all():
+                self._reject_nonfinite(X)
+        elif np.isinf(X).any():
+            raise ValueError(
+                f"{self._what()}: input has inf in column(s) {self._columns(np.isinf(X))} (NaN is legal, inf is not)"
+            )
+        if np.isinf(Xc).any():
+            raise ValueError(
+                f"{self._what()}: input column(s) {self._columns(np.isinf(Xc))} hold values beyond float32 range, "
+                "which scikit-learn's trees refuse (they compare inputs as float32)"
+            )
+        return Xc, True
+
+    def _columns(self, bad: np.ndarray) -> list[str]:
+        cols = np.flatnonzero(bad.any(axis=0))[:10]
+        if bad.shape[1] == self.n_features:
+            return [self.feature_names[i] for i in cols]
+        return [f"input {i}" for i in cols]
+
+    def _leaf_values(self, X: np.ndarray, has_nan: bool, emit: Callable[[int, int, np.ndarray], None]) -> None:
+        """Walk every row down every tree; call ``emit(start, stop, leaf_index)`` per chunk of rows."""
+        n, width = X.shape
+        T, depth = self._n_trees, self._depth
+        step = max(1, _CHUNK // T)
+        if depth == 0:
+            for s in range(0, n, step):
+                m = min(step, n - s)
+                emit(s, s + m, np.broadcast_to(self._roots, (m, T)))
+            return
+        f0, t0, mr0 = self._first
+        l0, left = self._l0, self._left
+        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+        isnan = np.isnan
+        rowoff = np.arange(0, min(step, n) * width, width, dtype=np.intp)[:, np.newaxis]
+        compact = left is not None and min(step, n) * T >= _COMPACT_MIN and depth > 2
+        for s in range(0, n, step):
+            Xc = X[s : s + step]
+            m = Xc.shape[0]
+            x = Xc[:, f0]  # level 0: every row is at the roots
+            r = x > t0
+            if has_nan:
+                r |= isnan(x) & mr0
+            j = l0 + r
+            flat = Xc.ravel()
+            off = rowoff[:m]
+            pos = full = None
+            for lv in range(1, depth):
+                if compact and not lv % 2:
+                    at_leaf = self._is_leaf[j]
+                    if np.count_nonzero(at_leaf) >= _COMPACT_SHARE * at_leaf.size:
+                        # Park the finished pairs in ``full`` and keep moving only the others.
+                        if pos is None:
+                            j, at_leaf = j.ravel(), at_leaf.ravel()
+                            full = j.copy()
+                            pos = np.arange(j.size)
+                            off = np.repeat(off[:, 0], T)
+                        else:
+                            full[pos] = j
+                        keep = np.flatnonzero(~at_leaf)
+                        j, pos, off = j[keep], pos[keep], off[keep]
+                f = feats[lv][j]
+                f += off
+                x = flat[f]
+                r = x > thrs[lv][j]
+                if has_nan:
+                    r |= isnan(x) & mrights[lv][j]
+                if left is None:
+                    j += j
+                else:
+                    j = left[j]
+                j += r
+            if pos is not None:
+                full[pos] = j
+                j = full.reshape(m, T)
+            emit(s, s + m, j)
+
+
+@register
+class ForestModel(_TreeEnsemble):
+    """Mean of the trees' outputs (class fractions or values), as scikit-learn's forests average them."""
+
+    arch: ClassVar[str] = "forest"
+    handles_missing: ClassVar[bool] = True
+    float32_inputs: ClassVar[bool] = True
+    routes_nan: ClassVar[bool] = True
+    accepts_inf: ClassVar[bool] = False
+    boosted: ClassVar[bool] = False
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        Xc, has_nan = self._inputs(X)
+        vals = self._vals
+        out = np.empty((X.shape[0], len(vals)))
+
+        def emit(a: int, b: int, j: np.ndarray) -> None:
+            for c, v in enumerate(vals):
+                t = v[j]
+                # a running sum adds the trees in scikit-learn's order (np.sum's pairwise order differs)
+                np.add.accumulate(t, axis=1, out=t)
+                out[a:b, c] = t[:, -1]
+
+        self._leaf_values(Xc, has_nan, emit)
+        out /= self._n_trees
+        return out if self.classes is not None else out[:, 0]
+
+
+class _Boosted(_TreeEnsemble):
+    boosted: ClassVar[bool] = True
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        Xc, has_nan = self._inputs(X)
+        values = self._vals[0]
+        K = self._k_raw
+        raw = np.empty((X.shape[0], K))
+
+        def emit(a: int, b: int, j: np.ndarray) -> None:
+            v = values[j].reshape(b - a, -1, K)  # (rows, stages, raw outputs); stage 0 holds the baseline
+            np.add.accumulate(v, axis=1, out=v)
+            raw[a:b] = v[:, -1]
+
+        self._leaf_values(Xc, has_nan, emit)
+        link = self._link
+        if link == "identity":
+            return raw[:, 0]
+        if link == "log":
+            return np.exp(raw[:, 0])
+        if link == "softmax":
+            return softmax_(raw)
+        p = raw[:, 0]
+        if link == "half_logit":
+            p *= 2.0
+        expit_(p)
+        out = np.empty((p.shape[0], 2))
+        out[:, 1] = p
+        np.subtract(1.0, p, out=out[:, 0])
+        return out
+
+
+@register
+class BoostedModel(_Boosted):
+    """GradientBoosting: float32-rounded inputs like its trees, NaN refused as scikit-learn does."""
+
+    arch: ClassVar[str] = "boosted"
+    handles_missing: ClassVar[bool] = False
+    float32_inputs: ClassVar[bool] = True
+    routes_nan: ClassVar[bool] = False
+    accepts_inf: ClassVar[bool] = False
+
+
+@register
+class HistBoostedModel(_Boosted):
+    """HistGradientBoosting on numeric features: float64 inputs, NaN follows each node's missing_left."""
+
+    arch: ClassVar[str] = "hist_boosted"
+    handles_missing: ClassVar[bool] = True
+    float32_inputs: ClassVar[bool] = False
+    routes_nan: ClassVar[bool] = True
+    accepts_inf: ClassVar[bool] = True

@@ -373,3 +373,28 @@ def test_store_on_a_shared_session_leaves_it_open(ks: Settings, cassandra: Sessi
     with CassandraModelStore(ks, session=cassandra) as shared:
         shared.publish(model, "ORD", logistic(0))
     assert cassandra.execute("SELECT release_version FROM system.local").one() is not None
+
+
+def test_a_timed_out_claim_is_settled_by_a_serial_read(store: CassandraModelStore, cassandra: Session, ks: Settings,
+                                                       model: str) -> None:
+    """What publish does after an LWT timeout: the claim's owner, read at LOCAL_SERIAL, says who won."""
+    owner = uuid.uuid4()
+    cassandra.execute(f"INSERT INTO {ks.keyspace}.version_claims (model, segment, version, owner, claimed_at) "
+                      "VALUES (%s, 'ORD', 1, %s, toTimestamp(now())) IF NOT EXISTS", (model, owner))
+    assert store._claim_holder(model, "ORD", 1) == owner
+    assert store._claim_holder(model, "ORD", 2) is None
+    assert store.publish(model, "ORD", logistic(0)) == 2  # the claimed number is skipped
+
+
+def test_a_failing_read_is_an_error_never_not_found(settings: Settings, cassandra: Session) -> None:
+    with CassandraModelStore(settings) as broken:
+        broken.publish("delay", "ORD", logistic(0), activate=True)
+        cassandra.execute(f"DROP TABLE {settings.keyspace}.model_versions", timeout=60)
+        with pytest.raises(StoreError, match="delay/ORD version 1") as caught:
+            broken.version_info("delay", "ORD", 1)
+        assert not isinstance(caught.value, NotFound)
+        result = broken.load_many([("delay", "ORD", 1)])[("delay", "ORD", 1)]
+        assert isinstance(result, StoreError) and not isinstance(result, NotFound)
+        with pytest.raises(StoreError) as caught:
+            broken.load("delay", "ORD")
+        assert not isinstance(caught.value, NotFound)

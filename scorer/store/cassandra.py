@@ -491,7 +491,11 @@ class CassandraModelStore:
         """Store a new version (validated first) and return its number; optionally make it live."""
         version = self.publish_many(model, [(segment, weights, metrics, stats)], author=author)[segment]
         if activate:
-            self.activate(model, segment, version, actor=author, reason=reason)
+            try:
+                self.activate(model, segment, version, actor=author, reason=reason)
+            except ScorerError as exc:  # say that the version exists, so nobody publishes it twice
+                raise type(exc)(f"{_where(model, segment, version)} was published but not activated: {exc}") \
+                    from exc
         return version
 
     def publish_many(self, model: str, items: Iterable[PublishItem], *, author: str | None = None,

@@ -398,3 +398,12 @@ def test_a_failing_read_is_an_error_never_not_found(settings: Settings, cassandr
         with pytest.raises(StoreError) as caught:
             broken.load("delay", "ORD")
         assert not isinstance(caught.value, NotFound)
+
+
+def test_publish_then_failed_activation_says_the_version_exists(settings: Settings, cassandra: Session) -> None:
+    with CassandraModelStore(settings) as store:
+        cassandra.execute(f"DROP TABLE {settings.keyspace}.activations", timeout=60)
+        with pytest.raises(StoreError, match="delay/ORD version 1 was published but not activated"):
+            store.publish("delay", "ORD", logistic(0), activate=True)
+        assert [info.version for info in store.versions("delay", "ORD")] == [1]
+        assert store.active("delay") == {}  # the pointer and its log entry are one logged batch

@@ -52,7 +52,19 @@ def change_pointer(cli: CliContext, change: Callable[[ModelStore], Activation]) 
     returned: the Activation says who switched which segment from which version to which.
     """
     with open_store(cli) as store:
-        return change(store)
+        entry = change(store)
+    _announce(cli, entry.model, entry.segment, entry.action,
+              entry.canary_version if entry.action == "canary" else entry.to_version)
+    return entry
+
+
+def _announce(cli: CliContext, model: str, segment: str | None, action: str, version: int | None) -> None:
+    """A model-changes notice so workers swap now rather than at their next poll; a failure only warns."""
+    from scorer.stream.notices import try_publish_notice
+
+    warning = try_publish_notice(cli.settings, model, segment, action, version)
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
 
 
 def _console(stderr: bool = False) -> Console:
@@ -263,6 +275,7 @@ def release_cmd(cli: CliContext, model: str, versions_path: Path | None, latest:
                 raise ConfigError(f"model {model!r} has no published versions to release")
         before = store.active(model)
         release_id = store.release(model, mapping, actor=actor, reason=reason)
+    _announce(cli, model, None, "release", None)
     changed = sum(1 for seg, v in mapping.items() if before.get(seg) is None or before[seg].version != v)
     _say(f"released {model}: {len(mapping)} segments ({changed} changed), release {release_id}")
 

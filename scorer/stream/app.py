@@ -52,6 +52,8 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
         "topic_allow_declare": False,
         "consumer_auto_offset_reset": "earliest",
         "broker_commit_interval": config.commit_interval,
+        "broker_session_timeout": config.session_timeout,
+        "broker_heartbeat_interval": min(3.0, config.session_timeout / 3),
         "stream_buffer_maxsize": config.stream_buffer,
         "broker_max_poll_records": max(500, config.batch_size),
         "producer_linger": 0.0,
@@ -60,6 +62,8 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     options.update(faust_options)
     app = faust.App(app_id, **options)
     setattr(app, WORKER_ATTR, runtime)
+    runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
+                                        if tp.topic == config.input_topic)
     topic = app.topic(config.input_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
                       key_serializer="raw")
 

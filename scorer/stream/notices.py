@@ -84,6 +84,25 @@ def publish_notice(settings: Settings, model: str, segment: str | None, action: 
     asyncio.run(publish_notice_async(settings, model, segment, action, version, topic=topic, timeout=timeout))
 
 
+def try_publish_notice(settings: Settings, model: str, segment: str | None, action: str, version: int | None,
+                       *, timeout: float = 5.0) -> str | None:
+    """Publish on ``settings.changes_topic``; None when it worked, else a one-line warning (never raises).
+
+    For commands that just changed a pointer: the change is done and workers' polls will see it, so a
+    broker problem must not fail the command, only be said.
+    """
+    topic = settings.changes_topic
+    try:
+        publish_notice(settings, model, segment, action, version, topic=topic, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - reported as a warning line by the caller
+        from scorer.kafka import describe_failure
+
+        reason = "timed out" if isinstance(exc, TimeoutError) else describe_failure(settings, exc)
+        return (f"the change is live, but its {topic!r} notice was not sent ({reason}); "
+                f"workers pick it up at their next poll")
+    return None
+
+
 async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[Notice], Awaitable[None]],
                          *, stopped: asyncio.Event | None = None, ready: asyncio.Event | None = None,
                          retry_delay: float = 2.0) -> None:

@@ -65,6 +65,8 @@ class WorkerConfig(BaseModel):
     predict_attempts: int = Field(5, ge=1)
     send_attempts: int = Field(5, ge=1)
     commit_interval: float = Field(1.0, gt=0)
+    session_timeout: float = Field(10.0, ge=2, le=300)
+    """Kafka group session timeout: how long a killed worker's partitions wait before another takes them."""
     drain_timeout: float = Field(30.0, gt=0)
     datadir: Path | None = None
     stream_buffer: int = Field(4096, ge=1)
@@ -129,6 +131,8 @@ class ScoringWorker:
         self._notices_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._current: asyncio.Future | None = None
+        self.assignment: Callable[[], list[int]] = list
+        """Input partitions currently assigned to this worker (set by the app factory)."""
         self.batches = 0
         self.events_in = 0
         self.started_at = time.time()
@@ -347,11 +351,18 @@ class ScoringWorker:
 
     # ------------------------------------------------------------------ reporting
 
+    def _assigned(self) -> list[int]:
+        try:
+            return self.assignment()
+        except Exception:  # noqa: BLE001 - not assigned yet, or the consumer is restarting
+            return []
+
     def describe(self) -> dict[str, Any]:
         out = self.cache.describe()
         out["worker"] = {
             "ready": self.ready.is_set(), "batches": self.batches, "events": self.events_in,
             "notices_ready": self._notices_ready.is_set() or not self.config.follow_changes,
+            "partitions": self._assigned(),
             "input_topic": self.config.input_topic, "output_topic": self.config.output_topic,
             "dlq_topic": self.config.dlq_topic, "uptime_s": round(time.time() - self.started_at, 1),
         }

@@ -48,10 +48,12 @@ def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
     return env
 
 
-def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None,
+def run_cli(settings: Settings, *args: str, env: dict[str, str] | None = None, changes: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([SCORER, *args], env=env or cli_env(settings), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    """``scorer ARGS`` on the test keyspace; ``changes`` is the model-changes topic its notices go to."""
+    if env is None:
+        env = cli_env(settings, **({"SCORER_CHANGES_TOPIC": changes} if changes else {}))
+    return subprocess.run([SCORER, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @dataclass

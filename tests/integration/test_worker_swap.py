@@ -67,7 +67,8 @@ def test_twenty_thousand_events_with_two_swaps_mid_stream(settings: Settings, ca
                 (MODEL, raw_segment))
             swaps[raw_segment] = time.time()
         elif count == 12_000:
-            done = run_cli(settings, "activate", MODEL, cli_segment, "2", "--reason", "test swap")
+            done = run_cli(settings, "activate", MODEL, cli_segment, "2", "--reason", "test swap",
+                           changes=topics.changes)
             assert done.returncode == 0, done.stderr
             swaps[cli_segment] = time.time()  # the pointer changed while the command ran; count from its end
 

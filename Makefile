@@ -48,5 +48,10 @@ test: lint
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \
 	$(STACK) down --record $$rec; exit $$status
 
+# The main job end to end (scripts/demo.sh): train per-city models, score a live stream, swap two models
+# mid-stream, report. Leaves the services running (make down stops them). Sizes: DEMO_EVENTS, DEMO_RATE.
+demo: up
+	@bash scripts/demo.sh
+
 clean: down
 	rm -rf $(VENV) reports .pytest_cache .ruff_cache .hypothesis

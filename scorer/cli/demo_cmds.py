@@ -14,6 +14,13 @@ def _cities(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
+def _fractions(value: str | None) -> tuple[float, ...]:
+    try:
+        return tuple(float(part) for part in _cities(value))
+    except ValueError:
+        raise ConfigError(f"--split-at takes comma-separated fractions like 0.35,0.7; got {value!r}") from None
+
+
 @main.command("demo-data")
 @click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"),
               show_default=True, help="Directory for the files.")
@@ -27,11 +34,11 @@ def _cities(value: str | None) -> tuple[str, ...]:
 @click.option("--retrain-city", "retrain_cities", multiple=True,
               help="Also write retrain_<CITY> (fresh labelled rows) for this city; repeatable.")
 @click.option("--retrain-rows", type=int, default=2_000, show_default=True, help="Rows per retrain file.")
-@click.option("--split-at", type=float, help="Also write stream_part1/stream_part2 split at this fraction.")
+@click.option("--split-at", help="Comma-separated fractions, e.g. 0.35,0.7: also write stream_part1..N cut there.")
 @click.option("--null-rate", type=float, default=0.02, show_default=True, help="Share of missing ratings.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="csv", show_default=True)
 def demo_data_cmd(out: Path, events: int, train_rows: int, seed: int, cities: str | None, drift_city: str | None,
-                  drift_at: float, retrain_cities: tuple[str, ...], retrain_rows: int, split_at: float | None,
+                  drift_at: float, retrain_cities: tuple[str, ...], retrain_rows: int, split_at: str | None,
                   null_rate: float, fmt: str) -> None:
     """Write a synthetic ride-cancellation stream: train.csv, stream.csv, retrain_<city>.csv, demo.json.
 
@@ -43,7 +50,7 @@ def demo_data_cmd(out: Path, events: int, train_rows: int, seed: int, cities: st
 
     config = DemoConfig(seed=seed, cities=_cities(cities) or CITIES, events=events, train_rows=train_rows,
                         drift_city=drift_city, drift_at=drift_at, retrain_cities=retrain_cities,
-                        retrain_rows=retrain_rows, split_at=split_at, null_rate=null_rate, fmt=fmt)
+                        retrain_rows=retrain_rows, split_at=_fractions(split_at), null_rate=null_rate, fmt=fmt)
     meta = write_demo_data(config, out)
     for key, name in meta["files"].items():
         click.echo(f"  {key:<14} {out / name}")

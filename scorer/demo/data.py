@@ -10,8 +10,8 @@ What ``write_demo_data`` writes into its output directory (CSV, or Parquet with 
 - ``train.csv``: labelled history for every city, drawn from the pre-drift truth (trains v1);
 - ``stream.csv``: the live events in time order, ids ``e-<n>``, with the label ``cancelled`` kept for the
   report (``scorer send`` only sends the columns it is told to);
-- ``stream_part1.csv`` / ``stream_part2.csv``: the same rows split at ``split_at`` (the demo streams the
-  first part, then the second one while it swaps models);
+- ``stream_part1.csv``, ``stream_part2.csv``, ...: the same rows cut at the ``split_at`` fractions (the demo
+  streams part 1, swaps models while part 2 flows, then streams the rest);
 - ``retrain_<city>.csv``: fresh labelled rows for the drifted city (post-drift truth) and for each extra
   ``retrain_cities`` entry (its unchanged truth), to train v2;
 - ``demo.json``: the parameters, the drift point, the file names and the ground truth (the report reads it).
@@ -91,8 +91,8 @@ class DemoConfig:
     retrain_cities: tuple[str, ...] = ()
     """Cities (besides the drift city) that get a retrain_<city> file drawn from their unchanged truth."""
     retrain_rows: int = 2_000
-    split_at: float | None = None
-    """When set, also write stream_part1/stream_part2 split at this fraction of the stream."""
+    split_at: tuple[float, ...] = ()
+    """Increasing fractions of the stream; when given, also write stream_part1..N cut at them."""
     null_rate: float = 0.02
     """Share of missing ``rating`` values (the trained pipelines impute them)."""
     fmt: str = "csv"
@@ -116,8 +116,10 @@ class DemoConfig:
                 raise ConfigError(f"retrain city {city!r} is not one of the cities: {', '.join(self.cities)}")
         if not 0.0 < self.drift_at < 1.0:
             raise ConfigError(f"drift_at must be a fraction strictly between 0 and 1; got {self.drift_at!r}")
-        if self.split_at is not None and not 0.0 < self.split_at < 1.0:
-            raise ConfigError(f"split_at must be a fraction strictly between 0 and 1; got {self.split_at!r}")
+        object.__setattr__(self, "split_at", tuple(float(f) for f in self.split_at))
+        if any(not 0.0 < f < 1.0 for f in self.split_at) or list(self.split_at) != sorted(set(self.split_at)):
+            raise ConfigError(f"split_at must be increasing fractions strictly between 0 and 1; "
+                              f"got {list(self.split_at)}")
         if not 0.0 <= self.null_rate < 1.0:
             raise ConfigError(f"null_rate must be in [0, 1); got {self.null_rate!r}")
         if self.fmt not in FORMATS:
@@ -129,8 +131,9 @@ class DemoConfig:
         return None if self.drift_city is None else int(self.drift_at * self.events)
 
     @property
-    def split_index(self) -> int | None:
-        return None if self.split_at is None else int(self.split_at * self.events)
+    def split_indices(self) -> tuple[int, ...]:
+        """Index of the first event of parts 2, 3, ..."""
+        return tuple(int(f * self.events) for f in self.split_at)
 
     @property
     def retrain_targets(self) -> tuple[str, ...]:
@@ -300,9 +303,10 @@ def write_demo_data(config: DemoConfig, out: str | Path) -> dict[str, Any]:
     save("train", make_training(config), f"train.{ext}")
     stream = make_stream(config)
     save("stream", stream, f"stream.{ext}")
-    if config.split_index is not None:
-        save("stream_part1", stream.slice(0, config.split_index), f"stream_part1.{ext}")
-        save("stream_part2", stream.slice(config.split_index), f"stream_part2.{ext}")
+    if config.split_at:
+        cuts = (0, *config.split_indices, config.events)
+        for part, (start, end) in enumerate(zip(cuts[:-1], cuts[1:], strict=True), 1):
+            save(f"stream_part{part}", stream.slice(start, end - start), f"stream_part{part}.{ext}")
     for city in config.retrain_targets:
         save(f"retrain_{city}", make_retrain(config, city), f"retrain_{city}.{ext}")
 
@@ -318,8 +322,9 @@ def write_demo_data(config: DemoConfig, out: str | Path) -> dict[str, Any]:
             "city": config.drift_city, "at": config.drift_at, "first_index": config.drift_index,
             "first_id": f"e-{config.drift_index}",
             "truth_after": models[config.drift_city].drifted().truth_dict()},
-        "split": None if config.split_index is None else {
-            "at": config.split_at, "first_index": config.split_index, "first_id": f"e-{config.split_index}"},
+        "split": None if not config.split_at else {
+            "at": list(config.split_at), "first_index": list(config.split_indices),
+            "first_id": [f"e-{i}" for i in config.split_indices]},
         "files": files,
         "truth": {city: model.truth_dict() for city, model in models.items()},
     }

@@ -115,7 +115,7 @@ class Records:
 
 
 def to_epoch_seconds(value: Any) -> float | None:
-    """Epoch seconds from a float/int (seconds, or milliseconds when larger than 1e11) or an ISO-8601 string."""
+    """Epoch seconds from a number (s, ms, us or ns: told apart by size, for dates after 1973) or ISO-8601 text."""
     if value is None or isinstance(value, bool):
         return None
     if isinstance(value, int | float):
@@ -134,7 +134,10 @@ def to_epoch_seconds(value: Any) -> float | None:
             return moment.timestamp()
     if not math.isfinite(number):
         return None
-    return number / 1000.0 if number > 1e11 else number
+    for scale in (1e9, 1e6, 1e3):  # nanoseconds, microseconds (CQL WRITETIME), milliseconds (Kafka timestamps)
+        if number > 1e8 * scale:
+            return number / scale
+    return number
 
 
 def load_labels(path: str | Path, *, id_col: str = "id", segment_col: str = "city",
@@ -246,22 +249,17 @@ def write_dump(path: str | Path, dump: Iterable[tuple[str, Any, float | None]]) 
 async def _read_topics(options: Mapping[str, Any], topics: Mapping[str, str], idle_seconds: float,
                        timeout: float) -> list[tuple[str, Any, float | None]]:
     """Every record of ``topics`` (kind -> topic) from the beginning to the end offsets seen at start."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    from aiokafka import AIOKafkaConsumer
 
+    partitions = await _partitions(options, topics.values())
+    kind_of = {topic: kind for kind, topic in topics.items()}
+    out: list[tuple[str, Any, float | None]] = []
+    if not partitions:
+        return out
     consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_partition_fetch_bytes=4 << 20)
     await consumer.start()
-    out: list[tuple[str, Any, float | None]] = []
     try:
-        kind_of: dict[str, str] = {}
-        partitions: list[TopicPartition] = []
-        existing = await consumer.topics()  # a metadata refresh: partitions_for_topic only knows fetched topics
-        for kind, topic in topics.items():
-            kind_of[topic] = kind
-            if topic in existing:  # a DLQ topic nobody wrote to may not exist: it holds nothing
-                partitions.extend(TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ()))
-        if not partitions:
-            return out
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         end = await consumer.end_offsets(partitions)
@@ -283,9 +281,32 @@ async def _read_topics(options: Mapping[str, Any], topics: Mapping[str, str], id
                     remaining.discard(tp)
             if remaining and time.monotonic() - last_data > idle_seconds:
                 break
+        if remaining:
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "stopped reading %d partition(s) before their end offset (idle %.0f s / timeout %.0f s): %s",
+                len(remaining), idle_seconds, timeout, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in remaining))
     finally:
         await consumer.stop()
     return [(kind, _parse(value), timestamp) for kind, value, timestamp in out]
+
+
+async def _partitions(options: Mapping[str, Any], topics: Iterable[str]) -> list[Any]:
+    """Every partition of the topics that exist (a DLQ topic nobody wrote to may not: it holds nothing)."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(**options)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [topic for topic in dict.fromkeys(topics) if topic in existing]
+        described = await admin.describe_topics(wanted) if wanted else []
+    finally:
+        await admin.close()
+    return [TopicPartition(entry["topic"], part["partition"]) for entry in described
+            for part in sorted(entry["partitions"], key=lambda p: p["partition"])]
 
 
 def _event_id_only(value: bytes | None) -> Any:

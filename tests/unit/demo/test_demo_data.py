@@ -23,14 +23,14 @@ def _files(directory: Path) -> dict[str, bytes]:
 
 
 def test_same_seed_same_bytes_and_another_seed_differs(tmp_path: Path) -> None:
-    config = DemoConfig(seed=3, drift_city="SFO", retrain_cities=("ATL",), split_at=0.4, **SMALL)
+    config = DemoConfig(seed=3, drift_city="SFO", retrain_cities=("ATL",), split_at=(0.4,), **SMALL)
     write_demo_data(config, tmp_path / "a")
     write_demo_data(config, tmp_path / "b")
     first, second = _files(tmp_path / "a"), _files(tmp_path / "b")
     assert set(first) == {"train.csv", "stream.csv", "stream_part1.csv", "stream_part2.csv", "retrain_SFO.csv",
                           "retrain_ATL.csv", "demo.json"}
     assert first == second
-    write_demo_data(DemoConfig(seed=4, drift_city="SFO", retrain_cities=("ATL",), split_at=0.4, **SMALL),
+    write_demo_data(DemoConfig(seed=4, drift_city="SFO", retrain_cities=("ATL",), split_at=(0.4,), **SMALL),
                     tmp_path / "c")
     other = _files(tmp_path / "c")
     assert other["stream.csv"] != first["stream.csv"]
@@ -102,14 +102,15 @@ def test_a_model_of_the_old_truth_fails_after_the_drift_and_one_of_the_retrain_f
 
 
 def test_split_parts_are_the_stream_and_parquet_holds_the_same_rows(tmp_path: Path) -> None:
-    config = DemoConfig(seed=2, split_at=0.3, **SMALL)
+    config = DemoConfig(seed=2, split_at=(0.3, 0.65), **SMALL)
     meta = write_demo_data(config, tmp_path / "csv")
     stream = pcsv.read_csv(tmp_path / "csv" / "stream.csv")
-    part1 = pcsv.read_csv(tmp_path / "csv" / "stream_part1.csv")
-    part2 = pcsv.read_csv(tmp_path / "csv" / "stream_part2.csv")
-    assert part1.num_rows == 900 and meta["split"]["first_id"] == "e-900"
-    assert pa.concat_tables([part1, part2]).equals(stream)
-    write_demo_data(DemoConfig(seed=2, split_at=0.3, fmt="parquet", **SMALL), tmp_path / "pq")
+    parts = [pcsv.read_csv(tmp_path / "csv" / f"stream_part{n}.csv") for n in (1, 2, 3)]
+    assert [part.num_rows for part in parts] == [900, 1050, 1050]
+    assert meta["split"]["first_id"] == ["e-900", "e-1950"]
+    assert pa.concat_tables(parts).equals(stream)
+    assert not (tmp_path / "csv" / "stream_part4.csv").exists()
+    write_demo_data(DemoConfig(seed=2, split_at=(0.3,), fmt="parquet", **SMALL), tmp_path / "pq")
     from_parquet = pq.read_table(tmp_path / "pq" / "stream.parquet")
     assert from_parquet.column("id").to_pylist() == stream.column("id").to_pylist()
     assert from_parquet.column("rating").to_pylist() == stream.column("rating").to_pylist()
@@ -121,6 +122,7 @@ def test_split_parts_are_the_stream_and_parquet_holds_the_same_rows(tmp_path: Pa
     ({"retrain_cities": ("NOPE",)}, "retrain city 'NOPE'"),
     ({"events": 0}, "events must be a positive integer"),
     ({"fmt": "xlsx"}, "format must be one of csv, parquet"),
+    ({"split_at": (0.6, 0.3)}, "split_at must be increasing fractions"),
     ({"cities": ("A", "A")}, "cities must be unique"),
 ])
 def test_bad_config_is_refused_with_the_field_named(kwargs: dict, message: str) -> None:
@@ -131,9 +133,11 @@ def test_bad_config_is_refused_with_the_field_named(kwargs: dict, message: str) 
 def test_cli_writes_files_and_reports_a_bad_city_in_one_line(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(main, ["demo-data", "--out", str(tmp_path), "--events", "1000", "--train-rows", "100",
-                                  "--drift-city", "BOS", "--retrain-city", "MIA", "--cities", "BOS,MIA,SEA"])
+                                  "--drift-city", "BOS", "--retrain-city", "MIA", "--cities", "BOS,MIA,SEA",
+                                  "--split-at", "0.5,0.75"])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "retrain_BOS.csv").is_file() and (tmp_path / "retrain_MIA.csv").is_file()
+    assert (tmp_path / "stream_part3.csv").read_text().count("\n") == 251  # header + events 750..999
     assert "drift: BOS from event e-250" in result.output
     bad = runner.invoke(main, ["demo-data", "--out", str(tmp_path), "--drift-city", "ZZZ"])
     assert bad.exit_code == 1

@@ -1,0 +1,82 @@
+"""A short `make demo` (scripts/demo.sh) against the real servers, in its own keyspace, topics and group."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka.admin import AIOKafkaAdminClient
+
+from scorer.config import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+async def _delete_topics(bootstrap: str, prefix: str, group: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if t.startswith(prefix) or t.startswith(group)]
+        if names:
+            await admin.delete_topics(names)
+    finally:
+        await admin.close()
+
+
+@pytest.mark.slow
+def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: Settings, bootstrap: str,
+                                                                    tmp_path: Path) -> None:
+    run = f"t{uuid.uuid4().hex[:10]}"
+    report = tmp_path / "report"
+    env = {
+        **os.environ,
+        "SCORER_KEYSPACE": settings.keyspace,
+        "DEMO_RUN": run,
+        "DEMO_EVENTS": "4000",
+        "DEMO_RATE": "400",
+        "DEMO_TRAIN_ROWS": "400",
+        "DEMO_DATA_DIR": str(tmp_path / "data"),
+        "DEMO_REPORT_DIR": str(report),
+        "DEMO_WEB_PORT": str(_free_port()),
+        "VENV": str(ROOT / ".venv"),
+    }
+    try:
+        result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, capture_output=True,
+                                text=True, timeout=420, check=False)
+    finally:
+        asyncio.run(_delete_topics(bootstrap, f"demo-{run}-", f"scorer-demo-{run}"))
+    output = result.stdout + result.stderr
+    log = report / "worker.log"
+    worker_lines = [line for line in (log.read_text().splitlines() if log.is_file() else [])
+                    if "swap" in line or "WARN" in line or "ERROR" in line]
+    swaps_log = (report / "swaps.jsonl").read_text() if (report / "swaps.jsonl").is_file() else "(no swaps log)"
+    assert result.returncode == 0, (f"{output[-5000:]}\n--- swaps log ---\n{swaps_log}\n--- worker log (swaps, "
+                                    "warnings) ---\n" + "\n".join(worker_lines[-30:]))
+
+    summary = json.loads((report / "summary.json").read_text())
+    assert summary["stream_events"] == summary["events_sent"] == 4000
+    assert summary["lost"] == 0 and summary["dead_letters"] == 0 and summary["unexpected_ids"] == 0
+    assert summary["events_predicted"] == 4000
+    swaps = {swap["segment"]: swap for swap in summary["swaps"]}
+    assert set(swaps) == {"SFO", "ATL"}
+    assert swaps["SFO"]["method"] == "scorer activate" and swaps["ATL"]["method"] == "raw CQL UPDATE"
+    for swap in swaps.values():
+        assert swap["observed"] and swap["events_on_new_version"] > 0, swap
+        assert swap["from_version"] is not None and swap["to_version"] > swap["from_version"], swap
+    assert summary["drift"]["recovered"], summary["drift"]
+    assert summary["ok"]
+    assert (report / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "demo passed" in result.stdout
+    assert "make down" in result.stdout

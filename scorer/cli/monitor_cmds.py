@@ -34,28 +34,45 @@ def _by_segment_version(snapshots: Iterable[dict[str, Any]], latest_only: bool) 
     return out
 
 
+def flagged_features(snapshot: dict[str, Any], psi_threshold: float, ks_threshold: float,
+                     significance: float | None = 0.001) -> list[str]:
+    """Features whose drift is both large (threshold) and more than noise (p-value / KS critical value)."""
+    out = []
+    for name, f in (snapshot.get("features") or {}).items():
+        psi_value, ks_value, p_value = f.get("psi"), f.get("ks"), f.get("p_value")
+        significant = significance is None or p_value is None or p_value < significance
+        ks_limit = max(ks_threshold, f.get("ks_critical") or 0.0) if significance is not None else ks_threshold
+        if (psi_value is not None and psi_value >= psi_threshold and significant) or (
+                ks_value is not None and ks_value >= ks_limit):
+            out.append(name)
+    return out
+
+
 def drift_rows(snapshots: Iterable[dict[str, Any]], psi_threshold: float, ks_threshold: float,
-               latest_only: bool = False) -> list[list[str]]:
+               latest_only: bool = False, significance: float | None = 0.001) -> list[list[str]]:
     """Table rows: segment, version, events, window end, max PSI, max KS, worst feature, flag."""
     rows = []
     for snap in _by_segment_version(snapshots, latest_only):
         features = snap.get("features") or {}
         worst = max(features.items(), key=lambda item: item[1].get("psi") or 0.0, default=(None, {}))[0]
-        max_psi, max_ks = snap.get("max_psi"), snap.get("max_ks")
-        flagged = (max_psi is not None and max_psi >= psi_threshold) or (max_ks is not None and max_ks >= ks_threshold)
+        flagged = flagged_features(snap, psi_threshold, ks_threshold, significance)
         window = snap.get("window") or {}
         rows.append([str(snap.get("segment")), str(snap.get("version")), _fmt(window.get("n")),
-                     _when(window.get("end")), _fmt(max_psi), _fmt(max_ks), worst or "-",
-                     "DRIFT" if flagged else "ok"])
+                     _when(window.get("end")), _fmt(snap.get("max_psi")), _fmt(snap.get("max_ks")), worst or "-",
+                     f"DRIFT ({', '.join(flagged)})" if flagged else "ok"])
     return rows
 
 
 def feature_rows(snapshot: dict[str, Any]) -> list[list[str]]:
-    """One segment's features: name, PSI, KS, live and training missing rates."""
+    """One segment's features: name, PSI, KS, p-value, live and training missing rates."""
     features = snapshot.get("features") or {}
     ordered = sorted(features.items(), key=lambda item: -(item[1].get("psi") or 0.0))
-    return [[name, _fmt(f.get("psi")), _fmt(f.get("ks")), _fmt(f.get("missing_rate")),
+    return [[name, _fmt(f.get("psi")), _fmt(f.get("ks")), _pvalue(f.get("p_value")), _fmt(f.get("missing_rate")),
              _fmt(f.get("expected_missing_rate"))] for name, f in ordered]
+
+
+def _pvalue(value: Any) -> str:
+    return "-" if not isinstance(value, int | float) else f"{value:.2g}"
 
 
 def metrics_rows(snapshots: Iterable[dict[str, Any]], latest_only: bool = False) -> list[list[str]]:
@@ -98,11 +115,13 @@ def _print_table(title: str, columns: list[str], rows: list[list[str]]) -> None:
 @click.option("--topic", default=DRIFT_TOPIC, show_default=True, help="Topic the workers publish drift to.")
 @click.option("--psi-threshold", type=float, default=0.2, show_default=True, help="PSI flagged as drift.")
 @click.option("--ks-threshold", type=float, default=0.2, show_default=True, help="KS flagged as drift.")
+@click.option("--significance", type=float, default=0.001, show_default=True,
+              help="Also require the chi-square p-value below this (0 to use the thresholds only).")
 @click.option("--all-versions", is_flag=True, help="Every version with a snapshot, not just the newest per segment.")
 @click.option("--json", "as_json", is_flag=True, help="Print the snapshots as JSON.")
 @pass_cli
 def drift_cmd(cli: CliContext, model: str, segment: str | None, topic: str, psi_threshold: float,
-              ks_threshold: float, all_versions: bool, as_json: bool) -> None:
+              ks_threshold: float, significance: float, all_versions: bool, as_json: bool) -> None:
     """Input drift per segment (PSI and KS against the training histograms), from the latest worker snapshots."""
     snapshots = list(read_latest_sync(cli.settings, topic, prefix=model_prefix(model, segment)).values())
     if as_json:
@@ -114,11 +133,13 @@ def drift_cmd(cli: CliContext, model: str, segment: str | None, topic: str, psi_
         return
     _print_table(f"drift: {model}" + (f" / {segment}" if segment else ""),
                  ["segment", "version", "events", "window end (UTC)", "max PSI", "max KS", "worst feature", ""],
-                 drift_rows(snapshots, psi_threshold, ks_threshold, latest_only=not all_versions))
+                 drift_rows(snapshots, psi_threshold, ks_threshold, latest_only=not all_versions,
+                            significance=significance or None))
     if segment is not None:
         newest = _by_segment_version(snapshots, True)[0]
         _print_table(f"features of {segment} v{newest.get('version')}",
-                     ["feature", "PSI", "KS", "missing (live)", "missing (training)"], feature_rows(newest))
+                     ["feature", "PSI", "KS", "p-value", "missing (live)", "missing (training)"],
+                     feature_rows(newest))
 
 
 @main.command("metrics")

@@ -29,6 +29,8 @@ PSI_EPSILON = 1e-4
 DEFAULT_PSI_THRESHOLD = 0.2
 """The usual reading of PSI: < 0.1 stable, 0.1-0.2 moderate shift, > 0.2 significant shift."""
 DEFAULT_KS_THRESHOLD = 0.2
+KS_ALPHA = 0.001
+"""KS alerts need the statistic above its two-sample critical value at this level (as well as the threshold)."""
 _ROW_CHUNK = 2048
 """Rows binned per step: bounds the (rows, features, edges) comparison array to a few MB."""
 
@@ -47,6 +49,8 @@ class DriftReference:
     n_bins: np.ndarray
     expected: np.ndarray
     valid: np.ndarray
+    n_train: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """(F,) training rows behind each feature's histogram (0 when unknown): the reference's own sampling noise."""
 
     @property
     def n_buckets(self) -> int:
@@ -78,10 +82,23 @@ class DriftReference:
         n_bins = np.ones(n_features, dtype=np.int64)
         expected = np.zeros((n_features, k + 3))
         valid = np.zeros(n_features, dtype=bool)
+        n_train = np.zeros(n_features, dtype=np.int64)
+        full_edges = int(stats.get("n_bins") or 0) + 1
+        for j, name in enumerate(names):
+            count = features.get(name, {}).get("count") if isinstance(features.get(name), Mapping) else None
+            if isinstance(count, int | float) and math.isfinite(count) and count > 0:
+                n_train[j] = int(count)
         for j, item in enumerate(parsed):
             if item is None:
                 continue
             feature_edges, hist, below, above, missing_rate = item
+            if n_train[j] > 0 and feature_edges.size == full_edges:
+                # Training data never falls outside its own min and max, but a new value from a continuous
+                # distribution does with probability 1/(m+1) on each side (order statistics): expecting 0
+                # there would turn every such value into a large PSI term. Only for features whose edges
+                # did not collapse (a discrete or constant feature has ties and no such tail).
+                below = max(below, 1.0 / (n_train[j] + 1))
+                above = max(above, 1.0 / (n_train[j] + 1))
             edges[j, :feature_edges.size] = feature_edges
             n_bins[j] = max(feature_edges.size - 1, 1)
             present = 1.0 - missing_rate
@@ -93,7 +110,7 @@ class DriftReference:
             if total > 0:
                 expected[j] /= total
             valid[j] = True
-        return cls(feature_names=names, edges=edges, n_bins=n_bins, expected=expected, valid=valid)
+        return cls(feature_names=names, edges=edges, n_bins=n_bins, expected=expected, valid=valid, n_train=n_train)
 
 
 def _parse_feature(entry: object, where: str) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
@@ -175,6 +192,46 @@ def ks(expected: np.ndarray, actual: np.ndarray) -> np.ndarray:
     return np.clip(gap, 0.0, 1.0)
 
 
+def chi2_survival(x: np.ndarray, dof: np.ndarray) -> np.ndarray:
+    """P(chi-square with ``dof`` degrees of freedom > x), by the Wilson-Hilferty cube-root normal approximation."""
+    dof = np.maximum(np.asarray(dof, dtype=np.float64), 1.0)
+    x = np.maximum(np.asarray(x, dtype=np.float64), 0.0)
+    z = ((x / dof) ** (1.0 / 3.0) - (1.0 - 2.0 / (9.0 * dof))) / np.sqrt(2.0 / (9.0 * dof))
+    return 0.5 * np.vectorize(math.erfc)(z / math.sqrt(2.0))
+
+
+def homogeneity(expected: np.ndarray, counts: np.ndarray, n_train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature: the p-value of a chi-square test that the live counts and the training sample share one
+    distribution, and the KS value that two such samples exceed with probability ``alpha`` = 0.001.
+
+    PSI measures how far apart two histograms are, not whether the gap is more than sampling noise: a window
+    of 60 events over 10 bins reaches PSI 0.5 by chance. Alerts need both (a large PSI and a small p-value),
+    so small windows and small training sets do not cry wolf. With m training rows the test is the two-sample
+    one over the pooled counts; without (m = 0) it is a goodness of fit against the training shares.
+    """
+    counts = np.atleast_2d(np.asarray(counts, dtype=np.float64))
+    expected = np.atleast_2d(np.asarray(expected, dtype=np.float64))
+    n = counts.sum(axis=1, keepdims=True)
+    m = np.asarray(n_train, dtype=np.float64).reshape(-1, 1)
+    reference = expected * m
+    pooled = reference + counts
+    total = n + m
+    with np.errstate(divide="ignore", invalid="ignore"):
+        two_sample = np.where(
+            pooled > 0,
+            (counts - pooled * n / total) ** 2 / (pooled * n / total)
+            + (reference - pooled * m / total) ** 2 / (pooled * m / total),
+            0.0)
+        fit = n * np.maximum(expected, PSI_EPSILON)
+        one_sample = np.where((expected > 0) | (counts > 0), (counts - fit) ** 2 / fit, 0.0)
+    statistic = np.where(m > 0, np.nan_to_num(two_sample), one_sample).sum(axis=1)
+    used = np.where(m[:, 0] > 0, (pooled > 0).sum(axis=1), ((expected > 0) | (counts > 0)).sum(axis=1))
+    p_value = np.where(n[:, 0] > 0, chi2_survival(statistic, used - 1), 1.0)
+    inverse = 1.0 / np.maximum(n[:, 0], 1.0) + np.where(m[:, 0] > 0, 1.0 / np.maximum(m[:, 0], 1.0), 0.0)
+    ks_critical = math.sqrt(-math.log(KS_ALPHA / 2.0) / 2.0) * np.sqrt(inverse)
+    return p_value, ks_critical
+
+
 def _shares(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, dtype=np.float64)
     total = values.sum(axis=-1, keepdims=True)
@@ -193,6 +250,9 @@ class FeatureDrift:
     ks: float | None
     missing_rate: float | None
     expected_missing_rate: float
+    p_value: float | None = None
+    """Chi-square test of live versus training counts: small means the gap is more than sampling noise."""
+    ks_critical: float | None = None
 
 
 @dataclass(frozen=True)
@@ -223,7 +283,8 @@ class DriftSnapshot:
             "window": {"start": self.window_start, "end": self.window_end, "n": self.n},
             "max_psi": self.max_psi, "max_ks": self.max_ks,
             "features": {f.name: {"psi": f.psi, "ks": f.ks, "missing_rate": f.missing_rate,
-                                  "expected_missing_rate": f.expected_missing_rate} for f in self.features},
+                                  "expected_missing_rate": f.expected_missing_rate, "p_value": f.p_value,
+                                  "ks_critical": f.ks_critical} for f in self.features},
         }
 
 
@@ -270,6 +331,9 @@ class DriftWindow:
         ref = self.reference
         psi_values = psi(ref.expected, self.counts)
         ks_values = ks(ref.expected, self.counts)
+        n_train = ref.n_train if ref.n_train.shape == (len(ref.feature_names),) else np.zeros(
+            len(ref.feature_names), dtype=np.int64)
+        p_values, ks_critical = homogeneity(ref.expected, self.counts, n_train)
         live_missing = self.counts[:, ref.k + 2] / max(self.n, 1)
         features = tuple(
             FeatureDrift(
@@ -278,6 +342,8 @@ class DriftWindow:
                 ks=_finite(ks_values[j]) if ref.valid[j] else None,
                 missing_rate=float(live_missing[j]) if self.n else None,
                 expected_missing_rate=float(ref.expected[j, ref.k + 2]),
+                p_value=_finite(p_values[j]) if ref.valid[j] else None,
+                ks_critical=_finite(ks_critical[j]) if ref.valid[j] else None,
             )
             for j, name in enumerate(ref.feature_names)
         )
@@ -303,10 +369,16 @@ class DriftConfig:
     """Fewer events make PSI noise, not signal: a young window keeps accumulating past ``every_seconds``."""
     psi_threshold: float = DEFAULT_PSI_THRESHOLD
     ks_threshold: float = DEFAULT_KS_THRESHOLD
+    significance: float | None = 0.001
+    """A PSI alert also needs the chi-square p-value of live versus training counts below this, and a KS alert
+    the KS above its critical value at level ``KS_ALPHA`` (see ``homogeneity``), so that small windows and small
+    training sets do not cry wolf; None: thresholds only."""
     max_keys: int = 20_000
     """Windows kept at once; the least recently fed one is dropped beyond this (memory stays bounded)."""
 
     def __post_init__(self) -> None:
+        if self.significance is not None and not 0.0 < self.significance < 1.0:
+            raise ValueError(f"significance must be strictly between 0 and 1 (or None); got {self.significance}")
         if self.every_events < 1 or self.min_events < 1 or self.every_seconds <= 0 or self.max_keys < 1:
             raise ValueError(f"drift config needs every_events, min_events, max_keys >= 1 and every_seconds > 0; "
                              f"got {self}")
@@ -378,8 +450,14 @@ class DriftMonitor:
         alerts: list[DriftAlert] = []
         above: set[tuple[str, str]] = set()
         for feature in features:
-            for statistic, value, threshold in (("psi", feature.psi, self.config.psi_threshold),
-                                                ("ks", feature.ks, self.config.ks_threshold)):
+            significant = (self.config.significance is None or feature.p_value is None
+                           or feature.p_value < self.config.significance)
+            ks_threshold = self.config.ks_threshold
+            if self.config.significance is not None and feature.ks_critical is not None:
+                ks_threshold = max(ks_threshold, feature.ks_critical)
+            psi_value = feature.psi if significant else None
+            for statistic, value, threshold in (("psi", psi_value, self.config.psi_threshold),
+                                                ("ks", feature.ks, ks_threshold)):
                 if value is None or value < threshold:
                     continue
                 above.add((feature.name, statistic))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import time
 from collections import deque
@@ -126,6 +127,10 @@ class RetrainWorker:
             self._store = await asyncio.to_thread(CassandraModelStore, self.settings)
         if not self._models:
             self._models = set(await asyncio.to_thread(self._store.models))
+        if not self.config.monitor_only:
+            # scikit-learn takes seconds to import: do it now, in a thread, not in the loop at the first refit
+            # (a loop blocked that long misses Kafka heartbeats and loses its partitions).
+            await asyncio.to_thread(importlib.import_module, "trainers.segment")
         await self._poll_pointers()
         topics = self.config.topics
         consumer = AIOKafkaConsumer(
@@ -169,11 +174,14 @@ class RetrainWorker:
             message = orjson.loads(raw) if raw else None
         except orjson.JSONDecodeError:
             message = None
+        topics = self.config.topics
+        if isinstance(message, dict) and topic == topics.alerts:
+            self._on_alert(message)
+            return
         if not isinstance(message, dict) or not isinstance(message.get("id"), str):
             self._count("ignored")
             return
         event_id = message["id"]
-        topics = self.config.topics
         if topic == topics.labels:
             truth = message["label"] if "label" in message else message.get("value")
             self._joined(self.join.add_label(event_id, truth))
@@ -187,8 +195,6 @@ class RetrainWorker:
             if message.get("model") not in self._models or self.config.monitor_only:
                 return
             self._joined(self.join.add_event(event_id, raw))
-        elif topic == topics.alerts:
-            self._on_alert(message)
 
     def _on_alert(self, alert: dict[str, Any]) -> None:
         if alert.get("kind") != "drift" or alert.get("model") not in self._models or self.config.monitor_only:
@@ -402,6 +408,7 @@ class RetrainWorker:
             await asyncio.to_thread(self._store.shadow, fit.model, fit.segment, version, actor=cfg.actor,
                                     reason=reason)
         self._last_write[(fit.model, fit.segment)] = self._clock()
+        await self._notify(fit.model, fit.segment, cfg.mode, version)
         self.policy.trial_started(fit.model, fit.segment, version, task_of(info.classes), self._clock())
         self._record(fit.model, fit.segment, f"trial_{cfg.mode}", evidence)
         log.info("%s/%s: version %s on %s trial (%s)", fit.model, fit.segment, version, cfg.mode, evidence)
@@ -425,10 +432,27 @@ class RetrainWorker:
             else:
                 await asyncio.to_thread(self._store.shadow, model, segment, None, actor=cfg.actor, reason=reason)
         self._last_write[(model, segment)] = self._clock()
+        await self._notify(model, segment, "promote" if decision.promote else "retire",
+                           decision.candidate if decision.promote else decision.live_version)
         self.policy.finished(model, segment, decision.promote, self._clock())
         self._record(model, segment, "promoted" if decision.promote else "retired", evidence)
         log.info("%s/%s: candidate %s %s (%s)", model, segment, decision.candidate,
                  "promoted" if decision.promote else "retired", evidence)
+
+
+    async def _notify(self, model: str, segment: str, action: str, version: int) -> None:
+        """A model-changes notice so scoring workers follow now rather than at their next poll (best effort)."""
+        from datetime import UTC, datetime
+
+        topic = getattr(self.settings, "changes_topic", None)
+        if not topic:
+            return
+        try:
+            await self._publisher.send(topic, model.encode(), {
+                "model": model, "segment": segment, "action": action, "version": version,
+                "at": datetime.now(UTC).isoformat()})
+        except Exception:  # noqa: BLE001 - the scoring workers' poll catches the change anyway
+            log.warning("could not publish a model-changes notice for %s/%s", model, segment, exc_info=True)
 
 
 def _number(value: Any) -> float:

@@ -156,3 +156,25 @@ def test_training_windows_are_bounded_with_many_segments() -> None:
         windows.add("m", f"s{i}", x, 1)
     assert len(windows) == 500 and windows.evicted == 9_500
     assert windows.nbytes <= 500 * 100 * 21 * 8
+
+
+def test_worker_turns_a_drift_alert_of_the_live_version_into_a_trigger() -> None:
+    """The retrain worker's message dispatch, without services: alerts for other models or versions are ignored."""
+    import orjson
+
+    from scorer.config import load_settings
+    from scorer.retrain.worker import RetrainWorker, WorkerConfig
+
+    worker = RetrainWorker(load_settings(), WorkerConfig(models=("delay",)), store=object())
+    worker.policy.pointer("delay", "ORD", 3, None, None, now=0)
+    alert = {"kind": "drift", "model": "delay", "segment": "ORD", "version": 2, "feature": "x", "statistic": "psi",
+             "value": 0.5, "threshold": 0.2, "window": {"n": 500}}
+    worker._dispatch("model-alerts", orjson.dumps(alert))  # an older version: ignored
+    worker._dispatch("model-alerts", orjson.dumps({**alert, "model": "other", "version": 3}))
+    assert worker.policy.state("delay", "ORD").phase == "idle"
+    worker._dispatch("model-alerts", orjson.dumps({**alert, "version": 3}))
+    state = worker.policy.state("delay", "ORD")
+    assert state.phase == "collecting" and state.reason == "drift"
+    assert state.evidence == {"feature": "x", "statistic": "psi", "value": 0.5, "threshold": 0.2, "window_n": 500}
+    worker._dispatch("model-alerts", b"not json")
+    assert worker.counters["ignored"] == 1

@@ -175,7 +175,12 @@ class CassandraModelStore:
     """
 
     def __init__(self, settings: Settings, *, chunk_size: int = rules.DEFAULT_CHUNK_SIZE, concurrency: int = 64,
-                 cluster: Cluster | None = None, session: Session | None = None) -> None:
+                 session: Session | None = None) -> None:
+        """Connect (or use ``session``, which then stays the caller's to close) and prepare every statement.
+
+        Raises StoreUnavailable naming the hosts when Cassandra cannot be reached (within the connect
+        timeout), StoreError when the keyspace lacks the tables.
+        """
         self.settings = settings
         self.chunk_size = rules.check_chunk_size(chunk_size)
         if not 1 <= concurrency <= 1024:

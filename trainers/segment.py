@@ -68,8 +68,9 @@ class TrainConfig:
     """Quantile bins per feature in the training statistics (drift reference)."""
     params: Mapping[str, Any] = field(default_factory=dict)
     """Keyword overrides for the final estimator, e.g. {"n_estimators": 50}."""
-    blas_threads: int | None = 1
-    """BLAS threads while ``train_segments`` runs (None = leave as is); small segments train fastest on one."""
+    threads: int | None = 1
+    """BLAS and OpenMP threads while ``train_segments`` runs (None = leave as is); small segments train
+    fastest on one. Segments are trained one after another either way."""
 
     def __post_init__(self) -> None:
         if self.arch is not None and self.arch not in ARCHS:
@@ -88,8 +89,9 @@ class TrainConfig:
             raise ConfigError(f"seed must be a non-negative integer; got {self.seed!r}")
         if isinstance(self.n_bins, bool) or not isinstance(self.n_bins, int) or not 1 <= self.n_bins <= 1000:
             raise ConfigError(f"n_bins must be an integer in 1..1000; got {self.n_bins!r}")
-        if self.blas_threads is not None and (not isinstance(self.blas_threads, int) or self.blas_threads < 1):
-            raise ConfigError(f"blas_threads must be a positive integer or None; got {self.blas_threads!r}")
+        if self.threads is not None and (isinstance(self.threads, bool) or not isinstance(self.threads, int)
+                                         or self.threads < 1):
+            raise ConfigError(f"threads must be a positive integer or None; got {self.threads!r}")
         object.__setattr__(self, "params", MappingProxyType(dict(self.params)))
 
 
@@ -279,12 +281,22 @@ def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
     """Fit, export and evaluate one segment. ``y`` should come from ``prepare_target`` for the task.
 
     Raises SkipSegment (with the reason) when the segment cannot be trained, ConfigError for settings
-    that can never work (unknown parameter, arch and task that do not fit).
+    that can never work (unknown parameter, arch and task that do not fit). Limits BLAS/OpenMP threads to
+    ``config.threads`` while it runs; the limit is process-wide, as threadpoolctl's limits are.
     """
+    config = config or TrainConfig()
+    if config.threads is None:
+        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task)
+    with threadpool_limits(limits=config.threads):
+        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task)
+
+
+def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: str,
+                 feature_names: Sequence[str] | None, task: str | None) -> SegmentResult:
+    """fit_segment without the thread limit (train_segments sets it once: setting it costs milliseconds)."""
     from scorer.models import build
     from trainers.export import export
 
-    config = config or TrainConfig()
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y)
     names = tuple(feature_names) if feature_names is not None else tuple(f"x{j}" for j in range(X.shape[1]))
@@ -357,15 +369,15 @@ def train_segments(data: TrainingData, config: TrainConfig | None = None, *,
     groups = group_rows(data.segments)
     results: list[SegmentResult] = []
     skipped: list[SkippedSegment] = []
-    # One BLAS thread: segments are small, and threaded BLAS on tiny matrices spends more time waking and
-    # spinning threads than computing (measured ~3x slower per segment on a busy 2-core machine).
-    with threadpool_limits(limits=config.blas_threads, user_api="blas"):
+    # One BLAS/OpenMP thread: segments are small, and threads on tiny problems spend more time waking and
+    # spinning than computing (measured on a busy 2-core machine: logistic ~3x, hgb ~5x less CPU per segment).
+    with threadpool_limits(limits=config.threads):
         for done, (segment, rows) in enumerate(groups, start=1):
             try:
                 if rows.size < config.min_rows:
                     raise SkipSegment(f"{rows.size} rows < min_rows {config.min_rows}")
-                results.append(fit_segment(data.X[rows], y[rows], config, segment=segment,
-                                           feature_names=data.feature_names, task=task))
+                results.append(_fit_segment(data.X[rows], y[rows], config, segment=segment,
+                                            feature_names=data.feature_names, task=task))
             except SkipSegment as exc:
                 skipped.append(SkippedSegment(segment=segment, n_rows=int(rows.size), reason=str(exc)))
             if progress is not None:

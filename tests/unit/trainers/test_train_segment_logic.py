@@ -99,6 +99,7 @@ def test_prepare_target() -> None:
     ({"test_size": 0.95}, "test_size must be between 0 and 0.9"),
     ({"seed": -1}, "seed must be a non-negative integer"),
     ({"n_bins": 0}, "n_bins must be an integer in 1..1000"),
+    ({"threads": 0}, "threads must be a positive integer or None"),
 ])
 def test_config_refuses_bad_values(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -44,6 +44,18 @@ class Settings(BaseSettings):
     """Consistency for versions, chunks and pointers (reads and writes)."""
     cassandra_connect_timeout: float = Field(5.0, gt=0)
     cassandra_request_timeout: float = Field(10.0, gt=0)
+    cassandra_serial_consistency: Literal["LOCAL_SERIAL", "SERIAL"] = "LOCAL_SERIAL"
+    """Paxos consistency of the lightweight transactions that claim version numbers. Paxos needs a majority
+    of a partition's replicas alive: with RF 3 one node may be down, with RF 2 none (see README)."""
+    cassandra_downgrade: bool = False
+    """When replicas are down and cassandra_consistency cannot be met, retry once at what the live replicas
+    can give (e.g. QUORUM -> ONE) instead of failing. For two-node/RF 2 clusters: consistent while both are
+    up, available while one is down (reads during the outage may be stale; writes reach the other node by
+    hints or repair)."""
+    cassandra_claim_fallback: bool = False
+    """When a version claim's LWT cannot get a Paxos quorum (RF 2 with a node down), claim the number with a
+    plain write and a read-back instead of failing the publish. Unique only while no two publishers write
+    the same model/segment at the same moment; a collision is refused at load by the checksum."""
     replication_class: Literal["SimpleStrategy", "NetworkTopologyStrategy"] = "SimpleStrategy"
     replication_factor: int = Field(1, ge=1, le=10)
     """Replicas per data centre (SimpleStrategy: in the whole cluster)."""

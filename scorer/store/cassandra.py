@@ -5,8 +5,9 @@ Consistency rules, each one relied on by a test:
   every chunk, and only then the ``model_versions`` row with status 'complete' and the sha256. Readers
   trust complete rows only and verify the checksum, so a half-published version is never served.
 - ``active_models`` only ever gets plain writes (people swap by hand with a plain ``UPDATE``), so no LWT
-  touches it; ``version_claims`` only ever gets LWTs. An LWT that times out has an unknown outcome and is
-  settled by re-reading the claim at LOCAL_SERIAL (its ``owner`` says who won).
+  touches it; ``version_claims`` only ever gets LWTs (unless the opt-in ``cassandra_claim_fallback`` finds
+  Paxos without a quorum: see store/claims.py). An LWT that times out has an unknown outcome and is
+  settled by re-reading the claim at serial consistency (its ``owner`` says who won).
 - A release is one single-partition batch on ``active_models`` (atomic and isolated: a reader of the model
   partition sees all of it or none), and ``active()`` reads that partition in one unpaged request.
 - A failed request raises StoreUnavailable/StoreError naming hosts and model/segment/version; it is never
@@ -41,11 +42,20 @@ from cassandra.query import BatchStatement, BatchType, PreparedStatement
 from cassandra.util import uuid_from_time
 
 from scorer.config import Settings
-from scorer.errors import ConfigError, InvalidWeights, NotFound, ScorerError, StoreError, StoreUnavailable
+from scorer.errors import (
+    ChecksumMismatch,
+    ConfigError,
+    InvalidWeights,
+    NotFound,
+    ScorerError,
+    StoreError,
+    StoreUnavailable,
+)
 from scorer.models import ModelWeights, build
 
 from . import rules
 from .base import Activation, ActiveModel, Progress, PublishItem, VersionInfo, default_actor
+from .claims import PlainClaims, batch_not_applied, lwt_outcome_unknown, replicas_unavailable
 from .connection import connect
 
 log = logging.getLogger(__name__)
@@ -193,6 +203,7 @@ class CassandraModelStore:
         else:
             self._owned = None
         self._session = session
+        self._plain_claims: PlainClaims | None = None
         try:
             self._q = self._prepare()
         except BaseException:
@@ -327,14 +338,26 @@ class CassandraModelStore:
     def _info(self, row: Any) -> VersionInfo | None:
         if row is None or row.status != COMPLETE:
             return None
-        classes = orjson.loads(row.classes) if row.classes else None
+        classes = self._json_column(row, "classes", None)
         return VersionInfo(
             model=row.model, segment=row.segment, version=row.version, arch=row.arch,
             feature_names=tuple(row.feature_names or ()), classes=tuple(classes) if classes is not None else None,
-            metadata=orjson.loads(row.metadata or "{}"), metrics=orjson.loads(row.metrics or "{}"),
-            stats=orjson.loads(row.stats or "{}"), size_bytes=row.size_bytes, n_chunks=row.n_chunks,
+            metadata=self._json_column(row, "metadata", {}), metrics=self._json_column(row, "metrics", {}),
+            stats=self._json_column(row, "stats", {}), size_bytes=row.size_bytes, n_chunks=row.n_chunks,
             checksum=row.checksum, created_at=_aware(row.created_at), author=row.author,
         )
+
+    @staticmethod
+    def _json_column(row: Any, column: str, default: Any) -> Any:
+        """A JSON column of a version row; a corrupt one is a StoreError naming the version and the column."""
+        raw = getattr(row, column)
+        if not raw:
+            return default
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise StoreError(f"{_where(row.model, row.segment, row.version)}: version row column {column} is "
+                             f"not JSON ({exc}): {raw[:40]!r}") from None
 
     def version_info(self, model: str, segment: str, version: int) -> VersionInfo | None:
         """A complete version's row, or None when there is none (an incomplete row counts as none)."""
@@ -421,8 +444,14 @@ class CassandraModelStore:
                 if row is None or row.status != COMPLETE:
                     out[(model, seg, version)] = NotFound(f"{_where(model, seg, version)} does not exist or is not "
                                                           f"complete")
-                else:
-                    rows[(model, seg, version)] = row
+                    continue
+                try:  # a corrupt row must not size the chunk read (fetch_size) or anything else
+                    rules.check_version_row(n_chunks=row.n_chunks, size_bytes=row.size_bytes,
+                                            checksum=row.checksum, where=_where(model, seg, version))
+                except ChecksumMismatch as exc:
+                    out[(model, seg, version)] = exc
+                    continue
+                rows[(model, seg, version)] = row
 
         # Phase 2: chunks, packed so that one request carries about PAGE_BYTES at most.
         groups = _groups(list(rows), lambda key: rows[key].size_bytes, limit=PAGE_BYTES)
@@ -542,7 +571,8 @@ class CassandraModelStore:
                 work.append((self._q["insert_chunk"], (model, seg, version, number, blob)))
                 owners.append(seg)
         failed: dict[str, BaseException] = {}
-        chunk_concurrency = max(1, min(self.concurrency, BYTES_IN_FLIGHT // self.chunk_size))
+        largest = max(len(blob) for item in prepared for blob in item["chunks"])  # small models: full concurrency
+        chunk_concurrency = max(1, min(self.concurrency, BYTES_IN_FLIGHT // max(1, largest)))
         for (ok, result), seg in zip(self._concurrent(work, progress, "chunks", chunk_concurrency), owners,
                                      strict=True):
             if not ok and seg not in failed:
@@ -622,12 +652,24 @@ class CassandraModelStore:
                     del pending[seg]
                 elif ok:
                     pending[seg] = version + 1  # someone else owns that number
-                elif isinstance(result, WriteTimeout | OperationTimedOut):
+                elif lwt_outcome_unknown(result):
                     unknown.append((seg, version))
+                elif self.settings.cassandra_claim_fallback and replicas_unavailable(result):
+                    won[seg] = self._claim_without_paxos(model, seg, version, owner)  # see store/claims.py
+                    del pending[seg]
                 else:
                     raise self._error(result, f"claim {_where(model, seg, version)}") from result
             for seg, version in unknown:
-                holder = self._claim_holder(model, seg, version)
+                try:
+                    holder = self._claim_holder(model, seg, version)
+                except StoreUnavailable as exc:
+                    if not (self.settings.cassandra_claim_fallback and replicas_unavailable(exc.__cause__)):
+                        raise
+                    # Settling needs Paxos too. A round that reached one of two replicas chose nothing yet; if a
+                    # later round completes it, it writes this very claim (same number, same owner).
+                    won[seg] = self._claim_without_paxos(model, seg, version, owner)
+                    del pending[seg]
+                    continue
                 if holder == owner:
                     won[seg] = version
                     del pending[seg]
@@ -647,13 +689,23 @@ class CassandraModelStore:
         for attempt in range(3):
             try:
                 row = self._execute(self._q["claim_owner"], (model, segment, version), what,
-                                    consistency=ConsistencyLevel.LOCAL_SERIAL).one()
+                                    consistency=ConsistencyLevel.name_to_value[
+                                        self.settings.cassandra_serial_consistency]).one()
                 return row.owner if row is not None else None
             except StoreUnavailable:
                 if attempt == 2:
                     raise
                 time.sleep(0.2 * (attempt + 1))
         return None  # pragma: no cover - the loop returns or raises
+
+    def _claim_without_paxos(self, model: str, segment: str, version: int, owner: uuid.UUID) -> int:
+        """cassandra_claim_fallback: Paxos has no quorum (RF 2, a node down); claim with a plain write."""
+        try:
+            if self._plain_claims is None:
+                self._plain_claims = PlainClaims(self._session, self.settings.keyspace)
+            return self._plain_claims.claim(model, segment, version, owner, _now)
+        except Exception as exc:  # noqa: BLE001 - mapped like every driver failure
+            raise self._error(exc, f"claim {_where(model, segment, version)} without Paxos") from exc
 
     def _discard_chunks(self, model: str, versions: dict[str, int]) -> None:
         """Best effort after a failed publish; prune removes what this cannot."""
@@ -688,7 +740,19 @@ class CassandraModelStore:
         batch = BatchStatement(batch_type=BatchType.LOGGED)
         batch.add(self._q[name], params)
         batch.add(self._q["log_activation"], self._log_params(entry, uuid_from_time(entry.at.timestamp())))
-        self._execute(batch, None, f"{entry.action} {_where(entry.model, entry.segment, entry.to_version)}")
+        what = f"{entry.action} {_where(entry.model, entry.segment, entry.to_version)}"
+        try:
+            self._session.execute(batch)
+        except Exception as exc:  # noqa: BLE001 - mapped below
+            if not (self.settings.cassandra_downgrade and batch_not_applied(exc)):
+                raise self._error(exc, what) from exc
+            # A logged batch needs its batchlog on a second live node; with two nodes and one down there is
+            # none, and the batch failed before writing anything. Unlogged, both rows still go to the live
+            # replica; only a coordinator crash between them could split them (cassandra_downgrade).
+            log.warning("%s: logged batch refused (%s); writing it unlogged (cassandra_downgrade)", what,
+                        type(exc).__name__)
+            batch.batch_type = BatchType.UNLOGGED
+            self._execute(batch, None, what)
         return entry
 
     @staticmethod

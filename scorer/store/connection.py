@@ -9,7 +9,13 @@ import ssl
 from cassandra import AuthenticationFailed, ConsistencyLevel
 from cassandra.auth import PlainTextAuthProvider
 from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile, NoHostAvailable, Session
-from cassandra.policies import DCAwareRoundRobinPolicy, ExponentialReconnectionPolicy, TokenAwarePolicy
+from cassandra.policies import (
+    DCAwareRoundRobinPolicy,
+    ExponentialReconnectionPolicy,
+    RetryPolicy,
+    TokenAwarePolicy,
+    WriteType,
+)
 
 from scorer.config import Settings
 from scorer.errors import ConfigError, StoreUnavailable
@@ -30,14 +36,61 @@ def _ssl_context(settings: Settings) -> ssl.SSLContext | None:
     return context
 
 
+class DowngradingRetryPolicy(RetryPolicy):
+    """``cassandra_downgrade``: when live replicas cannot meet the consistency asked for, settle for what they
+    can give, once, instead of failing (availability over consistency; for small clusters such as RF 2).
+
+    Like the driver's deprecated DowngradingConsistencyRetryPolicy, except that lightweight transactions are
+    never retried (Paxos needs its quorum whatever we do; the store decides what to do instead), and LOCAL_*
+    levels stay local.
+    """
+
+    def _downgrade(self, consistency: int, live: int) -> tuple[int, int | None]:
+        if live >= 3:
+            return self.RETRY, ConsistencyLevel.THREE
+        if live == 2:
+            return self.RETRY, ConsistencyLevel.TWO
+        if live == 1:
+            local = consistency in (ConsistencyLevel.LOCAL_QUORUM, ConsistencyLevel.LOCAL_ONE)
+            return self.RETRY, ConsistencyLevel.LOCAL_ONE if local else ConsistencyLevel.ONE
+        return self.RETHROW, None
+
+    def on_unavailable(self, query: object, consistency: int, required_replicas: int, alive_replicas: int,
+                       retry_num: int) -> tuple[int, int | None]:
+        if retry_num != 0 or ConsistencyLevel.is_serial(consistency):
+            return self.RETHROW, None
+        return self._downgrade(consistency, alive_replicas)
+
+    def on_read_timeout(self, query: object, consistency: int, required_responses: int, received_responses: int,
+                        data_retrieved: bool, retry_num: int) -> tuple[int, int | None]:
+        if retry_num != 0 or ConsistencyLevel.is_serial(consistency):
+            return self.RETHROW, None
+        if received_responses < required_responses:
+            return self._downgrade(consistency, received_responses)
+        return (self.RETRY, consistency) if not data_retrieved else (self.RETHROW, None)
+
+    def on_write_timeout(self, query: object, consistency: int, write_type: int, required_responses: int,
+                         received_responses: int, retry_num: int) -> tuple[int, int | None]:
+        if retry_num != 0:
+            return self.RETHROW, None
+        if write_type in (WriteType.SIMPLE, WriteType.BATCH) and received_responses > 0:
+            return self.IGNORE, None  # durable on a replica; hints or repair bring it to the others
+        if write_type == WriteType.UNLOGGED_BATCH:
+            return self._downgrade(consistency, received_responses)
+        # BATCH_LOG: the batchlog replica is gone; nothing was applied and the store rewrites the batch
+        # unlogged. CAS (LWT): the outcome is unknown; the store settles it.
+        return self.RETHROW, None
+
+
 def build_cluster(settings: Settings) -> Cluster:
     """A configured but not yet connected Cluster."""
     consistency = ConsistencyLevel.name_to_value[settings.cassandra_consistency]
     profile = ExecutionProfile(
         load_balancing_policy=TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=settings.cassandra_local_dc)),
         consistency_level=consistency,
-        serial_consistency_level=ConsistencyLevel.LOCAL_SERIAL,
+        serial_consistency_level=ConsistencyLevel.name_to_value[settings.cassandra_serial_consistency],
         request_timeout=settings.cassandra_request_timeout,
+        retry_policy=DowngradingRetryPolicy() if settings.cassandra_downgrade else RetryPolicy(),
     )
     auth = None
     if settings.cassandra_user is not None and settings.cassandra_password is not None:

@@ -6,6 +6,7 @@ No I/O here, so every rule is unit-tested without a database.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,7 @@ MAX_VERSION = 2**31 - 1
 MAX_TEXT = 2000
 """Longest reason/actor/author accepted into the log."""
 
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SEGMENT = 128
 
@@ -110,17 +112,44 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def check_version_row(*, n_chunks: object, size_bytes: object, checksum: object, where: str) -> None:
+    """Refuse a version row whose claims cannot describe stored weights, before anything is sized by them."""
+    for name, value in (("n_chunks", n_chunks), ("size_bytes", size_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ChecksumMismatch(f"{where}: version row has {name} {value!r}; expected a whole number >= 0")
+    if n_chunks > max(1, size_bytes):  # type: ignore[operator]  # both ints, checked above
+        raise ChecksumMismatch(f"{where}: version row has n_chunks {n_chunks} for {size_bytes} bytes")
+    if not isinstance(checksum, str) or not _SHA256.match(checksum):
+        raise ChecksumMismatch(f"{where}: version row has checksum {str(checksum)[:24]!r}; expected 64 hex digits")
+
+
 def assemble(chunks: Iterable[tuple[int, bytes]], *, n_chunks: int, size_bytes: int, checksum: str,
              where: str) -> bytes:
-    """Join stored chunks and prove they are exactly what was published (count, order, size, sha256)."""
-    ordered = list(chunks)
+    """Join stored chunks and prove they are exactly what was published (count, order, size, sha256).
+
+    The version row's claims are checked before anything is sized by them, and reading stops as soon as the
+    stored chunks exceed them, so a row claiming a billion chunks or a terabyte allocates nothing extra.
+    """
+    check_version_row(n_chunks=n_chunks, size_bytes=size_bytes, checksum=checksum, where=where)
+    ordered: list[tuple[int, bytes]] = []
+    total = 0
+    for number, blob in chunks:
+        if len(ordered) == n_chunks:
+            raise ChecksumMismatch(
+                f"{where}: expected chunks 0..{n_chunks - 1}, found more (unexpected chunk {number})")
+        part = bytes(blob or b"")
+        total += len(part)
+        if total > size_bytes:
+            raise ChecksumMismatch(f"{where}: stored chunks exceed the {size_bytes} bytes published")
+        ordered.append((number, part))
     numbers = [number for number, _ in ordered]
-    if numbers != list(range(n_chunks)):
-        missing = sorted(set(range(n_chunks)) - set(numbers))
-        extra = sorted(set(numbers) - set(range(n_chunks)))
-        detail = f"missing {missing[:5]}" if missing else f"unexpected {extra[:5]}" if extra else "out of order"
+    if len(numbers) != n_chunks or any(number != index for index, number in enumerate(numbers)):
+        present = set(numbers)
+        missing = list(itertools.islice((i for i in range(n_chunks) if i not in present), 5))
+        extra = sorted(number for number in present if not 0 <= number < n_chunks)[:5]
+        detail = f"missing {missing}" if missing else f"unexpected {extra}" if extra else "out of order"
         raise ChecksumMismatch(f"{where}: expected chunks 0..{n_chunks - 1}, found {len(numbers)} ({detail})")
-    data = b"".join(bytes(blob or b"") for _, blob in ordered)
+    data = b"".join(part for _, part in ordered)
     if len(data) != size_bytes:
         raise ChecksumMismatch(f"{where}: stored weights are {len(data)} bytes, published {size_bytes}")
     actual = sha256_hex(data)

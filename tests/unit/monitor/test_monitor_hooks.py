@@ -77,8 +77,13 @@ def test_drift_hook_counts_under_the_scoring_version() -> None:
     stats = feature_stats(np.random.default_rng(5).normal(size=(500, 2)), NAMES)
     observer = DriftObserver(lambda *key: (NAMES, stats), _never_called, config=DriftConfig(every_events=10_000))
     observer.monitor.set_reference(("delay", "ORD", 1), _reference(stats))
-    DriftHook(observer)(group_for(serving, live, np.random.default_rng(3).normal(size=(30, 2))))
-    assert observer.monitor._windows[("delay", "ORD", 1)].n == 30
+    hook = DriftHook(observer)
+    for _ in range(3):
+        hook(group_for(serving, live, np.random.default_rng(3).normal(size=(10, 2))))
+    window = observer.monitor._windows[("delay", "ORD", 1)]
+    assert window.n == 0 and observer._held_rows[("delay", "ORD", 1)] == 30  # held until the flush bins them
+    observer._bin_all()
+    assert window.n == 30 and observer._held_total == 0
 
 
 async def _never_called(messages: list) -> None:

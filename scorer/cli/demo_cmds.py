@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -108,6 +109,8 @@ def demo_report_cmd(cli: CliContext, stream: Path, swaps: Path | None, input_top
         for kind, value, timestamp in raw:
             records.add(kind, value, timestamp)
     summary, joined = report.compute_summary(labels, records, swap_list, meta)
+    # Latency on a shared box says as much about the neighbours as about scorer: record how busy it was.
+    summary["environment"] = {"cpus": os.cpu_count(), "load_1m": round(os.getloadavg()[0], 2)}
     report.render(summary)
     out.mkdir(parents=True, exist_ok=True)
     report.write_summary(summary, out / "summary.json")

@@ -562,12 +562,14 @@ def compute_summary(labels: Labels, records: Records, swaps: Sequence[Swap] = ()
     span = float(sent.max() - sent.min()) if sent.size > 1 else None
     # The demo pauses between its two halves: the rate counts only the half-seconds in which events were sent.
     active = np.unique(np.floor(sent * 2.0)).size / 2.0 if sent.size else 0.0
+    scoring = np.unique(np.floor(scored * 2.0)).size / 2.0 if scored.size else 0.0
     summary: dict[str, Any] = {
         **counts,
         "latency_ms": {"p50": _round(percentile(latency, 50), 2), "p99": _round(percentile(latency, 99), 2),
                        "max": _round(percentile(latency, 100), 2), "n": int(np.isfinite(latency).sum())},
         "send_seconds": _round(span, 2),
         "events_per_second": _round(sent.size / active, 1) if active else None,
+        "predictions_per_second": _round(scored.size / scoring, 1) if scoring else None,
         "first_sent_at": float(sent.min()) if sent.size else None,
         "last_scored_at": float(scored.max()) if scored.size else None,
         "events_per_version": dict(per_version),
@@ -651,12 +653,16 @@ def render(summary: Mapping[str, Any], console: Any = None) -> None:
         ("dead letters", _fmt(summary["dead_letters"])),
         ("duplicates (re-scored after a restart)", _fmt(summary["duplicates"])),
         ("lost (no prediction, no dead letter)", _fmt(summary["lost"])),
-        ("send rate (events/s)", _fmt(summary["events_per_second"])),
+        ("send rate (events/s, while sending)", _fmt(summary["events_per_second"])),
+        ("scoring rate (predictions/s, while scoring)", _fmt(summary.get("predictions_per_second"))),
         ("end-to-end latency p50", _fmt(latency["p50"], " ms")),
         ("end-to-end latency p99", _fmt(latency["p99"], " ms")),
         ("accuracy, all cities", _fmt(summary["overall"]["accuracy"])),
     ):
         totals.add_row(name, value)
+    machine = summary.get("environment")
+    if machine:
+        totals.add_row("machine", f"{machine['cpus']} CPUs, load {machine['load_1m']:.1f} (1 min)")
     console.print(totals)
 
     if summary["swaps"]:

@@ -90,7 +90,7 @@ def test_multiclass_string_labels(rng: np.random.Generator) -> None:
 
 def test_same_seed_same_bytes_whatever_the_other_segments(rng: np.random.Generator) -> None:
     data = make_data(rng, {"A": 120, "B": 90, "C": 80})
-    config = TrainConfig(min_rows=20, seed=7)
+    config = TrainConfig(min_rows=20, seed=7, arch="forest", params={"n_estimators": 5})
     first = train_segments(data, config)
     second = train_segments(data, config)
     assert [r.weights.checksum() for r in first.results] == [r.weights.checksum() for r in second.results]
@@ -100,7 +100,7 @@ def test_same_seed_same_bytes_whatever_the_other_segments(rng: np.random.Generat
     rows = data.segments == "A"
     alone = TrainingData.from_arrays(data.segments[rows], data.X[rows], data.y[rows], data.feature_names)
     assert train_segments(alone, config).results[0].weights.checksum() == first.results[0].weights.checksum()
-    other_seed = train_segments(data, TrainConfig(min_rows=20, seed=8))
+    other_seed = train_segments(data, TrainConfig(min_rows=20, seed=8, arch="forest", params={"n_estimators": 5}))
     assert other_seed.results[0].weights.checksum() != first.results[0].weights.checksum()
 
 

@@ -190,8 +190,9 @@ def plot_report(joined: Joined, summary: Mapping[str, Any], swaps: Sequence[Swap
     for start, end, length in timeline.bands():
         for ax in (ax_acc, ax_lat, ax_rate):
             ax.axvspan(start, end, color="#bbbbbb", alpha=0.5, linewidth=0)
-        ax_acc.text((start + end) / 2, 0.03, f"no events sent\nfor {length:.0f} s",
-                    rotation=90, ha="center", va="bottom", fontsize=8, color="#555555")
+        ax_acc.text((start + end) / 2, 0.6, f"no events sent for {length:.0f} s", rotation=90, ha="center",
+                    va="center", fontsize=8, color="#444444",
+                    bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "alpha": 0.8, "linewidth": 0})
     ax_acc.legend(loc="lower left", fontsize=9, framealpha=0.95)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=110)

@@ -38,9 +38,11 @@ from devstack.secure import (
 )
 from devstack.stack import CassandraNode, KafkaNode
 from scorer.config import Settings, load_settings
-from scorer.errors import BrokerUnavailable, StoreUnavailable
+from scorer.errors import BrokerUnavailable, StoreError, StoreUnavailable
 from scorer.kafka import aiokafka_options, check_connection, faust_broker_options
+from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
+from tests.integration.store_helpers import logistic
 
 pytestmark = pytest.mark.slow
 
@@ -348,6 +350,40 @@ def test_writer_can_write_but_not_change_schema(cassandra_node: CassandraNode, p
             session.execute("GRANT MODIFY ON KEYSPACE scorer_secure TO scorer_reader")
     finally:
         cluster.shutdown()
+
+
+def test_store_and_cli_with_least_privilege_roles(cassandra_node: CassandraNode, pki: Pki, tmp_path: Path,
+                                                  role_passwords: dict[str, str]) -> None:
+    """Trainers (writer) publish and swap; workers (reader) load and follow pointers but change nothing."""
+    writer = _as("scorer_writer", role_passwords, cassandra_node, pki)
+    reader = _as("scorer_reader", role_passwords, cassandra_node, pki)
+    weights_file = tmp_path / "w.npz"
+    logistic(11).save(weights_file)
+    published = scorer(writer, "publish", "--model", "sec", "--segment", "ORD", "--weights", str(weights_file),
+                       "--activate")
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.strip().splitlines()[-1] == "published sec/ORD version 1"
+    listed = scorer(reader, "versions", "sec", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert '"version": 1' in listed.stdout.replace('"version":1', '"version": 1')
+
+    with CassandraModelStore(reader) as store:  # a worker's view
+        assert store.load("sec", "ORD") == logistic(11)
+        assert store.active("sec")["ORD"].version == 1
+        for attempt in (lambda: store.publish("sec", "ORD", logistic(12)),
+                        lambda: store.activate("sec", "ORD", 1),
+                        lambda: store.release("sec", {"ORD": 1})):
+            with pytest.raises(StoreError, match="Unauthorized.*scorer_reader has no MODIFY permission"):
+                attempt()
+    for args in (("activate", "sec", "ORD", "1"), ("release", "sec", "--latest"),
+                 ("publish", "--model", "sec", "--segment", "ORD", "--weights", str(weights_file))):
+        result = scorer(reader, *args)
+        line = _one_error_line(result)
+        assert "Unauthorized" in line and "scorer_reader has no MODIFY permission" in line, line
+        assert role_passwords["scorer_reader"] not in result.stdout + result.stderr
+    with CassandraModelStore(writer) as store:  # nothing the reader tried got through
+        assert [info.version for info in store.versions("sec", "ORD")] == [1]
+        assert [entry.action for entry in store.activations("sec", "ORD")] == ["activate"]
 
 
 def test_roles_need_an_auth_enabled_cluster(cassandra: object, base_settings: Settings) -> None:

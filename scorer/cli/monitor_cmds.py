@@ -161,3 +161,47 @@ def metrics_cmd(cli: CliContext, model: str, segment: str | None, topic: str, as
     _print_table(f"live metrics: {model}" + (f" / {segment}" if segment else ""),
                  ["segment", "version", "role", "n (window/total)", "AUC", "log loss", "accuracy", "updated (UTC)"],
                  metrics_rows(snapshots))
+
+
+def worker_monitor_options(fn: Any) -> Any:
+    """Options of ``scorer worker`` for its monitoring hooks, passed to the command as ``monitoring``.
+
+    Shadow scoring and drift counting are on by default: a segment without a shadow version or a version
+    without training statistics costs nothing but a dictionary lookup per scored group.
+    """
+    import functools
+
+    @click.option("--shadow-topic", default="predictions-shadow", show_default=True,
+                  help="Topic for the outputs of shadow versions (never the predictions topic).")
+    @click.option("--no-shadow", is_flag=True, help="Do not score shadow versions.")
+    @click.option("--drift-topic", default=DRIFT_TOPIC, show_default=True, help="Topic for drift snapshots.")
+    @click.option("--alerts-topic", default="model-alerts", show_default=True, help="Topic for drift alerts.")
+    @click.option("--drift-events", type=int, default=1000, show_default=True,
+                  help="Evaluate a segment's drift window every N events...")
+    @click.option("--drift-seconds", type=float, default=60.0, show_default=True,
+                  help="...or every T seconds once it holds --drift-min-events.")
+    @click.option("--drift-min-events", type=int, default=200, show_default=True)
+    @click.option("--psi-threshold", type=float, default=0.2, show_default=True, help="PSI that raises an alert.")
+    @click.option("--ks-threshold", type=float, default=0.2, show_default=True, help="KS that raises an alert.")
+    @click.option("--no-drift", is_flag=True, help="Do not count feature histograms.")
+    @functools.wraps(fn)
+    def wrapper(*args: Any, shadow_topic: str, no_shadow: bool, drift_topic: str, alerts_topic: str,
+                drift_events: int, drift_seconds: float, drift_min_events: int, psi_threshold: float,
+                ks_threshold: float, no_drift: bool, **kwargs: Any) -> Any:
+        from scorer.errors import ConfigError
+        from scorer.monitor.drift import DriftConfig
+        from scorer.monitor.extension import MonitorOptions
+        from scorer.monitor.topics import MonitorTopics
+
+        try:
+            drift = None if no_drift else DriftConfig(
+                every_events=drift_events, every_seconds=drift_seconds, min_events=drift_min_events,
+                psi_threshold=psi_threshold, ks_threshold=ks_threshold)
+        except ValueError as exc:
+            raise ConfigError(f"invalid drift option: {exc}") from None
+        kwargs["monitoring"] = MonitorOptions(
+            shadow=not no_shadow, shadow_topic=shadow_topic, drift=drift,
+            topics=MonitorTopics(drift=drift_topic, alerts=alerts_topic))
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from scorer.cli.base import CliContext, main, pass_cli
+from scorer.cli.monitor_cmds import worker_monitor_options
 from scorer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from scorer.monitor.extension import MonitorOptions
 
 
 @main.command("worker")
@@ -43,17 +48,18 @@ from scorer.errors import ConfigError
               help="Seconds before a dead worker's partitions go to the others (Kafka group session timeout).")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
+@worker_monitor_options
 @pass_cli
 def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: str, changes_topic: str | None,
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
                max_message_bytes: int, max_features: int, commit_interval: float, session_timeout: float,
                no_changes: bool,
-               loglevel: str) -> None:
+               loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
     from pydantic import ValidationError
 
-    from scorer.stream.app import run_worker
+    from scorer.monitor.extension import run_monitored_worker
     from scorer.stream.worker import WorkerConfig
 
     try:
@@ -70,7 +76,7 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "option"
         raise ConfigError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
-    run_worker(cli.settings, config, loglevel=loglevel)
+    run_monitored_worker(cli.settings, config, monitoring, loglevel=loglevel)
 
 
 @main.command("send")

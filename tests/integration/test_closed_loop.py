@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -35,20 +34,6 @@ DRIFTED_B = np.array([-1.0, -1.0, 0.0, 1.0])
 SHIFT_B = np.array([1.5, 0.0, 0.0, 0.0])
 ROOT = Path(__file__).resolve().parents[2]
 
-WORKER_SCRIPT = """
-import sys
-from scorer.config import load_settings
-from scorer.monitor.drift import DriftConfig
-from scorer.monitor.extension import MonitorOptions, run_monitored_worker
-from scorer.monitor.topics import MonitorTopics
-from scorer.stream.worker import WorkerConfig
-events, predictions, dlq, changes, shadow, drift, alerts, app_id, port = sys.argv[1:10]
-config = WorkerConfig(input_topic=events, output_topic=predictions, dlq_topic=dlq, changes_topic=changes,
-                      app_id=app_id, web_port=int(port), web_host="127.0.0.1", poll_interval=0.5, partitions=4)
-options = MonitorOptions(shadow_topic=shadow, topics=MonitorTopics(drift=drift, alerts=alerts),
-                         drift=DriftConfig(every_events=300, every_seconds=2.0, min_events=150), flush_interval=0.5)
-run_monitored_worker(load_settings(), config, options)
-"""
 
 
 def labelled(segment: str, n: int, rng: np.random.Generator, drifted: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -94,8 +79,12 @@ class Stack:
 
     def start_scoring_worker(self) -> None:
         t = self.topics
-        self._spawn("worker", [sys.executable, "-c", WORKER_SCRIPT, t.events, t.predictions, t.dlq, t.changes,
-                               self.shadow, self.drift, self.alerts, f"t-{self.port}", str(self.port)])
+        self._spawn("worker", [
+            SCORER, "worker", "--input-topic", t.events, "--output-topic", t.predictions, "--dlq-topic", t.dlq,
+            "--changes-topic", t.changes, "--app-id", f"t-{self.port}", "--web-port", str(self.port),
+            "--web-host", "127.0.0.1", "--poll-interval", "0.5", "--partitions", "4", "--shadow-topic", self.shadow,
+            "--drift-topic", self.drift, "--alerts-topic", self.alerts, "--drift-events", "300",
+            "--drift-seconds", "2", "--drift-min-events", "150"])
 
     def start_retrain_worker(self, *extra: str) -> None:
         t = self.topics
@@ -293,12 +282,14 @@ def test_drifting_segment_is_retrained_canaried_and_promoted_on_its_own(
 
 
 def test_worse_candidate_is_retired_not_promoted(settings: Settings, bootstrap: str, stack: Stack) -> None:
+    """Shadow trials this time: candidates score every event on the shadow topic, never the predictions topic."""
     publish_initial(settings)
-    collector = Collector(bootstrap, [stack.topics.predictions]).start()
+    collector = Collector(bootstrap, [stack.topics.predictions, stack.shadow]).start()
     try:
         stack.start_scoring_worker()
         # Scheduled refits every 300 labels, with a crippled estimator (almost no signal): a worse candidate.
-        stack.start_retrain_worker("--every-labels", "300", "--param", "C=0.00001", "--accuracy-drop", "0.5")
+        stack.start_retrain_worker("--mode", "shadow", "--every-labels", "300", "--param", "C=0.00001",
+                                   "--accuracy-drop", "0.5")
         stack.wait_worker_ready()
         time.sleep(3)
         stream = Stream(stack, bootstrap, seed=2)
@@ -307,19 +298,33 @@ def test_worse_candidate_is_retired_not_promoted(settings: Settings, bootstrap: 
         while time.monotonic() - started < 150 and not retired:
             stream.round()
             with CassandraModelStore(settings) as store:
-                retired = any(e.action == "retire" for e in store.activations(MODEL, "A"))
+                retired = any(e.action == "shadow" and e.canary_version is None
+                              for e in store.activations(MODEL, "A"))
             time.sleep(0.2)
         stream.flush_labels()
-        assert retired, f"no candidate of A was retired:\n{stack.tails()}"
+        assert retired, f"no shadow candidate of A was retired:\n{stack.tails()}"
         with CassandraModelStore(settings) as store:
             for segment in WEIGHTS:
                 log = store.activations(MODEL, segment)
-                assert "promote" not in [e.action for e in log]
+                assert "promote" not in [e.action for e in log] and "activate" == log[-1].action
+                assert [e.action for e in log].count("activate") == 1
                 assert store.active(MODEL, segment)[segment].version == 1
-            entry = next(e for e in store.activations(MODEL, "A") if e.action == "retire")
-            evidence = json.loads(entry.reason[entry.reason.index("{"):])
-            assert entry.actor == "retrain-worker" and evidence["trigger"] == "schedule"
+            log_a = list(reversed(store.activations(MODEL, "A")))
+            started_trial, ended_trial = log_a[1], log_a[2]
+            assert (started_trial.action, started_trial.canary_version, started_trial.actor) == (
+                "shadow", 2, "retrain-worker")
+            assert ended_trial.action == "shadow" and ended_trial.canary_version is None
+            evidence = json.loads(ended_trial.reason[ended_trial.reason.index("{"):])
+            assert "not better" in ended_trial.reason and evidence["trigger"] == "schedule"
             assert evidence["candidate"] > evidence["live"], evidence  # log loss: the candidate was worse
-        print(f"\nworse candidate retired: {evidence}")
+        collector.wait_for(lambda c: len(c.ids(stack.topics.predictions)) >= stream.n, 60, "all predictions")
+        shadow = collector.snapshot(stack.shadow)
+        predictions = collector.snapshot(stack.topics.predictions)
+        assert shadow and all(r.value["shadow"] is True and r.value["version"] == 2 for r in shadow)
+        assert {r.value["version"] for r in predictions} == {1}  # shadow outputs never reach predictions
+        assert {r.value["id"] for r in shadow} <= {r.value["id"] for r in predictions}
+        shadow_a = [r for r in shadow if r.value["segment"] == "A"]
+        assert len(shadow_a) >= 150  # every event of A while its candidate was on shadow (the trial needs 150)
+        print(f"\nworse candidate retired (shadow): {evidence}; {len(shadow)} shadow outputs")
     finally:
         collector.stop()

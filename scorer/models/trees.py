@@ -61,6 +61,10 @@ _CHUNK = 32768
 #: complete-tree padding is used while it costs at most this factor of the plain layout (plus a little)
 _PAD_FACTOR = 2.0
 _PAD_SLACK_BYTES = 1 << 20
+#: padded layout: the first levels scored densely (all 2**level nodes of each tree), for chunks of at least
+#: _DENSE_MIN (row, tree) pairs; smaller batches (one row) take cheaper path steps instead
+_DENSE_LEVELS = 3
+_DENSE_MIN = 1024
 #: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share
 #: of the moving ones (deep, unbalanced trees: HistGradientBoosting's, unbounded forests) ...
 _COMPACT_SHARE = 0.25
@@ -270,8 +274,9 @@ class _TreeEnsemble(Model):
                 lf = leaf[ids]
                 vals[:, (t[lf] << depth) + (p[lf] << (depth - lv))] = values[ids[lf]].T
             self._left = None
-            self._l0 = 2 * np.arange(n_trees, dtype=np.intp)
             self._roots = np.arange(n_trees, dtype=np.intp) << depth
+            # index of (tree, position) after the first d levels: (tree << d) + position
+            self._dense_base = {d: np.arange(n_trees, dtype=np.intp) << d for d in range(1, _DENSE_LEVELS + 1)}
         else:
             order = np.concatenate(levels)
             new_id = np.empty(n_nodes, dtype=np.intp)
@@ -292,8 +297,7 @@ class _TreeEnsemble(Model):
         self._feats, self._thrs = feats, thrs
         self._mrights = mrights if with_mr else [None] * depth
         self._vals = [np.ascontiguousarray(v) for v in vals]
-        self._first = None
-        if depth:
+        if depth and not self._complete:
             mr0 = self._mrights[0]
             self._first = (feats[0][:n_trees].copy(), thrs[0][:n_trees].copy(), None if mr0 is None else mr0[:n_trees])
 
@@ -331,60 +335,113 @@ class _TreeEnsemble(Model):
 
     def _leaf_values(self, X: np.ndarray, has_nan: bool, emit: Callable[[int, int, np.ndarray], None]) -> None:
         """Walk every row down every tree; call ``emit(start, stop, leaf_index)`` per chunk of rows."""
-        n, width = X.shape
-        T, depth = self._n_trees, self._depth
+        n = X.shape[0]
+        T = self._n_trees
         step = max(1, _CHUNK // T)
-        if depth == 0:
-            for s in range(0, n, step):
-                m = min(step, n - s)
-                emit(s, s + m, np.broadcast_to(self._roots, (m, T)))
-            return
-        f0, t0, mr0 = self._first
-        l0, left = self._l0, self._left
-        feats, thrs, mrights = self._feats, self._thrs, self._mrights
-        isnan = np.isnan
-        rowoff = np.arange(0, min(step, n) * width, width, dtype=np.intp)[:, np.newaxis]
-        compact = left is not None and min(step, n) * T >= _COMPACT_MIN and depth > 2
+        walk = self._walk_padded if self._complete else self._walk_plain
+        rowoff = np.arange(0, min(step, n) * X.shape[1], X.shape[1], dtype=np.intp)[:, np.newaxis]
         for s in range(0, n, step):
             Xc = X[s : s + step]
             m = Xc.shape[0]
-            x = Xc[:, f0]  # level 0: every row is at the roots
-            r = x > t0
+            if self._depth == 0:
+                j = np.broadcast_to(self._roots, (m, T))
+            else:
+                j = walk(Xc, rowoff[:m], has_nan)
+            emit(s, s + m, j)
+
+    def _walk_padded(self, Xc: np.ndarray, off: np.ndarray, has_nan: bool) -> np.ndarray:
+        """Complete trees: the first levels densely, then one gather step per level (child = 2 i + right)."""
+        m, T, depth = Xc.shape[0], self._n_trees, self._depth
+        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+        isnan = np.isnan
+        # Dense levels: compare every node of the level (column gathers and compares cost far less than the
+        # gathers of a path step), then multiplex each tree's node on the path from the bits taken so far.
+        dense = min(depth, _DENSE_LEVELS if m * T >= _DENSE_MIN else 1)
+        bits: list[np.ndarray] = []
+        for lv in range(dense):
+            x = Xc[:, feats[lv]]
+            b = x > thrs[lv]
             if has_nan:
-                r |= isnan(x) & mr0
-            j = l0 + r
+                b |= isnan(x) & mrights[lv]
+            if lv:
+                by_pos = b.reshape(m, T, 1 << lv)
+                cands = [by_pos[:, :, p] for p in range(1 << lv)]
+                for sel in reversed(bits):  # positions differ last in the latest bit
+                    cands = [lo ^ ((lo ^ hi) & sel) for lo, hi in zip(cands[0::2], cands[1::2], strict=True)]
+                b = cands[0]
+            bits.append(b)
+        code = bits[0].view(np.uint8).copy()
+        for b in bits[1:]:
+            code <<= 1
+            code |= b.view(np.uint8)
+        j = np.add(self._dense_base[dense], code, dtype=np.intp)
+        if dense < depth:
             flat = Xc.ravel()
-            off = rowoff[:m]
-            pos = full = None
-            for lv in range(1, depth):
-                if compact and not lv % 2:
-                    at_leaf = self._is_leaf[j]
-                    if np.count_nonzero(at_leaf) >= _COMPACT_SHARE * at_leaf.size:
-                        # Park the finished pairs in ``full`` and keep moving only the others.
-                        if pos is None:
-                            j, at_leaf = j.ravel(), at_leaf.ravel()
-                            full = j.copy()
-                            pos = np.arange(j.size)
-                            off = np.repeat(off[:, 0], T)
-                        else:
-                            full[pos] = j
-                        keep = np.flatnonzero(~at_leaf)
-                        j, pos, off = j[keep], pos[keep], off[keep]
+            for lv in range(dense, depth):
                 f = feats[lv][j]
                 f += off
                 x = flat[f]
                 r = x > thrs[lv][j]
                 if has_nan:
                     r |= isnan(x) & mrights[lv][j]
-                if left is None:
-                    j += j
-                else:
-                    j = left[j]
+                j += j
                 j += r
-            if pos is not None:
-                full[pos] = j
-                j = full.reshape(m, T)
-            emit(s, s + m, j)
+        return j
+
+    def _walk_plain(self, Xc: np.ndarray, off: np.ndarray, has_nan: bool) -> np.ndarray:
+        """Breadth-first numbering (right child = left + 1, leaves loop on themselves), any depth.
+
+        Deep unbalanced trees leave most (row, tree) pairs at leaves long before the deepest level, so every
+        other level the finished pairs are parked once they are a good share, and only the rest move on.
+        """
+        m, T, depth = Xc.shape[0], self._n_trees, self._depth
+        feats, thrs, mrights, left = self._feats, self._thrs, self._mrights, self._left
+        isnan = np.isnan
+        f0, t0, mr0 = self._first
+        x = Xc[:, f0]  # level 0: every row is at the roots
+        r = x > t0
+        if has_nan:
+            r |= isnan(x) & mr0
+        j = self._l0 + r
+        flat = Xc.ravel()
+        compact = m * T >= _COMPACT_MIN and depth > 2
+        pos = full = None
+        for lv in range(1, depth):
+            if compact and not lv % 2:
+                at_leaf = self._is_leaf[j]
+                if np.count_nonzero(at_leaf) >= _COMPACT_SHARE * at_leaf.size:
+                    if pos is None:
+                        j, at_leaf = j.ravel(), at_leaf.ravel()
+                        full = j.copy()
+                        pos = np.arange(j.size)
+                        off = np.repeat(off[:, 0], T)
+                    else:
+                        full[pos] = j
+                    keep = np.flatnonzero(~at_leaf)
+                    j, pos, off = j[keep], pos[keep], off[keep]
+            f = feats[lv][j]
+            f += off
+            x = flat[f]
+            r = x > thrs[lv][j]
+            if has_nan:
+                r |= isnan(x) & mrights[lv][j]
+            j = left[j]
+            j += r
+        if pos is not None:
+            full[pos] = j
+            j = full.reshape(m, T)
+        return j
+
+
+def _sum_trees(v: np.ndarray) -> np.ndarray:
+    """Sum (trees, rows) over the trees one tree after another, as scikit-learn accumulates them.
+
+    Reducing axis 0 of a C-ordered array adds whole rows in order (vectorised over the rows); a single
+    column would be summed pairwise instead, so that case runs a running sum.
+    """
+    if v.shape[1] == 1:
+        return np.add.accumulate(v[:, 0])[-1:]
+    return np.add.reduce(v, axis=0)
 
 
 @register
@@ -404,11 +461,9 @@ class ForestModel(_TreeEnsemble):
         out = np.empty((X.shape[0], len(vals)))
 
         def emit(a: int, b: int, j: np.ndarray) -> None:
+            jt = np.ascontiguousarray(j.T)
             for c, v in enumerate(vals):
-                t = v[j]
-                # a running sum adds the trees in scikit-learn's order (np.sum's pairwise order differs)
-                np.add.accumulate(t, axis=1, out=t)
-                out[a:b, c] = t[:, -1]
+                out[a:b, c] = _sum_trees(v[jt])
 
         self._leaf_values(Xc, has_nan, emit)
         out /= self._n_trees
@@ -425,9 +480,11 @@ class _Boosted(_TreeEnsemble):
         raw = np.empty((X.shape[0], K))
 
         def emit(a: int, b: int, j: np.ndarray) -> None:
-            v = values[j].reshape(b - a, -1, K)  # (rows, stages, raw outputs); stage 0 holds the baseline
-            np.add.accumulate(v, axis=1, out=v)
-            raw[a:b] = v[:, -1]
+            v = values[np.ascontiguousarray(j.T)]  # (trees, rows); the first stage holds the baseline
+            if K == 1:
+                raw[a:b, 0] = _sum_trees(v)
+            else:
+                raw[a:b] = np.add.reduce(v.reshape(-1, K * (b - a)), axis=0).reshape(K, b - a).T
 
         self._leaf_values(Xc, has_nan, emit)
         link = self._link

@@ -108,6 +108,13 @@ def _describe(entry: Activation) -> str:
                 f"version {entry.to_version}")
     if entry.action == "rollback":
         return f"rolled back {where} to version {entry.to_version} {was}"
+    if entry.action == "retire":
+        return (f"retired canary version {entry.canary_version} of {where}; version {entry.to_version} serves all "
+                f"traffic")
+    if entry.action == "shadow":
+        if entry.canary_version is None:
+            return f"cleared the shadow of {where} (version {entry.to_version} serves)"
+        return f"shadow {where} version {entry.canary_version} beside version {entry.to_version} (no traffic)"
     if entry.action == "promote":
         return f"promoted {where} canary version {entry.to_version} to live {was}"
     return f"activated {where} version {entry.to_version} {was}"
@@ -233,6 +240,23 @@ def canary_cmd(cli: CliContext, model: str, segment: str, version: int, fraction
 def promote_cmd(cli: CliContext, model: str, segment: str, actor: str | None, reason: str | None) -> None:
     """Make MODEL/SEGMENT's canary the live version."""
     entry = change_pointer(cli, lambda store: store.promote(model, segment, actor=actor, reason=reason))
+    _say(_describe(entry))
+
+
+@main.command("shadow")
+@click.argument("model")
+@click.argument("segment")
+@click.argument("version", type=int, required=False)
+@click.option("--clear", is_flag=True, help="Stop shadow scoring for the segment.")
+@_actor_reason
+@pass_cli
+def shadow_cmd(cli: CliContext, model: str, segment: str, version: int | None, clear: bool, actor: str | None,
+               reason: str | None) -> None:
+    """Score every event of MODEL/SEGMENT with VERSION too, outputs to the shadow topic only (or --clear it)."""
+    if clear == (version is not None):
+        raise ConfigError("give either VERSION or --clear")
+    entry = change_pointer(cli, lambda store: store.shadow(model, segment, None if clear else version, actor=actor,
+                                                           reason=reason))
     _say(_describe(entry))
 
 

@@ -56,3 +56,26 @@ def test_retire_canary_keeps_the_primary_and_rollback_ignores_it(store: Cassandr
     with pytest.raises(StoreError, match="has no canary"):
         store.retire_canary(model, "JFK")
     assert store.rollback(model, "JFK").to_version == 1  # retire is not a primary change
+
+
+def test_shadow_command_sets_and_clears(settings: Settings, store: CassandraModelStore) -> None:
+    from click.testing import CliRunner
+
+    from scorer.cli import main
+
+    model = f"m{uuid.uuid4().hex[:8]}"
+    store.publish(model, "ORD", logistic(0), activate=True)
+    store.publish(model, "ORD", logistic(1))
+    runner = CliRunner()
+    args = ["--keyspace", settings.keyspace]
+    result = runner.invoke(main, [*args, "shadow", model, "ORD", "2", "--reason", "try it"])
+    assert result.exit_code == 0, result.output
+    assert "shadow" in result.output and "version 2 beside version 1" in result.output
+    assert store.active(model)["ORD"].shadow_version == 2
+    result = runner.invoke(main, [*args, "shadow", model, "ORD", "--clear"])
+    assert result.exit_code == 0 and "cleared the shadow" in result.output
+    assert store.active(model)["ORD"].shadow_version is None
+    result = runner.invoke(main, [*args, "shadow", model, "ORD"])
+    assert result.exit_code == 1 and "error: give either VERSION or --clear" in result.output
+    result = runner.invoke(main, [*args, "shadow", model, "ORD", "--clear"])
+    assert result.exit_code == 1 and "has no shadow" in result.output

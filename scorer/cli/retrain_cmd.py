@@ -61,6 +61,7 @@ def _params(values: tuple[str, ...]) -> dict[str, object]:
 @click.option("--group-id", help="Kafka consumer group [default: <app id>-retrain].")
 @click.option("--from-beginning", is_flag=True, help="Without committed offsets, read the topics from their start.")
 @click.option("--monitor-only", is_flag=True, help="Only join labels and publish live metrics; never retrain.")
+@click.option("--web-port", type=int, help="Serve Prometheus metrics on this port [default: none].")
 @pass_cli
 def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, predictions_topic: str,
                        shadow_topic: str, labels_topic: str, alerts_topic: str, metrics_topic: str, mode: str,
@@ -69,7 +70,7 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
                        accuracy_drop: float, cooldown: float, arch: str | None, params: tuple[str, ...],
                        join_ttl: float, join_max: int, window_rows: int, metrics_window: int,
                        metrics_interval: float, poll_interval: float, group_id: str | None, from_beginning: bool,
-                       monitor_only: bool) -> None:
+                       monitor_only: bool, web_port: int | None) -> None:
     """Watch live accuracy and drift per segment; refit, try and promote or retire new versions on its own."""
     from scorer.monitor.accuracy import MetricsConfig
     from scorer.retrain.policy import RetrainConfig
@@ -88,7 +89,7 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
                              labels=labels_topic, alerts=alerts_topic, metrics=metrics_topic),
         retrain=retrain, metrics=MetricsConfig(window=metrics_window), join_ttl=join_ttl, join_max=join_max,
         window_rows=window_rows, metrics_interval=metrics_interval, poll_interval=poll_interval, group_id=group_id,
-        from_beginning=from_beginning, monitor_only=monitor_only)
+        from_beginning=from_beginning, monitor_only=monitor_only, web_port=web_port)
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -82,6 +82,27 @@ class WorkerConfig:
     """Read the topics from their start when the group has no committed offsets (default: from now on)."""
     monitor_only: bool = False
     """Join and publish live metrics, never retrain."""
+    web_port: int | None = None
+    """Serve Prometheus metrics (live metric per version, actions, join state) on this port."""
+
+
+class RetrainGauges:
+    """Prometheus series of the retrain worker, in its own registry."""
+
+    def __init__(self) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge
+
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.live = Gauge("scorer_live_metric", "Rolling metric of a version over its last labelled outcomes",
+                          ["model", "segment", "version", "metric"], registry=r)
+        self.outcomes = Gauge("scorer_live_outcomes", "Labelled outcomes seen per version",
+                              ["model", "segment", "version"], registry=r)
+        self.actions = Counter("scorer_retrain_actions", "Retrain steps taken, by kind", ["action"], registry=r)
+        self.triggers = Counter("scorer_retrain_triggers", "Retrain triggers, by reason", ["reason"], registry=r)
+        self.pending = Gauge("scorer_label_join_pending", "Events waiting for their label", registry=r)
+        self.dropped = Gauge("scorer_label_join_dropped", "Events whose label never came, by cause",
+                             ["cause"], registry=r)
 
 
 class RetrainWorker:
@@ -112,6 +133,7 @@ class RetrainWorker:
         self._actions: asyncio.Queue[Fit | Decision] = asyncio.Queue()
         self._publisher = Publisher(settings)
         self._tasks: list[asyncio.Task[Any]] = []
+        self.gauges = RetrainGauges()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -132,6 +154,10 @@ class RetrainWorker:
             # (a loop blocked that long misses Kafka heartbeats and loses its partitions).
             await asyncio.to_thread(importlib.import_module, "trainers.segment")
         await self._poll_pointers()
+        if self.config.web_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.config.web_port, registry=self.gauges.registry)
         topics = self.config.topics
         consumer = AIOKafkaConsumer(
             topics.events, topics.predictions, topics.shadow, topics.labels, topics.alerts,
@@ -166,6 +192,8 @@ class RetrainWorker:
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
+        if name.startswith("triggers."):
+            self.gauges.triggers.labels(name.removeprefix("triggers.")).inc(n)
 
     # ------------------------------------------------------------------ input
 
@@ -334,6 +362,10 @@ class RetrainWorker:
             model, segment, version = key
             metrics = window.metrics()
             role = self._role(model, segment, version)
+            for name, value in metrics.items():
+                if name != "n" and value is not None:
+                    self.gauges.live.labels(model, segment, str(version), name).set(value)
+            self.gauges.outcomes.labels(model, segment, str(version)).set(window.total)
             messages.append((self.config.topics.metrics, version_key(*key), {
                 "model": model, "segment": segment, "version": version, "role": role, "task": window.task,
                 "metrics": metrics, "window": window.capacity, "total": window.total, "at": now}))
@@ -349,6 +381,10 @@ class RetrainWorker:
                         "kind": "accuracy", "model": model, "segment": segment, "version": version,
                         "feature": None, "statistic": metric, "value": evidence["live"],
                         "threshold": evidence["limit"], "window": {"n": evidence["n"]}, "at": now}))
+        stats = self.join.stats
+        self.gauges.pending.set(len(self.join))
+        self.gauges.dropped.labels("ttl").set(stats.expired)
+        self.gauges.dropped.labels("cap").set(stats.evicted)
         if messages:
             try:
                 await self._publisher.send_many(messages)
@@ -372,6 +408,7 @@ class RetrainWorker:
                 self._record(action.model, action.segment, "failed", {"error": str(exc)[:300]})
 
     def _record(self, model: str, segment: str, what: str, evidence: dict[str, Any]) -> None:
+        self.gauges.actions.labels(what).inc()
         self.decisions.append({"model": model, "segment": segment, "what": what, "at": self._clock(), **evidence})
 
     async def _fit(self, fit: Fit) -> None:

@@ -18,7 +18,17 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from stream_support import SCORER, Collector, Topics, cli_env, event, free_port, produce_sync, run_cli
+from stream_support import (
+    SCORER,
+    Collector,
+    Topics,
+    cli_env,
+    event,
+    free_port,
+    metric_value,
+    produce_sync,
+    run_cli,
+)
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore
@@ -69,6 +79,7 @@ class Stack:
         self.procs: list[tuple[subprocess.Popen, Path]] = []
         self.env = cli_env(settings, SCORER_CHANGES_TOPIC=self.topics.changes)
         self.port = free_port()
+        self.retrain_port = free_port()
 
     def _spawn(self, name: str, args: list[str]) -> None:
         log_path = self.tmp / f"{name}.log"
@@ -94,7 +105,13 @@ class Stack:
             "--alerts-topic", self.alerts, "--metrics-topic", self.metrics, "--group-id", f"r-{self.port}",
             "--from-beginning", "--poll-interval", "0.5", "--metrics-interval", "1", "--canary-fraction", "0.5",
             "--min-train-rows", "300", "--train-rows", "600", "--min-trial-outcomes", "150", "--margin", "0.02",
-            "--cooldown", "5", *extra])
+            "--cooldown", "5", "--web-port", str(self.retrain_port), *extra])
+
+    def scrape(self, port: int) -> str:
+        import urllib.request
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+            return response.read().decode()
 
     def wait_worker_ready(self, timeout: float = 90) -> None:
         import urllib.request
@@ -264,6 +281,13 @@ def test_drifting_segment_is_retrained_canaried_and_promoted_on_its_own(
         assert metrics[("B", 2)]["metrics"]["accuracy"] > 0.85
         assert not collector.snapshot(stack.topics.dlq)
         assert not collector.snapshot(stack.shadow)  # canary mode: no shadow outputs
+
+        worker_metrics = stack.scrape(stack.port)
+        assert metric_value(worker_metrics, "scorer_drift_max_psi", segment="B", version="1") > 0.2
+        assert 0 < metric_value(worker_metrics, "scorer_drift_max_psi", segment="A", version="1") < 0.2
+        retrain_metrics = stack.scrape(stack.retrain_port)
+        assert metric_value(retrain_metrics, "scorer_live_metric", segment="B", version="2", metric="accuracy") > 0.85
+        assert metric_value(retrain_metrics, "scorer_retrain_actions_total", action="promoted") == 1
 
         drift_cli = run_cli(settings, "drift", MODEL, "--topic", stack.drift, "--all-versions", "--json",
                             env=stack.env)

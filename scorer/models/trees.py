@@ -33,12 +33,20 @@ Validation proves each packed tree is a tree: children point strictly forward in
 every node but the root has exactly one parent, so there are no cycles, no shared or orphan nodes, and no
 index can leave the arrays; depth is at most ``MAX_DEPTH``.
 
-Scoring moves an (rows x trees) matrix of node indices down one level per numpy step, so a call costs
-O(depth) vectorised operations and no Python work per node or per row. Nodes are renumbered at build time
-so that a node's right child is its left child + 1 and leaves point to themselves (threshold +inf: every
-input stays), letting all rows take exactly ``depth`` steps. When it costs little memory the trees are
-padded to complete binary trees stored level by level (child = 2 * index + went_right), which saves one
-gather per level.
+Scoring moves a (rows x trees) matrix of node indices down one level per numpy step, so a call costs
+O(depth) vectorised operations and no Python work per node or per row. Two layouts are built from the
+stored arrays (never stored themselves):
+
+- padded, when it costs little memory (shallow, bushy trees: GradientBoosting, depth-limited forests):
+  each tree becomes a complete binary tree stored level by level, child = 2 * index + went_right. The
+  first ``_DENSE_LEVELS`` levels are scored densely (every node of the level compared, the path's node
+  picked with boolean multiplexing), the rest one gather step per level;
+- plain, for deep trees: nodes renumbered breadth first so that a right child is its left child + 1 and
+  leaves point to themselves (threshold +inf: every input stays). Finished (row, tree) pairs are dropped
+  every other level once they are a good share, so unbalanced trees cost about their mean path length.
+
+The trees' outputs are then summed tree after tree in scikit-learn's order (the boosted baseline folded
+into the first stage), so scores are bit-identical to scikit-learn's, in batches and one row at a time.
 """
 
 from __future__ import annotations
@@ -276,7 +284,9 @@ class _TreeEnsemble(Model):
             self._left = None
             self._roots = np.arange(n_trees, dtype=np.intp) << depth
             # index of (tree, position) after the first d levels: (tree << d) + position
-            self._dense_base = {d: np.arange(n_trees, dtype=np.intp) << d for d in range(1, _DENSE_LEVELS + 1)}
+            self._dense_base = {
+                d: np.arange(n_trees, dtype=np.intp)[:, np.newaxis] << d for d in range(1, _DENSE_LEVELS + 1)
+            }
         else:
             order = np.concatenate(levels)
             new_id = np.empty(n_nodes, dtype=np.intp)
@@ -300,6 +310,10 @@ class _TreeEnsemble(Model):
         if depth and not self._complete:
             mr0 = self._mrights[0]
             self._first = (feats[0][:n_trees].copy(), thrs[0][:n_trees].copy(), None if mr0 is None else mr0[:n_trees])
+        if self._complete:
+            # thresholds as columns, to compare with the (nodes, rows) blocks of the dense levels
+            self._thr_col = [t[:, np.newaxis] for t in thrs[:_DENSE_LEVELS]]
+            self._mr_col = [None if mr is None else mr[:, np.newaxis] for mr in self._mrights[:_DENSE_LEVELS]]
 
     # -- scoring --------------------------------------------------------------------------------------
     def _inputs(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -334,38 +348,43 @@ class _TreeEnsemble(Model):
         return [f"input {i}" for i in cols]
 
     def _leaf_values(self, X: np.ndarray, has_nan: bool, emit: Callable[[int, int, np.ndarray], None]) -> None:
-        """Walk every row down every tree; call ``emit(start, stop, leaf_index)`` per chunk of rows."""
-        n = X.shape[0]
+        """Walk every row down every tree; call ``emit(start, stop, leaves)`` per chunk, leaves (trees, rows).
+
+        Leaves come out tree-major, ready to be summed tree after tree; the padded walker also reads the
+        chunk transposed (features, rows), so that its dense levels gather whole contiguous input rows.
+        """
+        n, width = X.shape
         T = self._n_trees
         step = max(1, _CHUNK // T)
-        walk = self._walk_padded if self._complete else self._walk_plain
-        rowoff = np.arange(0, min(step, n) * X.shape[1], X.shape[1], dtype=np.intp)[:, np.newaxis]
+        rowoff = np.arange(0, min(step, n) * width, width, dtype=np.intp)[:, np.newaxis]
         for s in range(0, n, step):
             Xc = X[s : s + step]
             m = Xc.shape[0]
             if self._depth == 0:
-                j = np.broadcast_to(self._roots, (m, T))
+                j = np.broadcast_to(self._roots[:, np.newaxis], (T, m))
+            elif self._complete:
+                j = self._walk_padded(np.ascontiguousarray(Xc.T), has_nan)
             else:
-                j = walk(Xc, rowoff[:m], has_nan)
+                j = self._walk_plain(Xc, rowoff[:m], has_nan)
             emit(s, s + m, j)
 
-    def _walk_padded(self, Xc: np.ndarray, off: np.ndarray, has_nan: bool) -> np.ndarray:
+    def _walk_padded(self, Xt: np.ndarray, has_nan: bool) -> np.ndarray:
         """Complete trees: the first levels densely, then one gather step per level (child = 2 i + right)."""
-        m, T, depth = Xc.shape[0], self._n_trees, self._depth
+        m, T, depth = Xt.shape[1], self._n_trees, self._depth
         feats, thrs, mrights = self._feats, self._thrs, self._mrights
         isnan = np.isnan
-        # Dense levels: compare every node of the level (column gathers and compares cost far less than the
+        # Dense levels: compare every node of the level (row gathers and compares cost far less than the
         # gathers of a path step), then multiplex each tree's node on the path from the bits taken so far.
         dense = min(depth, _DENSE_LEVELS if m * T >= _DENSE_MIN else 1)
         bits: list[np.ndarray] = []
         for lv in range(dense):
-            x = Xc[:, feats[lv]]
-            b = x > thrs[lv]
+            x = Xt[feats[lv]]
+            b = x > self._thr_col[lv]
             if has_nan:
-                b |= isnan(x) & mrights[lv]
+                b |= isnan(x) & self._mr_col[lv]
             if lv:
-                by_pos = b.reshape(m, T, 1 << lv)
-                cands = [by_pos[:, :, p] for p in range(1 << lv)]
+                by_pos = b.reshape(T, 1 << lv, m)
+                cands = [by_pos[:, p] for p in range(1 << lv)]
                 for sel in reversed(bits):  # positions differ last in the latest bit
                     cands = [lo ^ ((lo ^ hi) & sel) for lo, hi in zip(cands[0::2], cands[1::2], strict=True)]
                 b = cands[0]
@@ -376,10 +395,13 @@ class _TreeEnsemble(Model):
             code |= b.view(np.uint8)
         j = np.add(self._dense_base[dense], code, dtype=np.intp)
         if dense < depth:
-            flat = Xc.ravel()
+            flat = Xt.ravel()
+            rows = np.arange(m, dtype=np.intp)
             for lv in range(dense, depth):
                 f = feats[lv][j]
-                f += off
+                if m > 1:
+                    f *= m
+                    f += rows
                 x = flat[f]
                 r = x > thrs[lv][j]
                 if has_nan:
@@ -391,8 +413,10 @@ class _TreeEnsemble(Model):
     def _walk_plain(self, Xc: np.ndarray, off: np.ndarray, has_nan: bool) -> np.ndarray:
         """Breadth-first numbering (right child = left + 1, leaves loop on themselves), any depth.
 
-        Deep unbalanced trees leave most (row, tree) pairs at leaves long before the deepest level, so every
-        other level the finished pairs are parked once they are a good share, and only the rest move on.
+        Works on (rows, trees), which keeps each step's input reads within a row, and returns the leaves
+        transposed. Deep unbalanced trees leave most (row, tree) pairs at leaves long before the deepest
+        level, so every other level the finished pairs are parked once they are a good share, and only the
+        rest move on.
         """
         m, T, depth = Xc.shape[0], self._n_trees, self._depth
         feats, thrs, mrights, left = self._feats, self._thrs, self._mrights, self._left
@@ -419,6 +443,10 @@ class _TreeEnsemble(Model):
                         full[pos] = j
                     keep = np.flatnonzero(~at_leaf)
                     j, pos, off = j[keep], pos[keep], off[keep]
+                    if not j.size:
+                        break
+            elif not compact and not lv % 4 and self._is_leaf[j].all():
+                break  # small batches: stop once every path has ended (a deep tree elsewhere is no reason)
             f = feats[lv][j]
             f += off
             x = flat[f]
@@ -430,7 +458,7 @@ class _TreeEnsemble(Model):
         if pos is not None:
             full[pos] = j
             j = full.reshape(m, T)
-        return j
+        return np.ascontiguousarray(j.T)
 
 
 def _sum_trees(v: np.ndarray) -> np.ndarray:
@@ -461,9 +489,8 @@ class ForestModel(_TreeEnsemble):
         out = np.empty((X.shape[0], len(vals)))
 
         def emit(a: int, b: int, j: np.ndarray) -> None:
-            jt = np.ascontiguousarray(j.T)
             for c, v in enumerate(vals):
-                out[a:b, c] = _sum_trees(v[jt])
+                out[a:b, c] = _sum_trees(v[j])
 
         self._leaf_values(Xc, has_nan, emit)
         out /= self._n_trees
@@ -480,7 +507,7 @@ class _Boosted(_TreeEnsemble):
         raw = np.empty((X.shape[0], K))
 
         def emit(a: int, b: int, j: np.ndarray) -> None:
-            v = values[np.ascontiguousarray(j.T)]  # (trees, rows); the first stage holds the baseline
+            v = values[j]  # (trees, rows); the first stage holds the baseline
             if K == 1:
                 raw[a:b, 0] = _sum_trees(v)
             else:

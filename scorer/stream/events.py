@@ -122,7 +122,10 @@ def _type_name(value: object) -> str:
 
 
 def _show(value: object, limit: int = 40) -> str:
-    text = repr(value)
+    try:
+        text = repr(value)
+    except RecursionError:  # a value nested ~1,000 deep (orjson accepts up to 1,024) exhausts repr's stack
+        return "(nested too deeply to show)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -155,14 +158,17 @@ def _check_name(event: dict, field: str, limit: int) -> str | None:
 
 
 def _bad_feature_value(features: dict) -> str | None:
-    """The reason for the first feature value that is not a finite number or null (slow path only)."""
+    """The reason for the first feature value that is not a finite number or null (slow path only).
+
+    The name is cut short: it comes from the event, and a dead letter must stay small whatever was sent.
+    """
     for name, value in features.items():
         kind = type(value)
         if kind is float:
             if not math.isfinite(value):
-                return f"feature '{name}' must be a finite number or null; got {value!r}"
+                return f"feature {_show(name, 80)} must be a finite number or null; got {value!r}"
         elif kind is not int and value is not None:
-            return f"feature '{name}' must be a number or null; got {_describe(value)}"
+            return f"feature {_show(name, 80)} must be a number or null; got {_describe(value)}"
     return None
 
 
@@ -213,7 +219,10 @@ def decode_batch(values: Sequence[bytes | None], limits: Limits = DEFAULT_LIMITS
     add_event = events.append
     add_invalid = invalid.append
     for index, raw in enumerate(values):
-        result = decode_one(index, raw, limits)
+        try:
+            result = decode_one(index, raw, limits)
+        except Exception as exc:  # noqa: BLE001 - a decoder bug must cost one dead letter, never the batch
+            result = Invalid(index, f"event could not be decoded: {type(exc).__name__}: {str(exc)[:200]}", NOT_JSON)
         if type(result) is Event:
             add_event(result)
         else:

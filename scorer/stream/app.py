@@ -29,17 +29,36 @@ WORKER_ATTR = "scorer_worker"
 Task = Callable[[ScoringWorker], Awaitable[None]]
 
 
-def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[BatchHook] = (),
-               tasks: Iterable[Task] = (), store_factory: Callable[[], Any] | None = None,
-               metrics: WorkerMetrics | None = None, **faust_options: Any) -> faust.App:
-    """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
+class RawSchema(faust.Schema):
+    """Events carry the Kafka message's key and value bytes as they are, without the serializer registry.
+
+    faust's default decode looks up codecs and builds values per message; the worker decodes whole batches
+    itself (:mod:`scorer.stream.events`), so the per-message step only has to wrap the message in an Event.
+    """
+
+    def compile(self, app: Any, *, on_key_decode_error: Any = None, on_value_decode_error: Any = None,
+                default_propagate: bool = False) -> Any:
+        create_event = app.create_event
+
+        async def decode(message: Any, *, propagate: bool = default_propagate) -> Any:
+            return create_event(message.key, message.value, message.headers, message)
+
+        return decode
+
+
+def input_topic(app: faust.App, name: str) -> Any:
+    """The worker's input topic: raw bytes, decoded by the batch decoder, not per message."""
+    return app.topic(name, schema=RawSchema(key_type=bytes, value_type=bytes, key_serializer="raw",
+                                            value_serializer="raw"))
+
+
+def faust_options(settings: Settings, config: WorkerConfig) -> dict[str, Any]:
+    """faust.App settings of a worker (raw bytes in, manual acks, short commit interval, web port)."""
     from scorer.kafka import faust_broker_options
 
-    runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
-    app_id = config.resolved_app_id(settings)
     datadir = config.resolved_datadir(settings)
     datadir.parent.mkdir(parents=True, exist_ok=True)
-    options: dict[str, Any] = {
+    return {
         **faust_broker_options(settings),
         "value_serializer": "raw",
         "key_serializer": "raw",
@@ -59,13 +78,20 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
         "producer_linger": 0.0,
         "stream_wait_empty": True,
     }
-    options.update(faust_options)
-    app = faust.App(app_id, **options)
+
+
+def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[BatchHook] = (),
+               tasks: Iterable[Task] = (), store_factory: Callable[[], Any] | None = None,
+               metrics: WorkerMetrics | None = None, **faust_options_extra: Any) -> faust.App:
+    """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
+    runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
+    app_id = config.resolved_app_id(settings)
+    app = faust.App(app_id, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
+
     runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
                                         if tp.topic == config.input_topic)
-    topic = app.topic(config.input_topic, key_type=bytes, value_type=bytes, value_serializer="raw",
-                      key_serializer="raw")
+    topic = input_topic(app, config.input_topic)
 
     async def score(stream: Any) -> None:
         await runtime.run_agent(stream)

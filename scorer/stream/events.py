@@ -241,6 +241,55 @@ def raw_text(raw: bytes | None, limits: Limits = DEFAULT_LIMITS) -> str:
     return text
 
 
+def feature_block(features: Sequence[Mapping[str, Any]], feature_names: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray | None]:
+    """Rows of ``features`` as one (n, len(feature_names)) float64 matrix in that order, missing/null as NaN.
+
+    Also returns the mask of non-finite entries, or None when every entry is finite (the common case, checked
+    with one vectorised pass). Values must already be validated numbers or None (see :func:`decode_batch`).
+    """
+    n_features = len(feature_names)
+    if not features or n_features == 0:
+        return np.empty((len(features), n_features), dtype=np.float64), None
+    getter = itemgetter(*feature_names)
+    try:
+        rows = [getter(row) for row in features]
+    except KeyError:
+        rows = [tuple(row.get(name) for name in feature_names) for row in features]
+    X = np.array(rows, dtype=np.float64)
+    if n_features == 1:
+        X = X.reshape(-1, 1)
+    finite = np.isfinite(X)
+    if finite.all():
+        return X, None
+    return X, ~finite
+
+
+def row_errors(X: np.ndarray, nonfinite: np.ndarray | None, feature_names: Sequence[str], accepts_missing: bool,
+               what: str) -> tuple[np.ndarray | None, list[tuple[int, str]]]:
+    """Rows of X a model cannot score: (mask of bad rows or None, [(row, reason)]).
+
+    NaN (missing) is bad unless ``accepts_missing``; infinities are always bad. ``what`` names the model in
+    reasons, e.g. ``"delay/ORD v3"``.
+    """
+    if nonfinite is None:
+        return None, []
+    bad = np.isinf(X) if accepts_missing else nonfinite
+    rows_bad = bad.any(axis=1)
+    if not rows_bad.any():
+        return None, []
+    errors: list[tuple[int, str]] = []
+    for position in np.flatnonzero(rows_bad).tolist():
+        column = int(np.argmax(bad[position]))
+        name = feature_names[column]
+        value = X[position, column]
+        if np.isnan(value):
+            errors.append((position, f"missing feature '{name}' for {what} (model cannot impute)"))
+        else:
+            errors.append((position, f"feature '{name}' for {what} is not finite ({value!r})"))
+    return rows_bad, errors
+
+
 def feature_matrix(
     features: Sequence[Mapping[str, Any]],
     feature_names: Sequence[str],
@@ -254,33 +303,8 @@ def feature_matrix(
     ``(position in features, reason)`` for the others. ``what`` names the model in reasons
     (e.g. ``"delay/ORD v3"``). Values must already be validated numbers or None (see :func:`decode_batch`).
     """
-    n_features = len(feature_names)
-    if not features:
-        return np.empty((0, n_features), dtype=np.float64), []
-    if n_features == 0:
-        return np.empty((len(features), 0), dtype=np.float64), []
-    getter = itemgetter(*feature_names)
-    try:
-        rows = [getter(row) for row in features]
-    except KeyError:
-        rows = [tuple(row.get(name) for name in feature_names) for row in features]
-    X = np.array(rows, dtype=np.float64)
-    if n_features == 1:
-        X = X.reshape(-1, 1)
-    finite = np.isfinite(X)
-    if finite.all():
-        return X, []
-    bad = np.isinf(X) if accepts_missing else ~finite
-    rows_bad = bad.any(axis=1)
-    if not rows_bad.any():
-        return X, []
-    errors: list[tuple[int, str]] = []
-    for position in np.flatnonzero(rows_bad).tolist():
-        column = int(np.argmax(bad[position]))
-        name = feature_names[column]
-        value = X[position, column]
-        if np.isnan(value):
-            errors.append((position, f"missing feature '{name}' for {what} (model cannot impute)"))
-        else:
-            errors.append((position, f"feature '{name}' for {what} is not finite ({value!r})"))
+    X, nonfinite = feature_block(features, feature_names)
+    rows_bad, errors = row_errors(X, nonfinite, feature_names, accepts_missing, what)
+    if rows_bad is None:
+        return X, errors
     return np.ascontiguousarray(X[~rows_bad]), errors

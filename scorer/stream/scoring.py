@@ -30,8 +30,9 @@ from scorer.stream.events import (
     Invalid,
     Limits,
     decode_batch,
-    feature_matrix,
+    feature_block,
     raw_text,
+    row_errors,
 )
 from scorer.stream.metrics import WorkerMetrics
 
@@ -130,76 +131,101 @@ class BatchScorer:
     def score(self, records: Sequence[InputRecord], events: list[Event], invalid: list[Invalid],
               groups: dict[tuple[str, str], list[Event]], resolved: dict[tuple[str, str], Serving | Unservable],
               *, dead_letter_failures: bool = False) -> BatchResult:
-        """Score resolved groups; model errors go to ``failures`` unless ``dead_letter_failures``."""
+        """Score resolved groups; model errors go to ``failures`` unless ``dead_letter_failures``.
+
+        Events of every group whose model reads the same feature layout go into one matrix (one pass over
+        the dicts, one finiteness check); each (segment, version) then predicts on its own row slice.
+        """
         result = BatchResult()
-        scored_at = utc_stamp()
-        predictions = result.predictions
-        counts = result.counts
         for inv in invalid:
             self._dead_letter(result, records, inv.index, inv.reason, inv.kind)
+        # (key, serving, model version, canary?, events), bucketed by the feature layout they read
+        layouts: dict[tuple[str, ...], list[tuple[tuple[str, str], Serving, LoadedModel, bool, list[Event]]]] = {}
         for key, group in groups.items():
             answer = resolved[key]
             if isinstance(answer, Unservable):
                 for event in group:
                     self._dead_letter(result, records, event.index, answer.reason, answer.kind)
                 continue
-            parts: list[tuple[LoadedModel, bool, list[Event]]]
             if answer.canary is not None:
                 fraction = answer.canary_fraction
-                canary_events = []
-                primary_events = []
+                canary_events: list[Event] = []
+                primary_events: list[Event] = []
                 for event in group:
                     (canary_events if canary_point(event.id) < fraction else primary_events).append(event)
                 parts = [(answer.primary, False, primary_events), (answer.canary, True, canary_events)]
             else:
                 parts = [(answer.primary, False, group)]
             for scored_by, is_canary, part in parts:
-                if not part:
-                    continue
-                X, errors = feature_matrix([e.features for e in part], scored_by.feature_names,
-                                           scored_by.accepts_missing, scored_by.what)
-                model, segment = key
-                version = scored_by.version
-                if errors:
-                    bad = {position for position, _ in errors}
-                    for position, reason in errors:
-                        self._dead_letter(result, records, part[position].index, reason, MISSING_FEATURE)
-                    dead_key = (model, segment, str(version), "dead_letter")
-                    counts[dead_key] = counts.get(dead_key, 0) + len(errors)
-                    part = [e for i, e in enumerate(part) if i not in bad]
-                    if not part:
-                        continue
-                try:
-                    output = scored_by.predictor.predict(X)
-                    values, labels = _format(scored_by, output)
-                except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
-                    if dead_letter_failures:
-                        reason = f"model {scored_by.what} failed to score: {type(exc).__name__}: {exc}"
-                        for event in part:
-                            self._dead_letter(result, records, event.index, reason, MODEL_ERROR)
-                        dead_key = (model, segment, str(version), "dead_letter")
-                        counts[dead_key] = counts.get(dead_key, 0) + len(part)
-                    else:
-                        result.failures.append(ModelFailure(scored_by, exc, [e.index for e in part]))
-                    continue
-                for event, value, label in zip(part, values, labels, strict=True):
-                    predictions.append((event.id.encode(), _dumps({
-                        "id": event.id, "model": model, "segment": segment, "version": version,
-                        "canary": is_canary, "prediction": value, "label": label, "scored_at": scored_at,
-                    }), event.index))
-                count_key = (model, segment, str(version), "canary" if is_canary else "scored")
-                counts[count_key] = counts.get(count_key, 0) + len(part)
-                if self.hooks:
-                    scored = ScoredGroup(model, segment, answer, scored_by, is_canary, part, X, output)
-                    for hook in self.hooks:
-                        try:
-                            extra = hook(scored)
-                        except Exception:  # noqa: BLE001 - a hook must never fail scoring
-                            log.exception("batch hook %r failed", hook)
-                            continue
-                        if extra:
-                            result.extra.extend(extra)
+                if part:
+                    bucket = layouts.get(scored_by.feature_names)
+                    if bucket is None:
+                        bucket = layouts[scored_by.feature_names] = []
+                    bucket.append((key, answer, scored_by, is_canary, part))
+        scored_at = utc_stamp()
+        for names, parts_of_layout in layouts.items():
+            X_all, nonfinite = feature_block([e.features for p in parts_of_layout for e in p[4]], names)
+            start = 0
+            for key, answer, scored_by, is_canary, part in parts_of_layout:
+                stop = start + len(part)
+                self._score_part(result, records, key, answer, scored_by, is_canary, part, X_all[start:stop],
+                                 None if nonfinite is None else nonfinite[start:stop], scored_at,
+                                 dead_letter_failures)
+                start = stop
         return result
+
+    def _score_part(self, result: BatchResult, records: Sequence[InputRecord], key: tuple[str, str],
+                    answer: Serving, scored_by: LoadedModel, is_canary: bool, part: list[Event], X: np.ndarray,
+                    nonfinite: np.ndarray | None, scored_at: str, dead_letter_failures: bool) -> None:
+        model, segment = key
+        version = scored_by.version
+        counts = result.counts
+        rows_bad = None
+        if nonfinite is not None:
+            rows_bad, errors = row_errors(X, nonfinite, scored_by.feature_names, scored_by.accepts_missing,
+                                          scored_by.what)
+        if rows_bad is not None:
+            for position, reason in errors:
+                self._dead_letter(result, records, part[position].index, reason, MISSING_FEATURE)
+            dead_key = (model, segment, str(version), "dead_letter")
+            counts[dead_key] = counts.get(dead_key, 0) + len(errors)
+            keep = ~rows_bad
+            part = [e for e, ok in zip(part, keep.tolist(), strict=True) if ok]
+            if not part:
+                return
+            X = np.ascontiguousarray(X[keep])
+        try:
+            output = scored_by.predictor.predict(X)
+            values, labels = _format(scored_by, output)
+        except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
+            if dead_letter_failures:
+                reason = f"model {scored_by.what} failed to score: {type(exc).__name__}: {exc}"
+                for event in part:
+                    self._dead_letter(result, records, event.index, reason, MODEL_ERROR)
+                dead_key = (model, segment, str(version), "dead_letter")
+                counts[dead_key] = counts.get(dead_key, 0) + len(part)
+            else:
+                result.failures.append(ModelFailure(scored_by, exc, [e.index for e in part]))
+            return
+        append = result.predictions.append
+        for event, value, label in zip(part, values, labels, strict=True):
+            event_id = event.id
+            append((event_id.encode(), _dumps({
+                "id": event_id, "model": model, "segment": segment, "version": version,
+                "canary": is_canary, "prediction": value, "label": label, "scored_at": scored_at,
+            }), event.index))
+        count_key = (model, segment, str(version), "canary" if is_canary else "scored")
+        counts[count_key] = counts.get(count_key, 0) + len(part)
+        if self.hooks:
+            scored = ScoredGroup(model, segment, answer, scored_by, is_canary, part, X, output)
+            for hook in self.hooks:
+                try:
+                    extra = hook(scored)
+                except Exception:  # noqa: BLE001 - a hook must never fail scoring
+                    log.exception("batch hook %r failed", hook)
+                    continue
+                if extra:
+                    result.extra.extend(extra)
 
     def _dead_letter(self, result: BatchResult, records: Sequence[InputRecord], index: int, reason: str,
                      kind: str) -> None:
@@ -233,8 +259,11 @@ def _format(scored_by: LoadedModel, output: np.ndarray) -> tuple[list[Any], list
         return values, [None] * n
     labels = scored_by.labels
     assert labels is not None
-    winners = np.asarray(output).argmax(axis=1).tolist()
-    chosen = [labels[i] for i in winners]
     if kind == "binary":
-        return np.asarray(output[:, 1], dtype=np.float64).tolist(), chosen
-    return np.asarray(output, dtype=np.float64).tolist(), chosen
+        # argmax of two columns: the second wins only when strictly larger (ties go to the first, like argmax)
+        positive = output[:, 1]
+        first, second = labels
+        chosen = [second if win else first for win in (positive > output[:, 0]).tolist()]
+        return positive.astype(np.float64, copy=False).tolist(), chosen
+    winners = output.argmax(axis=1).tolist()
+    return output.astype(np.float64, copy=False).tolist(), [labels[i] for i in winners]

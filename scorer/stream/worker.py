@@ -72,6 +72,8 @@ class WorkerConfig(BaseModel):
     stream_buffer: int = Field(4096, ge=1)
     """faust's per-partition stream buffer (stream_buffer_maxsize)."""
     producer_linger_ms: float = Field(1.0, ge=0)
+    pipeline_depth: int = Field(2, ge=0, le=64)
+    """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
 
     @field_validator("models", mode="before")
     @classmethod
@@ -131,6 +133,7 @@ class ScoringWorker:
         self._notices_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._current: asyncio.Future | None = None
+        self._pending: asyncio.Queue | None = None
         self.assignment: Callable[[], list[int]] = list
         """Input partitions currently assigned to this worker (set by the app factory)."""
         self.batches = 0
@@ -192,12 +195,9 @@ class ScoringWorker:
         """Finish the batch in hand (bounded by drain_timeout), then close the producer and the store."""
         self._stopped.set()
         current = self._current
-        if current is not None and not current.done():
+        if (current is not None and not current.done()) or (self._pending is not None and self._pending.qsize()):
             self.draining = True
-            try:
-                await asyncio.wait_for(asyncio.shield(current), self.config.drain_timeout)
-            except BaseException:  # noqa: BLE001, S110 - unacknowledged events are redelivered
-                pass
+            await self._drain(current)
         await self.cache.wait_swaps()
         if self._producer is not None:
             try:
@@ -244,28 +244,85 @@ class ScoringWorker:
     # ------------------------------------------------------------------ the batch loop
 
     async def run_agent(self, stream: Any) -> None:
-        """The agent body: noack_take batches, each handled to the end even when the worker is stopping."""
+        """The agent body: noack_take batches, each handled to the end even when the worker is stopping.
+
+        With ``pipeline_depth`` > 0, a batch's outputs are queued to Kafka and the next batch is scored while
+        the broker acknowledges them; a single confirmer task awaits each batch's deliveries and acks its
+        events strictly in batch order, so acknowledged offsets always form a prefix (no gap for faust's
+        commit logic to step over) and nothing is acked before its outputs are on the broker.
+        """
         await self.ready.wait()
         window = self.config.batch_window_ms / 1000.0
-        async for events in stream.noack_take(self.config.batch_size, within=window):
-            task = self._current = asyncio.ensure_future(self.handle(stream, events))
-            try:
-                await asyncio.shield(task)
-            except asyncio.CancelledError:
-                # SIGTERM (or a rebalance stopping the agent): finish the batch in hand, then stop.
-                self.draining = True
+        confirmer = None
+        if self.config.pipeline_depth > 0:
+            self._pending = asyncio.Queue(self.config.pipeline_depth)
+            confirmer = asyncio.ensure_future(self._confirm_loop())
+        try:
+            async for events in stream.noack_take(self.config.batch_size, within=window):
+                task = self._current = asyncio.ensure_future(self.handle(stream, events))
                 try:
-                    await asyncio.wait_for(task, self.config.drain_timeout)
-                except BaseException:  # noqa: BLE001, S110 - unacked events are redelivered: nothing lost
-                    pass
-                raise
+                    await asyncio.shield(task)
+                except asyncio.CancelledError:
+                    # SIGTERM (or a rebalance stopping the agent): finish the batch in hand, then stop.
+                    self.draining = True
+                    await self._drain(task)
+                    raise
+        finally:
+            if confirmer is not None:
+                confirmer.cancel()
+
+    async def _drain(self, task: asyncio.Future | None) -> None:
+        """Wait (bounded by drain_timeout) for the batch in hand and every batch awaiting confirmation."""
+        async def finish() -> None:
+            if task is not None:
+                await asyncio.shield(task)
+            if self._pending is not None:
+                await self._pending.join()
+
+        try:
+            await asyncio.wait_for(finish(), self.config.drain_timeout)
+        except BaseException:  # noqa: BLE001, S110 - unacked events are redelivered: nothing is lost
+            pass
 
     async def handle(self, stream: Any, events: Sequence[Any]) -> None:
-        """Score one batch, deliver every output, then acknowledge every input event."""
+        """Score one batch and send its outputs; its events are acked once every output is confirmed."""
         started = time.perf_counter()
         records = [event.message for event in events]
         result = await self.process(records)
-        await self.deliver(result, records)
+        if self._pending is None:
+            await self.deliver(result, records)
+            await self._ack(stream, events, records, result, started)
+            return
+        try:
+            futures = await self.send_outputs(result, records)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - could not even queue: the confirmer resends with retries
+            futures = None
+        await self._pending.put((stream, events, records, result, futures, started))
+
+    async def _confirm_loop(self) -> None:
+        assert self._pending is not None
+        while True:
+            stream, events, records, result, futures, started = await self._pending.get()
+            try:
+                delivered = False
+                if futures is not None:
+                    outcomes = await asyncio.gather(*futures, return_exceptions=True)
+                    delivered = not any(isinstance(o, BaseException) for o in outcomes)
+                if not delivered:
+                    await self.deliver(result, records)  # resend with retries (fatal when they run out)
+                await self._ack(stream, events, records, result, started)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - never ack past a batch that was not delivered
+                self.fatal(exc)
+                raise
+            finally:
+                self._pending.task_done()
+
+    async def _ack(self, stream: Any, events: Sequence[Any], records: Sequence[Any], result: BatchResult,
+                   started: float) -> None:
         ack = stream.ack
         for event in events:
             await ack(event)
@@ -312,27 +369,34 @@ class ScoringWorker:
             return record.partition
         return None
 
-    async def deliver(self, result: BatchResult, records: Sequence[Any]) -> None:
-        """Send every output of a batch and wait for the broker's acknowledgement of each (or give up)."""
+    async def send_outputs(self, result: BatchResult, records: Sequence[Any]) -> list[Awaitable[Any]]:
+        """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
         assert self.sink is not None
         cfg = self.config
         hint = self._partition_hint
-        predictions = [(key, value, hint(records[index], key)) for key, value, index in result.predictions]
-        dead = [(key, value, None) for key, value, _ in result.dead_letters]
-        extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
-        for topic, key, value in result.extra:
-            extra.setdefault(topic, []).append((key, value, None))
+        futures: list[Awaitable[Any]] = []
+        if result.predictions:
+            futures += await self.sink.send_many(
+                cfg.output_topic, [(key, value, hint(records[index], key)) for key, value, index in result.predictions])
+        if result.dead_letters:
+            futures += await self.sink.send_many(cfg.dlq_topic, [(key, value, None)
+                                                                  for key, value, _ in result.dead_letters])
+        if result.extra:
+            extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
+            for topic, key, value in result.extra:
+                extra.setdefault(topic, []).append((key, value, None))
+            for topic, messages in extra.items():
+                futures += await self.sink.send_many(topic, messages)
+        return futures
+
+    async def deliver(self, result: BatchResult, records: Sequence[Any]) -> None:
+        """Send every output of a batch and wait for the broker's acknowledgement of each (or give up)."""
+        cfg = self.config
         attempt = 0
         while True:
             attempt += 1
-            futures: list[Awaitable[Any]] = []
             try:
-                if predictions:
-                    futures += await self.sink.send_many(cfg.output_topic, predictions)
-                if dead:
-                    futures += await self.sink.send_many(cfg.dlq_topic, dead)
-                for topic, messages in extra.items():
-                    futures += await self.sink.send_many(topic, messages)
+                futures = await self.send_outputs(result, records)
                 outcomes = await asyncio.gather(*futures, return_exceptions=True)
                 errors = [o for o in outcomes if isinstance(o, BaseException)]
                 if not errors:

@@ -318,3 +318,12 @@ def test_a_failing_model_is_reported_then_dead_lettered_on_the_last_attempt() ->
     assert orjson.loads(last.dead_letters[0][1])["error"] == (
         "model m/R v3 failed to score: FloatingPointError: boom")
     assert last.reasons == {MODEL_ERROR: 2}
+
+
+def test_binary_labels_follow_argmax_including_ties() -> None:
+    from scorer.stream.scoring import _format
+
+    model = prepare("m", "s", 1, binary_weights())
+    values, labels = _format(model, np.array([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]))
+    assert values == [0.5, 0.8, 0.1]
+    assert labels == [0, 1, 0]  # a tie goes to the first class, as with argmax

@@ -1,0 +1,657 @@
+"""Scoring worker benchmark: one worker process, Kafka in and Kafka out, against a no-op faust forwarder.
+
+On the dev stack (real Kafka and Cassandra, fresh uuid keyspace and topics, dropped/deleted afterwards), with
+logistic models of 20 features over 100 segments:
+
+1. throughput: a backlog of ``--events`` events is drained by (a) a no-op faust agent on the same stack
+   (same faust settings, ``noack_take`` batches, bulk sends, acks after delivery; it forwards each message
+   unchanged) and (b) ``scorer worker``; events/s from the first to the last output's Kafka timestamp, best of
+   ``--rounds`` alternating runs, and the ratio scorer / no-op;
+2. latency: events produced at half the measured scoring rate for ``--latency-seconds``; end-to-end latency
+   = time the output is read back minus the time the event was sent (p50/p99), and the worker's own
+   histogram (Kafka timestamp of the input to delivery of the output);
+3. swaps: during a sustained stream at half rate, 100 swaps (each segment v1 -> v2 once), half announced like
+   ``scorer activate`` does (pointer write + model-changes notice), half by a raw CQL UPDATE only; propagation
+   = first output of the segment on its new version minus the end of the write; then every event must have
+   exactly one output and none a dead letter.
+
+Prints a table, writes reports/bench_worker.json.
+
+    .venv/bin/python benchmarks/bench_worker.py [--events 200000] [--rounds 2] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from scorer.config import Settings, load_settings  # noqa: E402
+
+MODEL = "bench"
+N_SEGMENTS = 100
+N_FEATURES = 20
+PARTITIONS = 4
+POLL = 1.0
+SCORER = str(Path(sys.executable).parent / "scorer")
+LOG_DIR = Path(tempfile.gettempdir()) / "scorer-bench-logs"
+TARGETS = {
+    "throughput_eps": 20_000.0,
+    "ratio_vs_noop": 0.8,
+    "p99_e2e_ms": 50.0,
+    "swap_notice_p99_ms": 250.0,
+    "swap_cql_p99_ms": POLL * 1000 + 250.0,
+}
+
+
+# ------------------------------------------------------------------------------------------ the no-op agent
+
+def forwarder(args: argparse.Namespace) -> None:
+    """A faust app on the worker's stack that forwards every input message unchanged (the baseline)."""
+    import faust
+    from aiokafka import AIOKafkaProducer
+
+    from scorer.kafka import aiokafka_options
+    from scorer.stream.app import faust_options, input_topic
+    from scorer.stream.sink import KafkaSink
+    from scorer.stream.worker import WorkerConfig
+
+    settings = load_settings()
+    config = WorkerConfig(input_topic=args.input, output_topic=args.output, app_id=args.app_id,
+                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False)
+    app = faust.App(args.app_id, **faust_options(settings, config))
+    topic = input_topic(app, args.input)
+
+    async def forward(stream: Any) -> None:
+        producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=config.producer_linger_ms,
+                                    max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+        await producer.start()
+        sink = KafkaSink(producer)
+        same = await sink.partitions(args.input) == await sink.partitions(args.output)
+        async for events in stream.noack_take(config.batch_size, within=config.batch_window_ms / 1000):
+            messages = [(e.message.key, e.message.value, e.message.partition if same else None) for e in events]
+            await sink.send_and_wait(args.output, messages)
+            for e in events:
+                await stream.ack(e)
+
+    app.agent(topic, name="forward")(forward)
+    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+
+
+# ------------------------------------------------------------------------------------------ setup
+
+def setup_store(settings: Settings) -> None:
+    """Keyspace with the schema, and v1 (live) and v2 (published) logistic models for every segment."""
+    from sklearn.linear_model import LogisticRegression
+
+    from scorer import schema
+    from scorer.store import CassandraModelStore
+    from scorer.store.connection import connect
+    from trainers import export
+
+    cluster, session = connect(settings)
+    try:
+        schema.apply(session, settings)
+    finally:
+        cluster.shutdown()
+    names = [f"f{i:02d}" for i in range(N_FEATURES)]
+    models = []
+    for seed in range(10):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(300, N_FEATURES))
+        y = (X @ rng.normal(size=N_FEATURES) > 0).astype(int)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            models.append(export(LogisticRegression(max_iter=300).fit(X, y), feature_names=names))
+    with CassandraModelStore(settings) as store:
+        store.publish_many(MODEL, [(segment(i), models[i % 5], None, None) for i in range(N_SEGMENTS)],
+                           activate=True)
+        store.publish_many(MODEL, [(segment(i), models[5 + i % 5], None, None) for i in range(N_SEGMENTS)])
+
+
+def segment(i: int) -> str:
+    return f"seg{i:03d}"
+
+
+def drop_keyspace(settings: Settings) -> None:
+    from scorer.store.connection import connect
+
+    cluster, session = connect(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+def bootstrap(settings: Settings) -> list[str]:
+    from scorer.kafka import bootstrap_servers
+
+    return bootstrap_servers(settings)
+
+
+async def admin(settings: Settings, create: list[str] = (), delete: list[str] = ()) -> None:  # type: ignore[assignment]
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings))
+    await client.start()
+    try:
+        if create:
+            await client.create_topics([NewTopic(name, PARTITIONS if "changes" not in name else 1, 1)
+                                        for name in create])
+        if delete:
+            await client.delete_topics(list(delete))
+    finally:
+        await client.close()
+
+
+class Events:
+    """Deterministic events: id e-<n>, segment n % 100, 20 features; ``ts`` (send time) rides along."""
+
+    def __init__(self, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.X = rng.normal(size=(4096, N_FEATURES)).round(4)
+        self.names = [f"f{i:02d}" for i in range(N_FEATURES)]
+
+    def make(self, n: int, ts: float | None = None) -> tuple[bytes, bytes]:
+        row = self.X[n % len(self.X)]
+        value = {"id": f"e-{n}", "model": MODEL, "segment": segment(n % N_SEGMENTS),
+                 "features": dict(zip(self.names, row.tolist(), strict=True))}
+        if ts is not None:
+            value["ts"] = ts
+        return f"e-{n}".encode(), orjson.dumps(value)
+
+
+async def produce_backlog(settings: Settings, topic: str, n: int) -> float:
+    from aiokafka import AIOKafkaProducer
+
+    from scorer.stream.sink import KafkaSink
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings), acks="all", linger_ms=5,
+                                max_batch_size=1 << 20, max_request_size=8 << 20)
+    await producer.start()
+    sink = KafkaSink(producer)
+    events = Events()
+    started = time.perf_counter()
+    try:
+        for start in range(0, n, 5000):
+            await sink.send_and_wait(topic, [(*events.make(i), None) for i in range(start, min(n, start + 5000))])
+    finally:
+        await producer.stop()
+    return time.perf_counter() - started
+
+
+class Stream:
+    """Produces events at a steady rate in a background thread, each carrying its send time."""
+
+    def __init__(self, settings: Settings, topic: str, rate: float, start: int = 0) -> None:
+        self.settings, self.topic, self.rate = settings, topic, rate
+        self.next = start
+        self.first = start
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+        self.lag_max = 0.0
+        self.sent_at: dict[int, float] = {}
+
+    def start(self) -> Stream:
+        self._thread.start()
+        return self
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from scorer.stream.sink import KafkaSink
+
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(self.settings), acks=1, linger_ms=0)
+        await producer.start()
+        sink = KafkaSink(producer)
+        events = Events()
+        tick = 0.005
+        chunk = max(1, int(self.rate * tick))
+        started = time.perf_counter()
+        sent = 0
+        try:
+            while not self._stop.is_set():
+                due = started + sent / self.rate
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    self.lag_max = max(self.lag_max, -delay)
+                now = time.time()
+                batch = [(*events.make(self.next + i), None) for i in range(chunk)]
+                await sink.send_many(self.topic, batch)
+                for i in range(chunk):
+                    self.sent_at[self.next + i] = now
+                self.next += chunk
+                sent += chunk
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(30)
+        return self.next
+
+
+class Reader:
+    """Reads an output topic in a background thread, recording (id, segment, version, read time, sent time)."""
+
+    def __init__(self, settings: Settings, topics: list[str]) -> None:
+        self.settings, self.topics = settings, topics
+        self.rows: list[tuple[str, str, int, float, float | None, float]] = []
+        self.dead = 0
+        self.first_ts: float | None = None
+        self.last_ts = 0.0
+        self.count = 0
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self.keep = False
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._run()), daemon=True)
+
+    def start(self, keep: bool = False) -> Reader:
+        self.keep = keep
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer
+
+        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=bootstrap(self.settings), group_id=None,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=5,
+                                    max_partition_fetch_bytes=4 << 20)
+        await consumer.start()
+        self._ready.set()
+        try:
+            while not self._stop.is_set():
+                batches = await consumer.getmany(timeout_ms=100, max_records=20_000)
+                now = time.time()
+                for tp, records in batches.items():
+                    for r in records:
+                        ts = r.timestamp / 1000.0
+                        self.first_ts = ts if self.first_ts is None else min(self.first_ts, ts)
+                        self.last_ts = max(self.last_ts, ts)
+                        self.count += 1
+                        if tp.topic != self.topics[0]:
+                            self.dead += 1
+                            continue
+                        if self.keep:
+                            v = orjson.loads(r.value)
+                            self.rows.append((v["id"], v["segment"], v["version"], now, None, ts))
+        finally:
+            await consumer.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+
+def start_process(args: list[str], settings: Settings, name: str) -> tuple[subprocess.Popen, Path]:
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log_path = LOG_DIR / f"{name}-{uuid.uuid4().hex[:6]}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(args, env={**os.environ, "SCORER_KEYSPACE": settings.keyspace}, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+    return proc, log_path
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(40)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def http_json(port: int, path: str) -> Any:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:  # noqa: S310
+        body = response.read()
+    return orjson.loads(body) if path == "/models" else body.decode()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def scorer_worker(settings: Settings, topics: dict[str, str], app_id: str, args: argparse.Namespace
+                  ) -> tuple[subprocess.Popen, int, Path]:
+    port = free_port()
+    proc, log = start_process([
+        SCORER, "worker", "--input-topic", topics["in"], "--output-topic", topics["out"], "--dlq-topic",
+        topics["dlq"], "--changes-topic", topics["changes"], "--app-id", app_id, "--web-port", str(port),
+        "--web-host", "127.0.0.1", "--poll-interval", str(POLL), "--batch-size", str(args.batch_size),
+        "--batch-window-ms", str(args.window_ms), "--loglevel", "warning", *args.worker_args.split(),
+    ], settings, "scorer")
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"worker exited; see {log}")
+        try:
+            state = http_json(port, "/models")
+            if state["worker"]["ready"] and state["worker"]["notices_ready"]:
+                return proc, port, log
+        except Exception:  # noqa: BLE001, S110 - not up yet
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"worker not ready; see {log}")
+
+
+# ------------------------------------------------------------------------------------------ phases
+
+def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> dict[str, Any]:
+    """Backlog of n events, then one worker (kind: noop or scorer) drains it; events/s between outputs."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}
+    asyncio.run(admin(settings, create=list(topics.values())))
+    try:
+        produce_seconds = asyncio.run(produce_backlog(settings, topics["in"], n))
+        reader = Reader(settings, [topics["out"], topics["dlq"]]).start()
+        started = time.perf_counter()
+        app_id = f"bw-{kind}-{tag}"
+        if kind == "noop":
+            proc, log = start_process([sys.executable, __file__, "forwarder", "--input", topics["in"], "--output",
+                                       topics["out"], "--app-id", app_id, "--batch-size", str(args.batch_size),
+                                       "--window-ms", str(args.window_ms)], settings, "noop")
+        else:
+            proc, _, log = scorer_worker(settings, topics, app_id, args)
+        try:
+            deadline = time.monotonic() + max(120, n / 1000)
+            cpu_first = None
+            counted_first = 0
+            while reader.count < n and time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"{kind} exited; see {log}")
+                if cpu_first is None and reader.count > 0:
+                    cpu_first, counted_first = cpu_seconds(proc.pid), reader.count
+                time.sleep(0.05)
+            cpu_last = cpu_seconds(proc.pid)
+            wall = time.perf_counter() - started
+        finally:
+            stop_process(proc)
+            reader.stop()
+        if reader.count < n:
+            raise RuntimeError(f"{kind}: only {reader.count} of {n} outputs; see {log}")
+        span = reader.last_ts - (reader.first_ts or reader.last_ts)
+        cpu = cpu_last - (cpu_first or cpu_last)
+        return {"kind": kind, "events": n, "outputs": reader.count, "dead_letters": reader.dead,
+                "eps": n / span if span > 0 else float("inf"), "span_s": span, "wall_s": wall,
+                "cpu_s": cpu, "eps_per_cpu": (n - counted_first) / cpu if cpu > 0 else float("nan"),
+                "us_cpu_per_event": cpu / max(1, n - counted_first) * 1e6, "produce_s": produce_seconds}
+    finally:
+        asyncio.run(admin(settings, delete=list(topics.values())))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"p50": float("nan"), "p99": float("nan"), "max": float("nan"), "n": 0}
+    arr = np.asarray(values)
+    return {"p50": float(np.percentile(arr, 50)), "p99": float(np.percentile(arr, 99)), "max": float(arr.max()),
+            "n": int(arr.size)}
+
+
+def worker_p99(metrics_text: str) -> float | None:
+    """p99 (bucket upper bound) of scorer_e2e_latency_seconds from the Prometheus text."""
+    buckets = []
+    for line in metrics_text.splitlines():
+        if line.startswith("scorer_e2e_latency_seconds_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            buckets.append((float(le), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    total = buckets[-1][1]
+    for le, cumulative in buckets:
+        if cumulative >= 0.99 * total:
+            return le
+    return None
+
+
+def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str, Any]:
+    """One worker on a steady stream: latency first, then 100 swaps; then check every event's output."""
+    from scorer.store import CassandraModelStore
+    from scorer.store.connection import connect
+    from scorer.stream.notices import try_publish_notice
+
+    tag = uuid.uuid4().hex[:8]
+    topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}
+    asyncio.run(admin(settings, create=list(topics.values())))
+    notice_settings = settings.model_copy(update={"changes_topic": topics["changes"]})
+    cluster, session = connect(settings)
+    store = CassandraModelStore(settings)
+    result: dict[str, Any] = {"rate": rate}
+    try:
+        proc, port, log = scorer_worker(settings, topics, f"bw-live-{tag}", args)
+        reader = Reader(settings, [topics["out"], topics["dlq"]]).start(keep=True)
+        stream = Stream(settings, topics["in"], rate).start()
+        try:
+            time.sleep(3.0)  # warm up
+            mark = time.time()
+            time.sleep(args.latency_seconds)
+            end = time.time()
+            time.sleep(1.0)
+            result["latency"] = latency_from(list(reader.rows), mark, end, stream)
+            result["worker_e2e_p99_ms"] = (worker_p99(http_json(port, "/metrics")) or float("nan")) * 1000
+
+            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "  # noqa: S608
+                                     "WHERE model = ? AND segment = ?")
+            swaps: list[dict[str, Any]] = []
+            order = np.random.default_rng(7).permutation(N_SEGMENTS)
+            for k, i in enumerate(order.tolist()):
+                seg = segment(i)
+                via = "notice" if k % 2 == 0 else "cql"
+                if via == "notice":
+                    store.activate(MODEL, seg, 2, reason="bench")
+                    at = time.time()
+                    warning = try_publish_notice(notice_settings, MODEL, seg, "activate", 2)
+                    if warning:
+                        print("warning:", warning)
+                else:
+                    session.execute(update, (2, MODEL, seg))
+                    at = time.time()
+                swaps.append({"segment": seg, "via": via, "at": at})
+                time.sleep(args.swap_gap)
+            time.sleep(POLL + 2.0)
+        finally:
+            last = stream.stop()
+        deadline = time.monotonic() + 120
+        while reader.count < last and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1.0)
+        metrics_text = http_json(port, "/metrics")
+        stop_process(proc)
+        reader.stop()
+        rows = list(reader.rows)
+        result["producer_lag_max_s"] = stream.lag_max
+        result["events"] = last - stream.first
+        result["swaps"] = swap_report(rows, swaps)
+        counts = Counter(r[0] for r in rows)
+        expected = {f"e-{n}" for n in range(stream.first, last)}
+        result["lost"] = len(expected - set(counts))
+        result["duplicates"] = sum(c - 1 for c in counts.values())
+        result["dead_letters"] = reader.dead
+        went_back = 0
+        first_v2: dict[str, float] = {}
+        for _, seg, version, _, _, ts in rows:
+            if version == 2:
+                first_v2[seg] = min(first_v2.get(seg, ts), ts)
+        for _, seg, version, _, _, ts in rows:
+            if version == 1 and seg in first_v2 and ts > first_v2[seg]:
+                went_back += 1
+        result["went_back"] = went_back
+        result["swap_failures"] = sum(float(line.rsplit(" ", 1)[1]) for line in metrics_text.splitlines()
+                                      if line.startswith("scorer_swap_failures_total"))
+        result["log"] = str(log)
+    finally:
+        store.close()
+        cluster.shutdown()
+        asyncio.run(admin(settings, delete=list(topics.values())))
+    return result
+
+
+def latency_from(rows: list[tuple], start: float, end: float, stream: Stream) -> dict[str, float]:
+    """Read time minus send time of outputs whose event was sent in [start, end)."""
+    values = []
+    for event_id, _, _, recv, _, _ in rows:
+        sent = stream.sent_at.get(int(event_id[2:]))
+        if sent is not None and start <= sent < end:
+            values.append((recv - sent) * 1000)
+    return percentiles(values)
+
+
+def swap_report(rows: list[tuple], swaps: list[dict[str, Any]]) -> dict[str, Any]:
+    first_new: dict[str, float] = {}
+    for _, seg, version, recv, _, _ in rows:
+        if version == 2:
+            first_new[seg] = min(first_new.get(seg, recv), recv)
+    out: dict[str, Any] = {"total": len(swaps)}
+    for via in ("notice", "cql"):
+        delays = [(first_new[s["segment"]] - s["at"]) * 1000 for s in swaps
+                  if s["via"] == via and s["segment"] in first_new]
+        missing = sum(1 for s in swaps if s["via"] == via and s["segment"] not in first_new)
+        out[via] = {**percentiles(delays), "not_seen": missing}
+    return out
+
+
+# ------------------------------------------------------------------------------------------ main
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command")
+    fwd = sub.add_parser("forwarder", help="(internal) run the no-op faust forwarder")
+    fwd.add_argument("--input", required=True)
+    fwd.add_argument("--output", required=True)
+    fwd.add_argument("--app-id", required=True)
+    fwd.add_argument("--batch-size", type=int, default=1000)
+    fwd.add_argument("--window-ms", type=float, default=10.0)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--window-ms", type=float, default=10.0)
+    parser.add_argument("--latency-seconds", type=float, default=20.0)
+    parser.add_argument("--swap-gap", type=float, default=0.3, help="Seconds between the 100 swaps.")
+    parser.add_argument("--rate", type=float, help="Live stream rate (default: half the measured scoring rate).")
+    parser.add_argument("--quick", action="store_true", help="40,000 events, 1 round, 8 s of latency.")
+    parser.add_argument("--throughput-only", action="store_true", help="Skip the live stream (latency, swaps).")
+    parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
+    parser.add_argument("--kinds", default="noop,scorer", help="Which drains to run each round.")
+    args = parser.parse_args()
+    if args.command == "forwarder":
+        forwarder(args)
+        return 0
+    if args.quick:
+        args.events, args.rounds, args.latency_seconds = 40_000, 1, 8.0
+
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    settings = load_settings(keyspace=f"bench_{uuid.uuid4().hex[:12]}")
+    console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions, "
+                  f"logistic on {N_FEATURES} features")
+    setup_store(settings)
+    report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                          "load_avg": os.getloadavg()}, "args": vars(args)}
+    try:
+        runs: list[dict[str, Any]] = []
+        for r in range(args.rounds):
+            for kind in args.kinds.split(","):
+                run = drain(settings, kind, args.events, args)
+                console.print(f"round {r + 1} {kind}: {run['eps']:,.0f} events/s ({run['span_s']:.1f} s), "
+                              f"{run['us_cpu_per_event']:.0f} us CPU per event = {run['eps_per_cpu']:,.0f} "
+                              f"events per CPU-second")
+                runs.append(run)
+        best = {kind: max(run["eps"] for run in runs if run["kind"] == kind) for kind in ("noop", "scorer")}
+        per_cpu = {kind: max(run["eps_per_cpu"] for run in runs if run["kind"] == kind) for kind in ("noop", "scorer")}
+        report["throughput"] = {"runs": runs, "best": best, "ratio": best["scorer"] / best["noop"],
+                                "per_cpu_second": per_cpu, "cpu_ratio": per_cpu["scorer"] / per_cpu["noop"]}
+        console.print(f"best: no-op {best['noop']:,.0f}/s, scorer {best['scorer']:,.0f}/s (ratio "
+                      f"{report['throughput']['ratio']:.2f}); per CPU-second: no-op {per_cpu['noop']:,.0f}, "
+                      f"scorer {per_cpu['scorer']:,.0f} (ratio {report['throughput']['cpu_ratio']:.2f})")
+        if args.throughput_only:
+            return 0
+        rate = args.rate or best["scorer"] / 2
+        console.print(f"live stream at {rate:,.0f} events/s: latency, then 100 swaps")
+        report["live"] = live(settings, rate, args)
+    finally:
+        drop_keyspace(settings)
+    report["machine"]["load_avg_end"] = os.getloadavg()
+
+    live_report = report["live"]
+    rows = [
+        ("no-op faust forwarder (events/s)", f"{best['noop']:,.0f}", "", ""),
+        ("scorer worker (events/s)", f"{best['scorer']:,.0f}", f">= {TARGETS['throughput_eps']:,.0f}",
+         best["scorer"] >= TARGETS["throughput_eps"]),
+        ("scorer / no-op", f"{report['throughput']['ratio']:.2f}", f">= {TARGETS['ratio_vs_noop']}",
+         report["throughput"]["ratio"] >= TARGETS["ratio_vs_noop"]),
+        ("events per CPU-second: no-op / scorer",
+         f"{per_cpu['noop']:,.0f} / {per_cpu['scorer']:,.0f}", "", ""),
+        ("scorer / no-op per CPU-second", f"{report['throughput']['cpu_ratio']:.2f}", f">= {TARGETS['ratio_vs_noop']}",
+         report["throughput"]["cpu_ratio"] >= TARGETS["ratio_vs_noop"]),
+        (f"e2e latency p50 at {rate:,.0f}/s (ms)", f"{live_report['latency']['p50']:.1f}", "", ""),
+        (f"e2e latency p99 at {rate:,.0f}/s (ms)", f"{live_report['latency']['p99']:.1f}",
+         f"< {TARGETS['p99_e2e_ms']:.0f}", live_report["latency"]["p99"] < TARGETS["p99_e2e_ms"]),
+        ("worker-measured e2e p99 (ms, bucket bound)", f"{live_report['worker_e2e_p99_ms']:.0f}", "", ""),
+        ("swap via CLI notice p99 (ms)", f"{live_report['swaps']['notice']['p99']:.0f}",
+         f"< {TARGETS['swap_notice_p99_ms']:.0f}",
+         live_report["swaps"]["notice"]["p99"] < TARGETS["swap_notice_p99_ms"]),
+        ("swap via raw CQL p99 (ms)", f"{live_report['swaps']['cql']['p99']:.0f}",
+         f"< {TARGETS['swap_cql_p99_ms']:.0f}", live_report["swaps"]["cql"]["p99"] < TARGETS["swap_cql_p99_ms"]),
+        ("swaps during the stream / not seen", f"{live_report['swaps']['total']} / "
+         f"{live_report['swaps']['notice']['not_seen'] + live_report['swaps']['cql']['not_seen']}", "100 / 0",
+         live_report["swaps"]["total"] == 100
+         and live_report["swaps"]["notice"]["not_seen"] + live_report["swaps"]["cql"]["not_seen"] == 0),
+        ("events / lost / duplicates / dead letters",
+         f"{live_report['events']} / {live_report['lost']} / {live_report['duplicates']} / "
+         f"{live_report['dead_letters']}", "- / 0 / - / 0",
+         live_report["lost"] == 0 and live_report["dead_letters"] == 0),
+        ("outputs on the old version after the new one", str(live_report["went_back"]), "0",
+         live_report["went_back"] == 0),
+    ]
+    table = Table(title=f"scorer worker benchmark ({os.cpu_count()} CPUs, load {report['machine']['load_avg'][0]:.1f})")
+    for column in ("measure", "value", "target", "ok"):
+        table.add_column(column)
+    for name, value, target, ok in rows:
+        table.add_row(name, value, target, "" if ok == "" else ("yes" if ok else "NO"))
+    console.print(table)
+    out = ROOT / "reports" / "bench_worker.json"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, default=str))
+    console.print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -202,13 +202,13 @@ class Node:
     def prepare(self) -> None:
         """Write config and create data directories before the first start."""
 
-    def up(self) -> bool:
-        """Start the node unless it already answers; wait until it does. True when this call started it."""
+    def launch(self) -> str:
+        """Start the process unless the node already answers; do not wait. Returns the state found before."""
         state = self.status()
         if state in ("running", "foreign"):
             note = "" if state == "running" else " (not started by devstack: left alone)"
             print(f"{self.kind} {self.name} already up on {self.address}:{self.port}{note}", flush=True)
-            return False
+            return state
         if state == "port-taken":
             raise StackError(
                 f"{self.kind} {self.name}: port {self.address}:{self.port} is taken by another process that is not "
@@ -227,7 +227,13 @@ class Node:
                 )
             self.pid_file.write_text(str(proc.pid))
             print(f"{self.kind} {self.name} starting (pid {proc.pid}), log: {self.log}", flush=True)
-        self.wait_ready()
+        return state
+
+    def up(self) -> bool:
+        """Start the node unless it already answers; wait until it does. True when this call started it."""
+        state = self.launch()
+        if state not in ("running", "foreign"):
+            self.wait_ready()
         return state == "stopped"
 
     def wait_ready(self) -> None:
@@ -543,12 +549,13 @@ def main(argv: list[str] | None = None) -> int:
             for node in nodes:
                 print(f"{node.kind:10} {node.status():10} {node.address}:{node.port}  log: {node.log}")
         elif args.action == "up":
-            started = []
-            for node in nodes:
-                if node.up():
-                    started.append(node.kind)
+            # Launch every node first, then wait: the JVMs warm up side by side.
+            states = {node.kind: node.launch() for node in nodes}
             if args.record is not None:
-                args.record.write_text("\n".join(started))
+                args.record.write_text("\n".join(kind for kind, state in states.items() if state == "stopped"))
+            for node in nodes:
+                if states[node.kind] not in ("running", "foreign"):
+                    node.wait_ready()
         else:
             if args.record is not None:
                 recorded = args.record.read_text().split() if args.record.exists() else []

@@ -491,12 +491,13 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
             time.sleep(0.2)
         time.sleep(1.0)
         metrics_text = http_json(port, "/metrics")
+        state = http_json(port, "/models")
         stop_process(proc)
         reader.stop()
         rows = list(reader.rows)
         result["producer_lag_max_s"] = stream.lag_max
         result["events"] = last - stream.first
-        result["swaps"] = swap_report(rows, swaps)
+        result["swaps"] = swap_report(rows, swaps, state)
         counts = Counter(r[0] for r in rows)
         expected = {f"e-{n}" for n in range(stream.first, last)}
         result["lost"] = len(expected - set(counts))
@@ -531,17 +532,28 @@ def latency_from(rows: list[tuple], start: float, end: float, stream: Stream) ->
     return percentiles(values)
 
 
-def swap_report(rows: list[tuple], swaps: list[dict[str, Any]]) -> dict[str, Any]:
+def swap_report(rows: list[tuple], swaps: list[dict[str, Any]], state: dict[str, Any]) -> dict[str, Any]:
+    """Per path: time from the pointer write to the worker serving the new version (its /models load time),
+    and to the first output on the new version being read back (which adds that output's own latency)."""
+    from datetime import datetime
+
     first_new: dict[str, float] = {}
     for _, seg, version, recv, _, _ in rows:
         if version == 2:
             first_new[seg] = min(first_new.get(seg, recv), recv)
+    served = state["models"].get(MODEL, {})
     out: dict[str, Any] = {"total": len(swaps)}
     for via in ("notice", "cql"):
-        delays = [(first_new[s["segment"]] - s["at"]) * 1000 for s in swaps
-                  if s["via"] == via and s["segment"] in first_new]
-        missing = sum(1 for s in swaps if s["via"] == via and s["segment"] not in first_new)
-        out[via] = {**percentiles(delays), "not_seen": missing}
+        mine = [s for s in swaps if s["via"] == via]
+        to_serving = []
+        for s in mine:
+            entry = served.get(s["segment"], {})
+            if entry.get("version") == 2:
+                loaded = datetime.fromisoformat(entry["primary"]["loaded_at"]).timestamp()
+                to_serving.append((loaded - s["at"]) * 1000)
+        to_output = [(first_new[s["segment"]] - s["at"]) * 1000 for s in mine if s["segment"] in first_new]
+        out[via] = {**percentiles(to_serving), "not_seen": len(mine) - len(to_serving),
+                    "first_output": percentiles(to_output)}
     return out
 
 
@@ -565,6 +577,7 @@ def main() -> int:
     parser.add_argument("--rate", type=float, help="Live stream rate (default: half the measured scoring rate).")
     parser.add_argument("--quick", action="store_true", help="40,000 events, 1 round, 8 s of latency.")
     parser.add_argument("--throughput-only", action="store_true", help="Skip the live stream (latency, swaps).")
+    parser.add_argument("--live-only", action="store_true", help="With --rate: skip the throughput drains.")
     parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
     parser.add_argument("--kinds", default="noop,scorer", help="Which drains to run each round.")
     args = parser.parse_args()
@@ -586,23 +599,27 @@ def main() -> int:
                                           "load_avg": os.getloadavg()}, "args": vars(args)}
     try:
         runs: list[dict[str, Any]] = []
-        for r in range(args.rounds):
+        for r in range(0 if args.rate and args.live_only else args.rounds):
             for kind in args.kinds.split(","):
                 run = drain(settings, kind, args.events, args)
                 console.print(f"round {r + 1} {kind}: {run['eps']:,.0f} events/s ({run['span_s']:.1f} s), "
                               f"{run['us_cpu_per_event']:.0f} us CPU per event = {run['eps_per_cpu']:,.0f} "
                               f"events per CPU-second")
                 runs.append(run)
-        best = {kind: max(run["eps"] for run in runs if run["kind"] == kind) for kind in ("noop", "scorer")}
-        per_cpu = {kind: max(run["eps_per_cpu"] for run in runs if run["kind"] == kind) for kind in ("noop", "scorer")}
-        report["throughput"] = {"runs": runs, "best": best, "ratio": best["scorer"] / best["noop"],
+        kinds = ("noop", "scorer")
+        best = {kind: max([run["eps"] for run in runs if run["kind"] == kind] or [float("nan")]) for kind in kinds}
+        slowest = {kind: min([run["eps"] for run in runs if run["kind"] == kind] or [float("nan")]) for kind in kinds}
+        per_cpu = {kind: max([run["eps_per_cpu"] for run in runs if run["kind"] == kind] or [float("nan")])
+                   for kind in kinds}
+        report["throughput"] = {"runs": runs, "best": best, "slowest": slowest, "ratio": best["scorer"] / best["noop"],
                                 "per_cpu_second": per_cpu, "cpu_ratio": per_cpu["scorer"] / per_cpu["noop"]}
         console.print(f"best: no-op {best['noop']:,.0f}/s, scorer {best['scorer']:,.0f}/s (ratio "
                       f"{report['throughput']['ratio']:.2f}); per CPU-second: no-op {per_cpu['noop']:,.0f}, "
                       f"scorer {per_cpu['scorer']:,.0f} (ratio {report['throughput']['cpu_ratio']:.2f})")
         if args.throughput_only:
             return 0
-        rate = args.rate or best["scorer"] / 2
+        # Half the measured rate; on a shared machine the slowest scorer run is the safer "measured rate".
+        rate = args.rate or slowest["scorer"] / 2
         console.print(f"live stream at {rate:,.0f} events/s: latency, then 100 swaps")
         report["live"] = live(settings, rate, args)
     finally:
@@ -624,10 +641,14 @@ def main() -> int:
         (f"e2e latency p99 at {rate:,.0f}/s (ms)", f"{live_report['latency']['p99']:.1f}",
          f"< {TARGETS['p99_e2e_ms']:.0f}", live_report["latency"]["p99"] < TARGETS["p99_e2e_ms"]),
         ("worker-measured e2e p99 (ms, bucket bound)", f"{live_report['worker_e2e_p99_ms']:.0f}", "", ""),
-        ("swap via CLI notice p99 (ms)", f"{live_report['swaps']['notice']['p99']:.0f}",
+        ("swap via CLI notice: first output on new version p99 (ms)",
+         f"{live_report['swaps']['notice']['first_output']['p99']:.0f}", "", ""),
+        ("swap via raw CQL: first output on new version p99 (ms)",
+         f"{live_report['swaps']['cql']['first_output']['p99']:.0f}", "", ""),
+        ("swap via CLI notice: serving p99 (ms)", f"{live_report['swaps']['notice']['p99']:.0f}",
          f"< {TARGETS['swap_notice_p99_ms']:.0f}",
          live_report["swaps"]["notice"]["p99"] < TARGETS["swap_notice_p99_ms"]),
-        ("swap via raw CQL p99 (ms)", f"{live_report['swaps']['cql']['p99']:.0f}",
+        ("swap via raw CQL: serving p99 (ms)", f"{live_report['swaps']['cql']['p99']:.0f}",
          f"< {TARGETS['swap_cql_p99_ms']:.0f}", live_report["swaps"]["cql"]["p99"] < TARGETS["swap_cql_p99_ms"]),
         ("swaps during the stream / not seen", f"{live_report['swaps']['total']} / "
          f"{live_report['swaps']['notice']['not_seen'] + live_report['swaps']['cql']['not_seen']}", "100 / 0",

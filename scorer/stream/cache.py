@@ -36,6 +36,8 @@ V = TypeVar("V")
 Key = tuple[str, str]
 VersionKey = tuple[str, str, int]
 MAX_UNKNOWN_MODELS = 1024
+MAX_MODEL_READS = 16
+"""Models looked up in the store per batch (names come from events, so this bounds what garbage can cost)."""
 
 
 # ------------------------------------------------------------------------------------------- canary
@@ -376,8 +378,21 @@ class ModelCache:
                     need_read.add(model)
             elif segment not in self._rows[model] and self._age(model) >= min(self.poll_interval, 1.0):
                 need_read.add(model)  # maybe a segment activated since the last poll
-        for model in need_read:
-            await self._read(model, raise_transient=True)
+        if need_read:
+            # Model names come from events: read a bounded number per batch, concurrently. A model we already
+            # have a snapshot of keeps it when the store is down (a re-read is only for segments activated
+            # since the last poll); only a model never read makes the batch wait for the store.
+            reads = sorted(need_read)
+            checked, skipped = reads[:MAX_MODEL_READS], reads[MAX_MODEL_READS:]
+            results = await asyncio.gather(*(self._read(m, raise_transient=m not in self._rows) for m in checked),
+                                           return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            for model in skipped:
+                if model not in self._rows:
+                    self._set_unknown(model, f"unknown model '{model}' (not looked up: more than "
+                                             f"{MAX_MODEL_READS} unknown models in one batch)")
         answers: dict[Key, Serving | Unservable | None] = {key: self.lookup(*key) for key in keys}
         sources: dict[Key, Key] = {}
         for (model, segment), answer in answers.items():
@@ -621,6 +636,7 @@ class ModelCache:
     def _set_unknown(self, model: str, reason: str) -> None:
         """Remember (for one poll interval) that a model has no rows; bounded, since names come from events."""
         self._rows.pop(model, None)
+        self._locks.pop(model, None)  # names come from events: keep nothing per unknown name but this bounded entry
         self._unknown.pop(model, None)
         self._unknown[model] = (time.monotonic(), Unservable(reason, UNKNOWN_MODEL))
         while len(self._unknown) > MAX_UNKNOWN_MODELS:

@@ -142,3 +142,29 @@ def test_a_segment_that_never_loads_is_dead_lettered_until_fixed(store: Cassandr
         assert isinstance(fixed, Serving) and fixed.primary.version == 1
 
     asyncio.run(scenario())
+
+def test_unknown_model_names_from_events_cost_a_bounded_number_of_reads(store: CassandraModelStore) -> None:
+    store.publish(MODEL, "A", logistic(0, 4), activate=True)
+
+    class Counting(CassandraModelStore):
+        reads = 0
+
+        def active(self, model: str, segment: str | None = None) -> dict:
+            Counting.reads += 1
+            return super().active(model, segment)
+
+    async def scenario(counting: CassandraModelStore) -> None:
+        cache = ModelCache(counting, fallback_segment=None)
+        await cache.start()
+        Counting.reads = 0
+        keys = [(f"junk{i:03d}", "A") for i in range(40)] + [(MODEL, "A")]
+        answers = await cache.ensure(keys)
+        assert isinstance(answers[(MODEL, "A")], Serving)
+        junk = [answers[k] for k in keys[:-1]]
+        assert all(isinstance(a, Unservable) and a.kind == UNKNOWN_MODEL for a in junk)
+        assert Counting.reads == 16
+        assert sum("not looked up" in a.reason for a in junk) == 24
+        assert len(cache._locks) <= 2 and len(cache._served) == 1
+
+    with Counting(store.settings) as counting:
+        asyncio.run(scenario(counting))

@@ -4,6 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK := $(PY) -m devstack.stack
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help venv up down status fetch schema test unit integration lint demo bench clean
 
@@ -52,6 +53,12 @@ test: lint
 # mid-stream, report. Leaves the services running (make down stops them). Sizes: DEMO_EVENTS, DEMO_RATE.
 demo: up
 	@bash scripts/demo.sh
+
+# Every benchmarks/bench_*.py in turn (each writes reports/bench_*.json; the soak runs 10 minutes), then one report:
+# reports/bench.md, bench.json and bench.png with the environment. BENCH_ARGS=--quick for short runs,
+# BENCH_ARGS="--only compare,kernels" for some. A failed benchmark is marked failed in the report (exit 1).
+bench: up
+	$(PY) benchmarks/report.py --run $(BENCH_ARGS)
 
 clean: down
 	rm -rf $(VENV) reports .pytest_cache .ruff_cache .hypothesis

@@ -64,8 +64,8 @@ from scorer.models.registry import register
 #: deepest tree accepted; scoring runs one vectorised step per level, so this bounds the cost of a call
 MAX_DEPTH = 256
 LINKS = ("identity", "log", "logit", "half_logit", "softmax")
-#: rows x trees per chunk: keeps the per-level temporaries in the CPU cache
-_CHUNK = 32768
+#: (row, tree) pairs per chunk, by input itemsize: keeps the per-level temporaries in the CPU cache
+_CHUNK = {4: 32768, 8: 16384}
 #: complete-tree padding is used while it costs at most this factor of the plain layout (plus a little)
 _PAD_FACTOR = 2.0
 _PAD_SLACK_BYTES = 1 << 20
@@ -76,6 +76,7 @@ _DENSE_MIN = 1024
 #: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share
 #: of the moving ones (deep, unbalanced trees: HistGradientBoosting's, unbounded forests) ...
 _COMPACT_SHARE = 0.25
+_COMPACT_EVERY = 2
 #: ... in chunks of at least this many pairs (below, the extra numpy calls cost more than they save)
 _COMPACT_MIN = 2048
 
@@ -258,62 +259,69 @@ class _TreeEnsemble(Model):
         plain_bytes = n_nodes * (per_node + 8 + 8 * k)
         padded_bytes = n_trees * (((1 << depth) - 1) * per_node + (1 << depth) * 8 * k)
         self._complete = depth < 48 and padded_bytes <= _PAD_FACTOR * plain_bytes + _PAD_SLACK_BYTES
-        feats: list[np.ndarray] = []
-        thrs: list[np.ndarray] = []
-        mrights: list[np.ndarray] = []
+        self._depth = depth
+        self._roots = np.arange(n_trees, dtype=np.intp)
+
+        def padded_level(lv: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+            """Level ``lv`` of the trees padded to complete ones: slot (tree << lv) + position.
+
+            Slots below a leaf get feature 0, threshold +inf and NaN-goes-left, so every input goes left
+            and ends in the leftmost slot under the leaf.
+            """
+            ids, t, p = levels[lv], trees[lv], positions[lv]
+            inner = ~leaf[ids]
+            slot, ids = (t[inner] << lv) + p[inner], ids[inner]
+            f = np.zeros(n_trees << lv, dtype=np.intp)
+            f[slot] = feature[ids]
+            th = np.full(n_trees << lv, np.inf, dtype=thr.dtype)
+            th[slot] = thr[ids]
+            mr = None
+            if with_mr:
+                mr = np.zeros(n_trees << lv, dtype=bool)
+                mr[slot] = missing_left[ids] == 0
+            return f, th, mr
+
+        def slots_below(d: int, node_value: np.ndarray) -> np.ndarray:
+            """Per slot of padded level ``d``: the value of the node there or of the leaf above it."""
+            out = np.zeros((n_trees << d, *node_value.shape[1:]), dtype=node_value.dtype)
+            for lv in range(d + 1):
+                ids, t, p = levels[lv], trees[lv], positions[lv]
+                sel = leaf[ids] if lv < d else slice(None)
+                out[(t[sel] << d) + (p[sel] << (d - lv))] = node_value[ids[sel]]
+            return out
+
+        n_top = min(depth, _DENSE_LEVELS)
+        top = [padded_level(lv) for lv in range(n_top)]
+        # The first levels are scored densely in both layouts: thresholds as columns for (nodes, rows) blocks.
+        self._top = [(f, th[:, np.newaxis], None if mr is None else mr[:, np.newaxis]) for f, th, mr in top]
+        #: index of (tree, position) after the first d levels: (tree << d) + position
+        self._top_base = {d: self._roots[:, np.newaxis] << d for d in range(1, n_top + 1)}
         if self._complete:
-            for lv in range(depth):
-                ids, t, p = levels[lv], trees[lv], positions[lv]
-                inner = ~leaf[ids]
-                slot, ids = (t[inner] << lv) + p[inner], ids[inner]
-                f = np.zeros(n_trees << lv, dtype=np.intp)
-                f[slot] = feature[ids]
-                th = np.full(n_trees << lv, np.inf, dtype=thr.dtype)
-                th[slot] = thr[ids]
-                feats.append(f)
-                thrs.append(th)
-                if with_mr:
-                    mr = np.zeros(n_trees << lv, dtype=bool)
-                    mr[slot] = missing_left[ids] == 0
-                    mrights.append(mr)
-            vals = np.zeros((k, n_trees << depth))
-            for lv in range(depth + 1):
-                ids, t, p = levels[lv], trees[lv], positions[lv]
-                lf = leaf[ids]
-                vals[:, (t[lf] << depth) + (p[lf] << (depth - lv))] = values[ids[lf]].T
-            self._left = None
-            self._roots = np.arange(n_trees, dtype=np.intp) << depth
-            # index of (tree, position) after the first d levels: (tree << d) + position
-            self._dense_base = {
-                d: np.arange(n_trees, dtype=np.intp)[:, np.newaxis] << d for d in range(1, _DENSE_LEVELS + 1)
-            }
+            rest = [padded_level(lv) for lv in range(n_top, depth)]
+            self._feats = [f for f, _, _ in top + rest]
+            self._thrs = [th for _, th, _ in top + rest]
+            self._mrights = [mr for _, _, mr in top + rest]
+            vals = slots_below(depth, values).T
+            self._top_map = None
+            self._roots = self._roots << depth
         else:
             order = np.concatenate(levels)
             new_id = np.empty(n_nodes, dtype=np.intp)
             new_id[order] = np.arange(n_nodes)
             leaf_o = leaf[order]
             child = np.where(leaf_o, order, base[tree_of[order]] + left[order])
-            nxt = np.where(leaf_o, np.arange(n_nodes), new_id[child])  # leaves point to themselves
-            feats = [np.where(leaf_o, 0, feature[order]).astype(np.intp)] * depth
-            thrs = [np.where(leaf_o, np.inf, thr[order]).astype(thr.dtype)] * depth
-            if with_mr:
-                mrights = [(missing_left[order] == 0) & ~leaf_o] * depth
+            nxt = np.where(leaf_o, np.arange(n_nodes), new_id[child]).astype(np.intp)  # leaves: stay
+            # left child and feature packed in one word: one gather per step instead of two
+            self._shift = max(1, int(self.n_inputs - 1).bit_length())
+            self._packed = (nxt << self._shift) | np.where(leaf_o, 0, feature[order]).astype(np.intp)
+            self._moving = ~leaf_o
+            self._feats = []
+            self._thrs = [np.where(leaf_o, np.inf, thr[order]).astype(thr.dtype)]
+            self._mrights = [(missing_left[order] == 0) & ~leaf_o if with_mr else None]
+            # where a path is after the dense levels: padded slot -> breadth-first node id
+            self._top_map = {d: slots_below(d, new_id) for d in range(1, n_top + 1)}
             vals = values[order].T
-            self._left = nxt.astype(np.intp)
-            self._l0 = self._left[:n_trees].copy()
-            self._roots = np.arange(n_trees, dtype=np.intp)
-            self._is_leaf = leaf_o
-        self._depth = depth
-        self._feats, self._thrs = feats, thrs
-        self._mrights = mrights if with_mr else [None] * depth
         self._vals = [np.ascontiguousarray(v) for v in vals]
-        if depth and not self._complete:
-            mr0 = self._mrights[0]
-            self._first = (feats[0][:n_trees].copy(), thrs[0][:n_trees].copy(), None if mr0 is None else mr0[:n_trees])
-        if self._complete:
-            # thresholds as columns, to compare with the (nodes, rows) blocks of the dense levels
-            self._thr_col = [t[:, np.newaxis] for t in thrs[:_DENSE_LEVELS]]
-            self._mr_col = [None if mr is None else mr[:, np.newaxis] for mr in self._mrights[:_DENSE_LEVELS]]
 
     # -- scoring --------------------------------------------------------------------------------------
     def _inputs(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -350,38 +358,36 @@ class _TreeEnsemble(Model):
     def _leaf_values(self, X: np.ndarray, has_nan: bool, emit: Callable[[int, int, np.ndarray], None]) -> None:
         """Walk every row down every tree; call ``emit(start, stop, leaves)`` per chunk, leaves (trees, rows).
 
-        Leaves come out tree-major, ready to be summed tree after tree; the padded walker also reads the
-        chunk transposed (features, rows), so that its dense levels gather whole contiguous input rows.
+        Chunks are transposed (features, rows) so that the dense levels gather whole contiguous input rows,
+        and the leaves come out tree-major, ready to be summed tree after tree.
         """
-        n, width = X.shape
+        n = X.shape[0]
         T = self._n_trees
-        step = max(1, _CHUNK // T)
-        rowoff = np.arange(0, min(step, n) * width, width, dtype=np.intp)[:, np.newaxis]
+        step = max(1, _CHUNK[X.itemsize] // T)
         for s in range(0, n, step):
             Xc = X[s : s + step]
             m = Xc.shape[0]
             if self._depth == 0:
                 j = np.broadcast_to(self._roots[:, np.newaxis], (T, m))
-            elif self._complete:
-                j = self._walk_padded(np.ascontiguousarray(Xc.T), has_nan)
             else:
-                j = self._walk_plain(Xc, rowoff[:m], has_nan)
+                j = self._walk(Xc, has_nan)
             emit(s, s + m, j)
 
-    def _walk_padded(self, Xt: np.ndarray, has_nan: bool) -> np.ndarray:
-        """Complete trees: the first levels densely, then one gather step per level (child = 2 i + right)."""
-        m, T, depth = Xt.shape[1], self._n_trees, self._depth
-        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+    def _walk(self, Xc: np.ndarray, has_nan: bool) -> np.ndarray:
+        Xt = np.ascontiguousarray(Xc.T)
+        m, T, depth = Xc.shape[0], self._n_trees, self._depth
         isnan = np.isnan
         # Dense levels: compare every node of the level (row gathers and compares cost far less than the
-        # gathers of a path step), then multiplex each tree's node on the path from the bits taken so far.
+        # gathers of a path step, and nearly every path is still moving there), then multiplex each tree's
+        # node on the path from the bits taken so far.
         dense = min(depth, _DENSE_LEVELS if m * T >= _DENSE_MIN else 1)
         bits: list[np.ndarray] = []
         for lv in range(dense):
-            x = Xt[feats[lv]]
-            b = x > self._thr_col[lv]
+            feat, thr, mright = self._top[lv]
+            x = Xt[feat]
+            b = x > thr
             if has_nan:
-                b |= isnan(x) & self._mr_col[lv]
+                b |= isnan(x) & mright
             if lv:
                 by_pos = b.reshape(T, 1 << lv, m)
                 cands = [by_pos[:, p] for p in range(1 << lv)]
@@ -393,8 +399,9 @@ class _TreeEnsemble(Model):
         for b in bits[1:]:
             code <<= 1
             code |= b.view(np.uint8)
-        j = np.add(self._dense_base[dense], code, dtype=np.intp)
-        if dense < depth:
+        j = np.add(self._top_base[dense], code, dtype=np.intp)
+        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+        if self._complete:  # one gather step per level, child = 2 i + went_right
             flat = Xt.ravel()
             rows = np.arange(m, dtype=np.intp)
             for lv in range(dense, depth):
@@ -408,52 +415,43 @@ class _TreeEnsemble(Model):
                     r |= isnan(x) & mrights[lv][j]
                 j += j
                 j += r
-        return j
-
-    def _walk_plain(self, Xc: np.ndarray, off: np.ndarray, has_nan: bool) -> np.ndarray:
-        """Breadth-first numbering (right child = left + 1, leaves loop on themselves), any depth.
-
-        Works on (rows, trees), which keeps each step's input reads within a row, and returns the leaves
-        transposed. Deep unbalanced trees leave most (row, tree) pairs at leaves long before the deepest
-        level, so every other level the finished pairs are parked once they are a good share, and only the
-        rest move on.
-        """
-        m, T, depth = Xc.shape[0], self._n_trees, self._depth
-        feats, thrs, mrights, left = self._feats, self._thrs, self._mrights, self._left
-        isnan = np.isnan
-        f0, t0, mr0 = self._first
-        x = Xc[:, f0]  # level 0: every row is at the roots
-        r = x > t0
-        if has_nan:
-            r |= isnan(x) & mr0
-        j = self._l0 + r
+            return j
+        # Plain layout, walked row-major (a step's input reads stay within a row). Deep, unbalanced trees
+        # leave most pairs at leaves long before the deepest level, so every other level the finished pairs
+        # are parked once they are a good share, and only the rest move on.
+        j = np.ascontiguousarray(self._top_map[dense][j].T)
+        packed, moving, shift = self._packed, self._moving, self._shift
+        fmask = (1 << shift) - 1
+        thr, mright = thrs[0], mrights[0]
         flat = Xc.ravel()
-        compact = m * T >= _COMPACT_MIN and depth > 2
+        off = np.arange(0, m * Xc.shape[1], Xc.shape[1], dtype=np.intp)[:, np.newaxis]
+        compact = m * T >= _COMPACT_MIN
         pos = full = None
-        for lv in range(1, depth):
-            if compact and not lv % 2:
-                at_leaf = self._is_leaf[j]
-                if np.count_nonzero(at_leaf) >= _COMPACT_SHARE * at_leaf.size:
+        for lv in range(dense, depth):
+            if compact and not (lv - dense) % _COMPACT_EVERY:
+                still = moving[j]
+                if np.count_nonzero(still) <= (1 - _COMPACT_SHARE) * still.size:
                     if pos is None:
-                        j, at_leaf = j.ravel(), at_leaf.ravel()
+                        j, still = j.ravel(), still.ravel()
                         full = j.copy()
                         pos = np.arange(j.size)
                         off = np.repeat(off[:, 0], T)
                     else:
                         full[pos] = j
-                    keep = np.flatnonzero(~at_leaf)
+                    keep = np.flatnonzero(still)
                     j, pos, off = j[keep], pos[keep], off[keep]
                     if not j.size:
                         break
-            elif not compact and not lv % 4 and self._is_leaf[j].all():
-                break  # small batches: stop once every path has ended (a deep tree elsewhere is no reason)
-            f = feats[lv][j]
+            elif not compact and not lv % 4 and not moving[j].any():
+                break  # small batches: stop once every path has ended
+            code = packed[j]
+            f = code & fmask
             f += off
             x = flat[f]
-            r = x > thrs[lv][j]
+            r = x > thr[j]
             if has_nan:
-                r |= isnan(x) & mrights[lv][j]
-            j = left[j]
+                r |= isnan(x) & mright[j]
+            j = code >> shift
             j += r
         if pos is not None:
             full[pos] = j

@@ -180,6 +180,9 @@ class BatchScorer:
         model, segment = key
         version = scored_by.version
         counts = result.counts
+        # Metrics are labelled with the row that served (the fallback's for made-up segments): segment names come
+        # from events, and a label per name would grow the worker's memory and /metrics without bound.
+        served = answer.segment
         rows_bad = None
         if nonfinite is not None:
             rows_bad, errors = row_errors(X, nonfinite, scored_by.feature_names, scored_by.accepts_missing,
@@ -187,7 +190,7 @@ class BatchScorer:
         if rows_bad is not None:
             for position, reason in errors:
                 self._dead_letter(result, records, part[position].index, reason, MISSING_FEATURE)
-            dead_key = (model, segment, str(version), "dead_letter")
+            dead_key = (model, served, str(version), "dead_letter")
             counts[dead_key] = counts.get(dead_key, 0) + len(errors)
             keep = ~rows_bad
             part = [e for e, ok in zip(part, keep.tolist(), strict=True) if ok]
@@ -202,7 +205,7 @@ class BatchScorer:
                 reason = f"model {scored_by.what} failed to score: {type(exc).__name__}: {exc}"
                 for event in part:
                     self._dead_letter(result, records, event.index, reason, MODEL_ERROR)
-                dead_key = (model, segment, str(version), "dead_letter")
+                dead_key = (model, served, str(version), "dead_letter")
                 counts[dead_key] = counts.get(dead_key, 0) + len(part)
             else:
                 result.failures.append(ModelFailure(scored_by, exc, [e.index for e in part]))
@@ -214,7 +217,7 @@ class BatchScorer:
                 "id": event_id, "model": model, "segment": segment, "version": version,
                 "canary": is_canary, "prediction": value, "label": label, "scored_at": scored_at,
             }), event.index))
-        count_key = (model, segment, str(version), "canary" if is_canary else "scored")
+        count_key = (model, served, str(version), "canary" if is_canary else "scored")
         counts[count_key] = counts.get(count_key, 0) + len(part)
         if self.hooks:
             scored = ScoredGroup(model, segment, answer, scored_by, is_canary, part, X, output)

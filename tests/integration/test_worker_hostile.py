@@ -132,3 +132,41 @@ def test_hostile_events_get_specific_dead_letters_and_good_ones_are_scored(
     assert metric_value(metrics, "scorer_dead_letters_total") == len(bad)
     assert metric_value(metrics, "scorer_events_total", outcome="scored") == len(good)
     assert "Traceback" not in log_text, log_text[log_text.find("Traceback"):][:2000]
+
+
+def test_random_segment_names_served_by_the_fallback_keep_metrics_bounded(
+        settings: Settings, bootstrap: str, new_topic: Callable[..., str]) -> None:
+    """Segment names come from events: thousands of made-up ones (unicode too) are scored by the fallback model,
+    each prediction names its own segment, and the worker's metrics do not grow a label per name."""
+    with CassandraModelStore(settings) as store:
+        store.publish_many(MODEL, [("A", logistic(0, 4), None, None), ("__default__", logistic(1, 4), None, None)],
+                           activate=True)
+    topics = make_topics(new_topic)
+    rng = np.random.default_rng(3)
+    alphabet = list("abcxyzÅßçøé東京大阪서울القاهرة🚕")
+    names = {"".join(rng.choice(alphabet, size=int(rng.integers(3, 12)))) for _ in range(3_000)}
+    names.discard("A")
+    messages = [event(f"r-{i}", name, FEATURES) for i, name in enumerate(sorted(names))]
+    messages += [event(f"a-{i}", "A", FEATURES) for i in range(100)]
+    collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
+    worker = WorkerProcess(settings, topics, name="hostile-segments")
+    with workers(worker.start()):
+        worker.wait_ready()
+        baseline = len(worker.metrics())
+        produce_sync(bootstrap, topics.events, messages)
+        collector.wait_for(lambda c: len(c.snapshot()) >= len(messages), timeout=90, what="one output per event")
+        metrics = worker.metrics()
+        state = worker.models()
+        assert worker.alive(), worker.tail()
+    collector.stop()
+
+    assert collector.snapshot(topics.dlq) == []
+    outputs = {o.value["id"]: o.value for o in collector.snapshot(topics.predictions)}
+    by_segment = {v["segment"]: v["version"] for v in outputs.values()}
+    assert set(by_segment) == names | {"A"}, "each prediction names the event's own segment"
+    labels = {line.split('segment="', 1)[1].split('"', 1)[0] for line in metrics.splitlines()
+              if line.startswith("scorer_events_total{")}
+    assert labels == {"A", "__default__"}, f"{len(labels)} segment labels, e.g. {sorted(labels)[:5]}"
+    assert metric_value(metrics, "scorer_events_total", segment="__default__", outcome="scored") == len(names)
+    assert len(metrics) < baseline + 20_000, f"/metrics grew from {baseline} to {len(metrics)} bytes"
+    assert state["segments_loaded"] == 2  # the fallback's entry serves every made-up name

@@ -168,21 +168,33 @@ def test_single_leaf_trees() -> None:
     np.testing.assert_allclose(build(export(gb)).predict(X), gb.predict_proba(X), rtol=0, atol=TOL)
 
 
-def test_both_layouts_and_compaction_agree(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Padded (complete) and plain layouts, with and without dropping finished rows, give the same bytes."""
-    X, y = data(7, n=500, n_features=5, n_classes=3, nan=0.1)
-    est = fitted(RandomForestClassifier(n_estimators=6, max_depth=5, random_state=0), X, y)
+@pytest.mark.parametrize(
+    ("make_est", "nan"),
+    [
+        (lambda: RandomForestClassifier(n_estimators=6, max_depth=5, random_state=0), 0.1),
+        (lambda: GradientBoostingClassifier(n_estimators=5, max_depth=2, random_state=0), 0.0),
+        (lambda: HistGradientBoostingClassifier(max_iter=4, max_depth=4), 0.1),
+    ],
+    ids=["forest", "gbt-depth2", "hgb"],
+)
+def test_both_layouts_and_compaction_agree(monkeypatch: pytest.MonkeyPatch, make_est, nan: float) -> None:
+    """Padded and plain layouts, dense or stepwise first levels, with or without parking finished pairs:
+    the same bytes as scikit-learn for big batches, small batches and single rows."""
+    X, y = data(7, n=500, n_features=5, n_classes=3, nan=nan)
+    est = fitted(make_est(), X, y)
     w = export(est)
-    Xt, _ = data(8, n=2000, n_features=5, nan=0.1)
+    Xt, _ = data(8, n=2000, n_features=5, nan=nan)
+    ref = est.predict_proba(Xt)
     padded = build(w)
     assert padded._complete
     monkeypatch.setattr(trees, "_PAD_FACTOR", 0.0)
     monkeypatch.setattr(trees, "_PAD_SLACK_BYTES", 0)
     plain = build(w)
     assert not plain._complete
-    ref = est.predict_proba(Xt)
-    np.testing.assert_array_equal(padded.predict(Xt), ref)
-    np.testing.assert_array_equal(plain.predict(Xt), ref)  # 2000 rows x 6 trees: compaction runs
+    for model in (padded, plain):
+        np.testing.assert_array_equal(model.predict(Xt), ref)  # dense first levels; compaction (plain)
+        np.testing.assert_array_equal(model.predict(Xt[:7]), ref[:7])  # stepwise first levels
+        np.testing.assert_array_equal(model.predict(Xt[11:12]), ref[11:12])
     monkeypatch.setattr(trees, "_COMPACT_MIN", 10**9)
     np.testing.assert_array_equal(plain.predict(Xt), ref)
 

@@ -300,6 +300,7 @@ def render_compare(d: dict[str, Any]) -> list[str]:
             lines.append(f"- {name}, {c['how']}: max latency around the change {fmt(c.get('max_latency_ms_around'))} "
                          f"ms, longest pause between predictions {fmt(c.get('longest_output_gap_s'), '.2f')} s"
                          + (f", {', '.join(extra)}" if extra else ""))
+    lines += [f"- {note}" for note in d.get("notes", [])]
     m = d.get("machine", {})
     lines += [f"- machine: {m.get('cpus')} CPUs shared by Kafka, Cassandra, the consumers and the harness; load "
               f"{fmt(get(m, 'load_avg', 0), '.1f')} -> {fmt(get(m, 'load_avg_end', 0), '.1f')}", ""]

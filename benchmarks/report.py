@@ -346,11 +346,40 @@ def render_worker(d: dict[str, Any]) -> list[str]:
                                                f"{fmt(get(swaps, 'notice', 'p99'), ',.0f')}"],
         ["swap via raw CQL p50 / p99 (ms)", f"{fmt(get(swaps, 'cql', 'p50'), ',.0f')} / "
                                             f"{fmt(get(swaps, 'cql', 'p99'), ',.0f')}"],
+        ["swap via CLI notice, first output on the new version p50 / p99 (ms)",
+         f"{fmt(get(swaps, 'notice', 'first_output', 'p50'), ',.0f')} / "
+         f"{fmt(get(swaps, 'notice', 'first_output', 'p99'), ',.0f')}"],
+        ["swap via raw CQL, first output on the new version p50 / p99 (ms)",
+         f"{fmt(get(swaps, 'cql', 'first_output', 'p50'), ',.0f')} / "
+         f"{fmt(get(swaps, 'cql', 'first_output', 'p99'), ',.0f')}"],
         ["swaps / events / lost / duplicates / dead letters",
          " / ".join(fmt(v, ",d") for v in (swaps.get("total"), live.get("events"), live.get("lost"),
                                             live.get("duplicates"), live.get("dead_letters")))],
     ]
     return table(["measure", "value"], rows)
+
+
+def render_soak(d: dict[str, Any]) -> list[str]:
+    ev, sw, mem, lag = d["events"], d["swaps"], d["memory"], d["lag"]
+    prop = sw.get("propagation_ms", {})
+    rows = [
+        ["capacity / soak rate (events/s)", f"{fmt(d.get('capacity_eps'), ',.0f')} / {fmt(d.get('rate_eps'), ',.0f')}"],
+        ["soak duration (s)", fmt(d.get("soak_seconds"), ",.0f")],
+        ["events sent / lost / duplicates / failed",
+         " / ".join(fmt(ev.get(k), ",d") for k in ("sent", "lost", "duplicates", "failed"))],
+        ["swaps requested / applied / seen in outputs",
+         f"{fmt(sw.get('requested'), ',d')} / {fmt(sw.get('applied_worker_metric'), ',.0f')} / "
+         f"{fmt(sw.get('seen_in_outputs'), ',d')}"],
+        ["swap propagation p50 / p99 / max (ms)", " / ".join(fmt(prop.get(k), ",.0f") for k in ("p50", "p99", "max"))],
+        ["worker RSS start / end / max (MB)",
+         " / ".join(fmt(mem.get(k), ",.1f") for k in ("rss_start_mb", "rss_end_mb", "rss_max_mb"))],
+        ["RSS slope over the second half (MB/min)",
+         f"{fmt(mem.get('second_half_slope_mb_per_min'), '.2f')} ({'flat' if mem.get('flat') else 'NOT flat'})"],
+        ["consumer lag max / p95 / after draining (events)",
+         " / ".join(fmt(lag.get(k), ",.0f") for k in ("max", "p95", "after_drain"))],
+    ]
+    plot = str(d.get("plot") or "").replace(str(ROOT) + "/", "")
+    return table(["measure", "value"], rows) + ([f"Chart: `{plot}`", ""] if plot else [])
 
 
 def render_monitor(d: dict[str, Any]) -> list[str]:
@@ -390,7 +419,7 @@ def generic_lines(data: Any, limit: int = 40) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "compare": render_compare, "kernels": render_kernels, "store": render_store, "worker": render_worker,
-    "monitor": render_monitor,
+    "monitor": render_monitor, "soak": render_soak,
 }
 TITLES = {
     "compare": "Three ways to score a stream: baked-in model vs REST service vs scorer",

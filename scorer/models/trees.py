@@ -69,8 +69,8 @@ _CHUNK = {4: 32768, 8: 16384}
 #: complete-tree padding is used while it costs at most this factor of the plain layout (plus a little)
 _PAD_FACTOR = 2.0
 _PAD_SLACK_BYTES = 1 << 20
-#: padded layout: the first levels scored densely (all 2**level nodes of each tree), for chunks of at least
-#: _DENSE_MIN (row, tree) pairs; smaller batches (one row) take cheaper path steps instead
+#: both layouts: the first levels scored densely (all 2**level nodes of each tree), for chunks of at least
+#: _DENSE_MIN (row, tree) pairs; smaller batches (one row) take fewer, path-step numpy calls instead
 _DENSE_LEVELS = 3
 _DENSE_MIN = 1024
 #: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share

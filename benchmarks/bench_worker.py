@@ -73,14 +73,15 @@ def forwarder(args: argparse.Namespace) -> None:
     from aiokafka import AIOKafkaProducer
 
     from scorer.kafka import aiokafka_options
-    from scorer.stream.app import faust_options, input_topic
+    from scorer.stream.app import faust_options, input_topic, new_app
     from scorer.stream.sink import KafkaSink
     from scorer.stream.worker import WorkerConfig
 
     settings = load_settings()
     config = WorkerConfig(input_topic=args.input, output_topic=args.output, app_id=args.app_id,
-                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False)
-    app = faust.App(args.app_id, **faust_options(settings, config))
+                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False,
+                          fast_consumer=not args.stock_consumer)
+    app = new_app(args.app_id, config, **faust_options(settings, config))
     topic = input_topic(app, args.input)
 
     async def forward(stream: Any) -> None:
@@ -376,10 +377,11 @@ def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> di
         reader = Reader(settings, [topics["out"], topics["dlq"]]).start()
         started = time.perf_counter()
         app_id = f"bw-{kind}-{tag}"
-        if kind == "noop":
+        if kind.startswith("noop"):
             proc, log = start_process([sys.executable, __file__, "forwarder", "--input", topics["in"], "--output",
                                        topics["out"], "--app-id", app_id, "--batch-size", str(args.batch_size),
-                                       "--window-ms", str(args.window_ms)], settings, "noop")
+                                       "--window-ms", str(args.window_ms),
+                                       *(["--stock-consumer"] if kind == "noop-stock" else [])], settings, kind)
         else:
             proc, _, log = scorer_worker(settings, topics, app_id, args)
         try:
@@ -568,6 +570,7 @@ def main() -> int:
     fwd.add_argument("--app-id", required=True)
     fwd.add_argument("--batch-size", type=int, default=1000)
     fwd.add_argument("--window-ms", type=float, default=10.0)
+    fwd.add_argument("--stock-consumer", action="store_true")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=1000)

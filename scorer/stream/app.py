@@ -52,6 +52,16 @@ def input_topic(app: faust.App, name: str) -> Any:
                                             value_serializer="raw"))
 
 
+def new_app(app_id: str, config: WorkerConfig, **options: Any) -> faust.App:
+    """A faust App on the worker's stack (with :class:`~scorer.stream.fast_consumer.FastConsumer` unless
+    ``config.fast_consumer`` is off)."""
+    from scorer.stream.fast_consumer import ScorerApp
+
+    app = ScorerApp(app_id, **options)
+    app.fast_consumer = config.fast_consumer
+    return app
+
+
 def faust_options(settings: Settings, config: WorkerConfig) -> dict[str, Any]:
     """faust.App settings of a worker (raw bytes in, manual acks, short commit interval, web port)."""
     from scorer.kafka import faust_broker_options
@@ -86,7 +96,7 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
     runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
     app_id = config.resolved_app_id(settings)
-    app = faust.App(app_id, **{**faust_options(settings, config), **faust_options_extra})
+    app = new_app(app_id, config, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
 
     runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()

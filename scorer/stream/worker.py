@@ -72,6 +72,8 @@ class WorkerConfig(BaseModel):
     stream_buffer: int = Field(4096, ge=1)
     """faust's per-partition stream buffer (stream_buffer_maxsize)."""
     producer_linger_ms: float = Field(1.0, ge=0)
+    fast_consumer: bool = True
+    """faust's fetch loop without four tasks per message when delivery cannot block (scorer.stream.fast_consumer)."""
     pipeline_depth: int = Field(2, ge=0, le=64)
     """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
 

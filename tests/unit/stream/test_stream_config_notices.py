@@ -94,3 +94,16 @@ def test_histogram_helper_is_a_collector() -> None:
     hist.observe_many(np.array([0.5, 1.5, 3.0]))
     assert registry.get_sample_value("x_seconds_bucket", {"le": "1.0"}) == 1
     assert registry.get_sample_value("x_seconds_count") == 3
+
+
+def test_worker_apps_use_the_fast_consumer_unless_told_not_to() -> None:
+    from faust.transport.drivers.aiokafka import Transport
+
+    from scorer.stream.app import new_app
+    from scorer.stream.fast_consumer import FastConsumer, FastTransport, fast_consumer_supported
+
+    assert fast_consumer_supported()  # the installed faust is the version FastConsumer reproduces
+    fast = new_app("t-fast", WorkerConfig(), broker="kafka://127.0.0.1:9092")
+    assert type(fast.transport) is FastTransport and fast.transport.Consumer is FastConsumer
+    stock = new_app("t-stock", WorkerConfig(fast_consumer=False), broker="kafka://127.0.0.1:9092")
+    assert type(stock.transport) is Transport

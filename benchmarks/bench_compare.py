@@ -19,8 +19,9 @@ input topic. Phases, one approach after the other (never concurrently, so they d
 1. throughput: the same backlog of ``--events`` events, produced to three input copies up front, drained by
    each approach; events/s between the first and the last output's Kafka timestamp, and CPU per event of
    the approach's processes (agent, and server for rest); predictions are compared across approaches;
-2. live: events at one fixed rate for every approach (``--rate``, default half the slowest measured
-   throughput); end-to-end latency = arrival of the prediction at a reader minus the input's Kafka timestamp
+2. live: events at one fixed rate for every approach (``--rate``, default a third of the slowest measured
+   throughput: the load others put on a shared machine swings, and latency near capacity measures the swing);
+   end-to-end latency = arrival of the prediction at a reader minus the input's Kafka timestamp
    (p50/p99 over a steady window), then the version change, then every event is checked for a prediction.
 
 Prints a table, writes reports/bench_compare.json. The machine is small and shared: broker, Cassandra, the
@@ -1055,7 +1056,8 @@ def main() -> int:
     server.add_argument("--version", type=int, default=1)
     parser.add_argument("--events", type=int, default=20_000, help="Backlog drained by each approach.")
     parser.add_argument("--rate", type=float, help="Live stream rate [default: --rate-fraction x the slowest].")
-    parser.add_argument("--rate-fraction", type=float, default=0.5)
+    parser.add_argument("--rate-fraction", type=float, default=0.33,
+                        help="Default live rate as a fraction of the slowest approach's measured throughput.")
     parser.add_argument("--latency-seconds", type=float, default=20.0, help="Steady window for p50/p99.")
     parser.add_argument("--warmup", type=float, default=3.0, help="Seconds after catching up, before the window.")
     parser.add_argument("--settle", type=float, default=3.0, help="Seconds of stream after each version change.")

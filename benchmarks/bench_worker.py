@@ -69,11 +69,10 @@ TARGETS = {
 
 def forwarder(args: argparse.Namespace) -> None:
     """A faust app on the worker's stack that forwards every input message unchanged (the baseline)."""
-    import faust
     from aiokafka import AIOKafkaProducer
 
     from scorer.kafka import aiokafka_options
-    from scorer.stream.app import faust_options, input_topic, new_app
+    from scorer.stream.app import faust_options, input_topic, new_app, new_worker
     from scorer.stream.sink import KafkaSink
     from scorer.stream.worker import WorkerConfig
 
@@ -97,7 +96,7 @@ def forwarder(args: argparse.Namespace) -> None:
                 await stream.ack(e)
 
     app.agent(topic, name="forward")(forward)
-    faust.Worker(app, loglevel="warning", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    new_worker(app, "warning").execute_from_commandline()
 
 
 # ------------------------------------------------------------------------------------------ setup

@@ -103,10 +103,9 @@ def worker_monitoring(options: MonitorOptions, metrics: Any = None
 def run_monitored_worker(settings: Any, config: Any, options: MonitorOptions | None = None, *,
                          loglevel: str = "info") -> None:
     """``scorer.stream.app.run_worker`` plus monitoring: create every topic, then run until SIGTERM/SIGINT."""
-    import faust
 
     from scorer.monitor.topics import ensure_topics as ensure_monitor_topics
-    from scorer.stream.app import create_app, ensure_topics
+    from scorer.stream.app import create_app, ensure_topics, new_worker
     from scorer.stream.metrics import WorkerMetrics
 
     options = options or MonitorOptions()
@@ -126,4 +125,4 @@ def run_monitored_worker(settings: Any, config: Any, options: MonitorOptions | N
     metrics = WorkerMetrics()
     hooks, tasks = worker_monitoring(options, metrics)
     app = create_app(settings, config, hooks=hooks, tasks=tasks, metrics=metrics)
-    faust.Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False).execute_from_commandline()
+    new_worker(app, loglevel).execute_from_commandline()

@@ -47,9 +47,18 @@ class FastConsumer(faust_aiokafka.Consumer):
         flow_active = app.flow_control.is_active
         suspended = self.suspend_flow.is_set
         buffer = app.producer.buffer
+        max_messages = buffer.max_messages
+        if app.conf.producer_threaded:
+            def producer_busy() -> bool:
+                return buffer.size > max_messages
+        else:  # ProducerBuffer.size reads a setting on every call; its unthreaded value is the pending queue's size
+            pending_size = buffer.pending.qsize
+
+            def producer_busy() -> bool:
+                return pending_size() > max_messages
 
         def can(tp: Any) -> bool:
-            if suspended() or not flow_active() or lock.locked() or buffer.size > buffer.max_messages:
+            if suspended() or not flow_active() or lock.locked() or producer_busy():
                 return False
             channels = tp_index.get(tp)
             if not channels:

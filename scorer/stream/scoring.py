@@ -103,6 +103,7 @@ class BatchScorer:
         self.limits = limits
         self.metrics = metrics if metrics is not None else cache.metrics
         self.hooks: list[BatchHook] = list(hooks)
+        self._event_counters: dict[tuple[str, str, str, str], Any] = {}
 
     async def resolve(self, events: list[Event]) -> tuple[dict[tuple[str, str], list[Event]],
                                                           dict[tuple[str, str], Serving | Unservable]]:
@@ -180,6 +181,9 @@ class BatchScorer:
         model, segment = key
         version = scored_by.version
         counts = result.counts
+        # Metrics are labelled with the segment whose row serves the events (the fallback for unknown ones):
+        # event-supplied segment names must not create Prometheus series.
+        served = answer.segment
         # Metrics are labelled with the row that served (the fallback's for made-up segments): segment names come
         # from events, and a label per name would grow the worker's memory and /metrics without bound.
         served = answer.segment
@@ -241,9 +245,14 @@ class BatchScorer:
 
     def record_metrics(self, result: BatchResult) -> None:
         """Count outcomes once the batch is delivered (so retried batches are not counted twice)."""
-        events = self.metrics.events
-        for (model, segment, version, outcome), n in result.counts.items():
-            events.labels(model, segment, version, outcome).inc(n)
+        children = self._event_counters
+        for key, n in result.counts.items():
+            child = children.get(key)
+            if child is None:
+                if len(children) > 100_000:  # versions come and go; the label lookup is only a cache
+                    children.clear()
+                child = children[key] = self.metrics.events.labels(*key)
+            child.inc(n)
         dead = self.metrics.dead_letters
         for kind, n in result.reasons.items():
             dead.labels(kind).inc(n)

@@ -327,3 +327,14 @@ def test_binary_labels_follow_argmax_including_ties() -> None:
     values, labels = _format(model, np.array([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]))
     assert values == [0.5, 0.8, 0.1]
     assert labels == [0, 1, 0]  # a tie goes to the first class, as with argmax
+
+
+def test_events_served_by_the_fallback_are_counted_under_it() -> None:
+    default = prepare("m", "__default__", 4, binary_weights(1))
+    c = cache_with({("m", "__default__"): assemble("m", "__default__", Target(4), {4: default})},
+                   {"m": {"__default__": Row(4)}})
+    preds, dead, scorer, result = score(c, [event(i, f"random-{i}", a=1.0, b=2.0, c=3.0) for i in range(3)])
+    assert dead == [] and [p["segment"] for p in preds] == ["random-0", "random-1", "random-2"]
+    assert result.counts == {("m", "__default__", "4", "scored"): 3}  # no metric series per event segment
+    scorer.record_metrics(result)
+    assert c.metrics.events.labels("m", "__default__", "4", "scored")._value.get() == 3

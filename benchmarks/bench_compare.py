@@ -9,8 +9,10 @@
     A new version is loaded by the server's ``POST /reload`` endpoint (no restart); measured from the request
     to the first prediction of the new version. The server's cold start is reported too (what a restart costs).
 (c) **scorer**: ``scorer worker`` with the same pipelines exported and published to Cassandra. A new version is
-    ``scorer activate`` (one segment, as users do it) and then ``scorer release --latest`` (every segment, the
-    equivalent of a redeploy); measured from the command's start to the first prediction of the new version.
+    ``scorer activate`` (one segment, as users do it), then ``ModelStore.release`` plus the change notice from
+    an already running process (half the segments: the in-process path a deploy service would use, like the
+    REST server's reload), then ``scorer release --latest`` (the other half); measured from the start of the
+    command or call to the first prediction of the new version.
 
 The same 100 segments of logistic models on 20 features, the same deterministic events (``e-<n>``, segment
 n % 100) in the same topic layout (4 partitions, keyed by event id); every consumer reads its own copy of the
@@ -668,6 +670,8 @@ class Scorer(Approach):
 
     def changes(self) -> list[Callable[[], Change]]:
         first = segment(0)
+        api_segments = {segment(i) for i in range(1, N_SEGMENTS // 2)}
+        cli_segments = {segment(i) for i in range(N_SEGMENTS // 2, N_SEGMENTS)}
 
         def activate() -> Change:
             at = time.time()
@@ -675,14 +679,31 @@ class Scorer(Approach):
             return Change(f"scorer activate {MODEL} {first} 2 (one segment)", "scorer activate (1 segment)", at,
                           seconds, segments={first})
 
+        def api_release() -> Change:
+            """What a deploy service holding a store does: ModelStore.release plus the notice the CLI sends."""
+            from scorer.store import CassandraModelStore
+            from scorer.stream.notices import try_publish_notice
+
+            with CassandraModelStore(self.bench.settings) as store:  # opened before the clock starts
+                at = time.time()
+                started = time.perf_counter()
+                store.release(MODEL, dict.fromkeys(sorted(api_segments), 2), actor="bench_compare")
+                warning = try_publish_notice(self.bench.settings.model_copy(
+                    update={"changes_topic": self.topics.changes}), MODEL, None, "release", None)
+                seconds = time.perf_counter() - started
+            if warning:
+                raise RuntimeError(warning)
+            return Change(f"ModelStore.release + model-changes notice from a running process "
+                          f"({len(api_segments)} segments)", f"Python API release ({len(api_segments)} segments)",
+                          at, seconds, segments=api_segments)
+
         def release() -> Change:
             at = time.time()
             seconds = self.cli("release", MODEL, "--latest")
-            return Change(f"scorer release {MODEL} --latest (all segments)", "scorer release (all segments)", at,
-                          seconds,
-                          segments={segment(i) for i in range(1, N_SEGMENTS)})
+            return Change(f"scorer release {MODEL} --latest (the other {len(cli_segments)} segments)",
+                          f"scorer release ({len(cli_segments)} segments)", at, seconds, segments=cli_segments)
 
-        return [activate, release]
+        return [activate, api_release, release]
 
 
 # ------------------------------------------------------------------------------------------ phases
@@ -968,8 +989,9 @@ def notes(args: argparse.Namespace) -> list[str]:
         "costs its cold start, reported beside it).",
         "baked: the time to take effect is a stop-then-start redeploy of the only agent process (SIGTERM, wait for "
         "exit, start with the new models); events keep arriving and wait in Kafka meanwhile.",
-        "scorer: the time to take effect runs from the start of the `scorer` CLI process, so it includes Python "
-        "start-up and the Cassandra connection of the command itself ('the command itself' in the table); "
+        "scorer: for the CLI rows the time to take effect runs from the start of the `scorer` process, so it includes "
+        "Python start-up, imports and the Cassandra connection ('the command itself' in the table); the Python API "
+        "row starts at the release call in a process that already holds a store (like the REST server's reload); "
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "

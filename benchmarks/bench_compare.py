@@ -995,7 +995,8 @@ def notes(args: argparse.Namespace) -> list[str]:
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "
-        "micro-batches of up to 1000 events or 10 ms.",
+        "micro-batches of up to 1000 events or 10 ms; it runs scorer's own faust fetch loop unless "
+        "--stock-consumer is among its flags, while the baked and REST agents run stock faust.",
     ]
 
 

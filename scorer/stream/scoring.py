@@ -181,9 +181,6 @@ class BatchScorer:
         model, segment = key
         version = scored_by.version
         counts = result.counts
-        # Metrics are labelled with the segment whose row serves the events (the fallback for unknown ones):
-        # event-supplied segment names must not create Prometheus series.
-        served = answer.segment
         # Metrics are labelled with the row that served (the fallback's for made-up segments): segment names come
         # from events, and a label per name would grow the worker's memory and /metrics without bound.
         served = answer.segment

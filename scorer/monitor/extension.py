@@ -102,27 +102,19 @@ def worker_monitoring(options: MonitorOptions, metrics: Any = None
 
 def run_monitored_worker(settings: Any, config: Any, options: MonitorOptions | None = None, *,
                          loglevel: str = "info") -> None:
-    """``scorer.stream.app.run_worker`` plus monitoring: create every topic, then run until SIGTERM/SIGINT."""
+    """``scorer.stream.app.run_worker`` plus monitoring: its hooks, tasks and topics."""
 
     from scorer.monitor.topics import ensure_topics as ensure_monitor_topics
-    from scorer.stream.app import create_app, ensure_topics, new_worker
+    from scorer.stream.app import run_worker
     from scorer.stream.metrics import WorkerMetrics
 
     options = options or MonitorOptions()
-    topics = {config.input_topic: config.partitions, config.output_topic: config.partitions,
-              config.dlq_topic: config.partitions}
-    if config.follow_changes:
-        topics[config.changes_topic] = 1
-    if options.shadow:
-        topics[options.shadow_topic] = config.partitions
 
     async def prepare() -> None:
-        await ensure_topics(settings, topics)
         if options.drift is not None:
             await ensure_monitor_topics(settings, options.topics, partitions=config.partitions)
 
-    asyncio.run(prepare())
     metrics = WorkerMetrics()
     hooks, tasks = worker_monitoring(options, metrics)
-    app = create_app(settings, config, hooks=hooks, tasks=tasks, metrics=metrics)
-    new_worker(app, loglevel).execute_from_commandline()
+    run_worker(settings, config, loglevel=loglevel, hooks=hooks, tasks=tasks, metrics=metrics,
+               extra_topics={options.shadow_topic: config.partitions} if options.shadow else None, prepare=prepare)

@@ -179,16 +179,25 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]
 
 
 def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "info",
-               hooks: Sequence[BatchHook] = ()) -> None:
-    """Create missing topics, then run one worker until SIGTERM/SIGINT (blocking; exits the process)."""
+               hooks: Sequence[BatchHook] = (), tasks: Iterable[Task] = (), metrics: WorkerMetrics | None = None,
+               extra_topics: dict[str, int] | None = None,
+               prepare: Callable[[], Awaitable[None]] | None = None) -> None:
+    """Create missing topics (and run ``prepare``), then run one worker until SIGTERM/SIGINT (blocking)."""
     topics = {config.input_topic: config.partitions, config.output_topic: config.partitions,
-              config.dlq_topic: config.partitions}
+              config.dlq_topic: config.partitions, **(extra_topics or {})}
     if config.follow_changes:
         topics[config.changes_topic] = 1
-    created = asyncio.run(ensure_topics(settings, topics))
+
+    async def setup() -> list[str]:
+        created = await ensure_topics(settings, topics)
+        if prepare is not None:
+            await prepare()
+        return created
+
+    created = asyncio.run(setup())
     if created:
         log.info("created topics: %s", ", ".join(created))
-    app = create_app(settings, config, hooks=hooks)
+    app = create_app(settings, config, hooks=hooks, tasks=tasks, metrics=metrics)
     new_worker(app, loglevel).execute_from_commandline()
 
 

@@ -177,6 +177,11 @@ def _where(model: str, segment: str | None = None, version: int | None = None) -
     return text if version is None else f"{text} version {version}"
 
 
+def _who_and_why(actor: str | None, reason: str | None) -> tuple[str, str | None]:
+    """The actor (default: this process's user@host) and reason recorded with a pointer change, checked."""
+    return rules.check_text(actor, "actor") or default_actor(), rules.check_text(reason, "reason")
+
+
 class CassandraModelStore:
     """ModelStore on Cassandra. One instance owns one cluster connection and its prepared statements.
 
@@ -766,8 +771,7 @@ class CassandraModelStore:
         rules.check_model(model)
         rules.check_segment(segment)
         rules.check_version(version)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         self._require_version(model, segment, version, "activate")
         return self._set_primary(model, segment, version, "activate", actor, reason)
 
@@ -787,8 +791,7 @@ class CassandraModelStore:
         """Return the segment to the version it had before its last activation (rollbacks stack)."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         target = rules.rollback_target(self._log(model, segment))
         if target is None:
             raise NotFound(f"cannot roll back {_where(model, segment)}: no activation to undo in its log")
@@ -805,8 +808,7 @@ class CassandraModelStore:
         rules.check_segment(segment)
         rules.check_version(version)
         fraction = rules.check_fraction(fraction)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         self._require_version(model, segment, version, "canary")
         current = self._pointer(model, segment)
         if current is None or current.version is None:
@@ -824,8 +826,7 @@ class CassandraModelStore:
         """Make the canary the primary version and clear the canary."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if current is None or current.canary_version is None:
             raise StoreError(f"cannot promote {_where(model, segment)}: it has no canary")
@@ -837,8 +838,7 @@ class CassandraModelStore:
         """End the canary without promoting it: the primary serves all traffic again (logged as ``retire``)."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if current is None or current.canary_version is None:
             raise StoreError(f"cannot retire the canary of {_where(model, segment)}: it has no canary")
@@ -859,8 +859,7 @@ class CassandraModelStore:
         rules.check_segment(segment)
         if version is not None:
             rules.check_version(version)
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if version is not None:
             self._require_version(model, segment, version, "shadow")
@@ -885,8 +884,7 @@ class CassandraModelStore:
         for segment, version in mapping.items():
             rules.check_segment(segment)
             rules.check_version(version, f"version of segment {segment!r}")
-        actor = rules.check_text(actor, "actor") or default_actor()
-        reason = rules.check_text(reason, "reason")
+        actor, reason = _who_and_why(actor, reason)
         groups = _groups([(model, seg, v) for seg, v in mapping.items()], lambda key: 1, limit=None)
         results = self._all_ok(self._concurrent([(self._q["versions_in"], (model, segs, version))
                                                  for (_, version), segs in groups]),

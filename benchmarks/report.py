@@ -336,10 +336,11 @@ def render_worker(d: dict[str, Any]) -> list[str]:
     tp, live = d.get("throughput", {}), d.get("live", {})
     swaps = live.get("swaps", {})
     rows = [
-        ["no-op Faust forwarder (events/s)", fmt(get(tp, "best", "noop"), ",.0f")],
+        ["no-op faust agent (events/s)", fmt(get(tp, "best", "noop"), ",.0f")],
+        ["no-op on the worker's own reader (events/s)", fmt(get(tp, "best", "noop-direct"), ",.0f")],
         ["scorer worker (events/s)", fmt(get(tp, "best", "scorer"), ",.0f")],
-        ["scorer / no-op", fmt(tp.get("ratio"), ".2f")],
-        ["scorer / no-op per CPU-second", fmt(tp.get("cpu_ratio"), ".2f")],
+        ["scorer / no-op faust agent", fmt(tp.get("ratio"), ".2f")],
+        ["scorer / no-op on the same reader", fmt(tp.get("ratio_same_reader"), ".2f")],
         [f"e2e latency p50 / p99 at {fmt(live.get('rate'), ',.0f')}/s (ms)",
          f"{fmt(get(live, 'latency', 'p50'))} / {fmt(get(live, 'latency', 'p99'))}"],
         ["swap via CLI notice p50 / p99 (ms)", f"{fmt(get(swaps, 'notice', 'p50'), ',.0f')} / "

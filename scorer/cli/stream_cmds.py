@@ -48,8 +48,11 @@ if TYPE_CHECKING:
               help="Seconds before a dead worker's partitions go to the others (Kafka group session timeout).")
 @click.option("--pipeline-depth", type=int, default=2, show_default=True,
               help="Batches whose outputs may await Kafka's acknowledgement while the next is scored (0: none).")
+@click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
+              help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
+              "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
 @click.option("--stock-consumer", is_flag=True,
-              help="Use faust's own fetch loop (slower) instead of scorer's direct delivery path.")
+              help="With --consumer faust: faust's own fetch loop (slower) instead of scorer's delivery path.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
 @worker_monitor_options
@@ -58,7 +61,7 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
                max_message_bytes: int, max_features: int, commit_interval: float, session_timeout: float,
-               pipeline_depth: int, stock_consumer: bool, no_changes: bool,
+               pipeline_depth: int, consumer: str, stock_consumer: bool, no_changes: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
     from pydantic import ValidationError
@@ -74,7 +77,8 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             batch_window_ms=batch_window_ms, max_models=max_models, fallback_segment=fallback_segment or None,
             web_port=web_port, web_host=web_host, app_id=app_id, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
-            session_timeout=session_timeout, pipeline_depth=pipeline_depth, fast_consumer=not stock_consumer,
+            session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
+            fast_consumer=not stock_consumer,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -1,9 +1,11 @@
 """The faust app of a scoring worker, built by a factory (no app object exists at import time).
 
-``create_app(settings, config)`` wires a :class:`~scorer.stream.worker.ScoringWorker` into faust: one agent
-on the input topic (raw bytes, ``noack_take`` batches, explicit acks after delivery), tasks for startup,
-the pointer poll and the ``model-changes`` listener, and two pages on the web port: ``/metrics``
-(Prometheus text) and ``/models`` (JSON). ``run_worker`` runs it with ``faust.Worker`` until SIGTERM/SIGINT.
+``create_app(settings, config)`` wires a :class:`~scorer.stream.worker.ScoringWorker` into faust: the input
+reader (by default :class:`~scorer.stream.direct.DirectConsumer`, a task committing offsets after delivery,
+with faust's own consumer off; with ``consumer="faust"`` an agent on the input topic taking ``noack_take``
+batches with explicit acks after delivery), tasks for startup, the pointer poll and the ``model-changes``
+listener, and two pages on the web port: ``/metrics`` (Prometheus text) and ``/models`` (JSON).
+``run_worker`` runs it with ``faust.Worker`` until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -99,14 +101,22 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     app = new_app(app_id, config, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
 
-    runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
-                                        if tp.topic == config.input_topic)
-    topic = input_topic(app, config.input_topic)
+    if config.consumer == "direct":
+        from scorer.stream.direct import DirectConsumer
 
-    async def score(stream: Any) -> None:
-        await runtime.run_agent(stream)
+        # faust's consumer would join the same group with its own assignor; the direct reader is the member.
+        app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
+        reader = DirectConsumer(settings, runtime, group_id=app_id)
+        app.task(reader.run)
+    else:
+        runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
+                                            if tp.topic == config.input_topic)
+        topic = input_topic(app, config.input_topic)
 
-    app.agent(topic, name=f"{app_id}.score", concurrency=1)(score)
+        async def score(stream: Any) -> None:
+            await runtime.run_agent(stream)
+
+        app.agent(topic, name=f"{app_id}.score", concurrency=1)(score)
 
     def guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:

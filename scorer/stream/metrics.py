@@ -111,6 +111,9 @@ class WorkerMetrics:
         self.store_errors = Counter("scorer_store_errors", "Failed model store calls, by operation.",
                                     ["operation"], registry=r)
         self.store_up = Gauge("scorer_store_up", "1 when the last model store call succeeded.", registry=r)
+        self.commit_failures = Counter(
+            "scorer_commit_failures", "Input offset commits that failed (their events may be scored again).",
+            registry=r)
         self.notices = Counter("scorer_notices", "model-changes notices received.", registry=r)
         self.store_up.set(1)
 

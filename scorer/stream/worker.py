@@ -1,8 +1,10 @@
 """The scoring worker's runtime: configuration, startup, the batch loop, watchers and delivery rules.
 
 At-least-once: a batch's outputs (predictions, dead letters, hook messages) are sent and every delivery
-future is awaited before any of its input events is acknowledged; faust then commits only acknowledged,
-contiguous offsets. A batch is never skipped: store outages and failing models are retried in place with
+future is awaited before its input is confirmed, batches strictly in order: the direct reader
+(:mod:`scorer.stream.direct`, the default) then marks its offsets for the next commit; a faust agent
+(``consumer="faust"``) acks its events, and faust commits only acknowledged, contiguous offsets. A batch is
+never skipped: store outages and failing models are retried in place with
 backoff (a model still failing after ``predict_attempts`` dead-letters its events, with the error), and
 a send that keeps failing ends the process (``fatal``) so that it restarts from the last commit instead of
 leaving an unacknowledged gap that faust's commit logic could step over.
@@ -17,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -72,8 +74,12 @@ class WorkerConfig(BaseModel):
     stream_buffer: int = Field(4096, ge=1)
     """faust's per-partition stream buffer (stream_buffer_maxsize)."""
     producer_linger_ms: float = Field(1.0, ge=0)
+    consumer: Literal["direct", "faust"] = "direct"
+    """How the input topic is read: ``direct`` (whole aiokafka fetches, offsets committed after delivery;
+    scorer.stream.direct) or ``faust`` (a faust agent taking ``noack_take`` batches, acked after delivery)."""
     fast_consumer: bool = True
-    """faust's fetch loop without four tasks per message when delivery cannot block (scorer.stream.fast_consumer)."""
+    """With ``consumer="faust"``: faust's fetch loop without four tasks per message when delivery cannot block
+    (scorer.stream.fast_consumer)."""
     pipeline_depth: int = Field(2, ge=0, le=64)
     """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
 
@@ -93,6 +99,15 @@ class WorkerConfig(BaseModel):
 
     def resolved_datadir(self, settings: Settings) -> Path:
         return self.datadir or Path(tempfile.gettempdir()) / "scorer-faust" / self.resolved_app_id(settings)
+
+
+OnDelivered = Callable[[], Awaitable[None]]
+"""Run once a batch's outputs are all on the broker: acks its events (faust) or marks its offsets (direct)."""
+
+
+def input_seconds(records: Sequence[Any], scale: float) -> np.ndarray:
+    """The records' Kafka timestamps in seconds (faust Messages carry seconds, aiokafka records milliseconds)."""
+    return np.fromiter((r.timestamp for r in records), np.float64, len(records)) * scale
 
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
@@ -136,6 +151,8 @@ class ScoringWorker:
         self._wake = asyncio.Event()
         self._current: asyncio.Future | None = None
         self._pending: asyncio.Queue | None = None
+        self.stop_intake: Callable[[], Awaitable[None]] | None = None
+        """Set by a reader that runs outside faust's agents (the direct reader): ``stop`` calls it first."""
         self.assignment: Callable[[], list[int]] = list
         """Input partitions currently assigned to this worker (set by the app factory)."""
         self.batches = 0
@@ -196,6 +213,8 @@ class ScoringWorker:
     async def stop(self) -> None:
         """Finish the batch in hand (bounded by drain_timeout), then close the producer and the store."""
         self._stopped.set()
+        if self.stop_intake is not None:
+            await self.stop_intake()
         current = self._current
         if (current is not None and not current.done()) or (self._pending is not None and self._pending.qsize()):
             self.draining = True
@@ -246,32 +265,46 @@ class ScoringWorker:
     # ------------------------------------------------------------------ the batch loop
 
     async def run_agent(self, stream: Any) -> None:
-        """The agent body: noack_take batches, each handled to the end even when the worker is stopping.
-
-        With ``pipeline_depth`` > 0, a batch's outputs are queued to Kafka and the next batch is scored while
-        the broker acknowledges them; a single confirmer task awaits each batch's deliveries and acks its
-        events strictly in batch order, so acknowledged offsets always form a prefix (no gap for faust's
-        commit logic to step over) and nothing is acked before its outputs are on the broker.
-        """
+        """The faust agent body (``consumer="faust"``): noack_take batches, each handled to the end even when
+        the worker is stopping; a batch's events are acked once its outputs are confirmed."""
         await self.ready.wait()
         window = self.config.batch_window_ms / 1000.0
-        confirmer = None
-        if self.config.pipeline_depth > 0:
-            self._pending = asyncio.Queue(self.config.pipeline_depth)
-            confirmer = asyncio.ensure_future(self._confirm_loop())
+        confirmer = self.start_pipeline()
         try:
             async for events in stream.noack_take(self.config.batch_size, within=window):
-                task = self._current = asyncio.ensure_future(self.handle(stream, events))
-                try:
-                    await asyncio.shield(task)
-                except asyncio.CancelledError:
-                    # SIGTERM (or a rebalance stopping the agent): finish the batch in hand, then stop.
-                    self.draining = True
-                    await self._drain(task)
-                    raise
+                records = [event.message for event in events]
+
+                async def acked(events: Sequence[Any] = events) -> None:
+                    ack = stream.ack
+                    for event in events:
+                        await ack(event)
+
+                await self.handle_guarded(records, acked, input_seconds(records, 1.0))
         finally:
             if confirmer is not None:
                 confirmer.cancel()
+
+    def start_pipeline(self) -> asyncio.Future | None:
+        """With ``pipeline_depth`` > 0: the queue of sent batches and the task confirming them in order."""
+        if self.config.pipeline_depth <= 0:
+            return None
+        self._pending = asyncio.Queue(self.config.pipeline_depth)
+        return asyncio.ensure_future(self._confirm_loop())
+
+    async def handle_guarded(self, records: Sequence[Any], on_delivered: OnDelivered, sent_at: np.ndarray) -> None:
+        """``handle`` one batch; when cancelled (SIGTERM, rebalance) the batch in hand is finished first."""
+        task = self._current = asyncio.ensure_future(self.handle(records, on_delivered, sent_at))
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.draining = True
+            await self._drain(task)
+            raise
+
+    async def settle(self) -> None:
+        """Wait (bounded by drain_timeout) until every batch taken so far is delivered and confirmed."""
+        current = self._current
+        await self._drain(current if current is not None and not current.done() else None)
 
     async def _drain(self, task: asyncio.Future | None) -> None:
         """Wait (bounded by drain_timeout) for the batch in hand and every batch awaiting confirmation."""
@@ -283,17 +316,17 @@ class ScoringWorker:
 
         try:
             await asyncio.wait_for(finish(), self.config.drain_timeout)
-        except BaseException:  # noqa: BLE001, S110 - unacked events are redelivered: nothing is lost
+        except BaseException:  # noqa: BLE001, S110 - unconfirmed events are redelivered: nothing is lost
             pass
 
-    async def handle(self, stream: Any, events: Sequence[Any]) -> None:
-        """Score one batch and send its outputs; its events are acked once every output is confirmed."""
+    async def handle(self, records: Sequence[Any], on_delivered: OnDelivered, sent_at: np.ndarray) -> None:
+        """Score one batch and send its outputs; ``on_delivered`` (ack or commit its input) runs once every
+        output is confirmed, batches strictly in order. ``sent_at``: the inputs' Kafka timestamps (seconds)."""
         started = time.perf_counter()
-        records = [event.message for event in events]
         result = await self.process(records)
         if self._pending is None:
             await self.deliver(result, records)
-            await self._ack(stream, events, records, result, started)
+            await self._confirmed(records, result, on_delivered, sent_at, started)
             return
         try:
             futures = await self.send_outputs(result, records)
@@ -301,12 +334,12 @@ class ScoringWorker:
             raise
         except Exception:  # noqa: BLE001 - could not even queue: the confirmer resends with retries
             futures = None
-        await self._pending.put((stream, events, records, result, futures, started))
+        await self._pending.put((records, result, futures, on_delivered, sent_at, started))
 
     async def _confirm_loop(self) -> None:
         assert self._pending is not None
         while True:
-            stream, events, records, result, futures, started = await self._pending.get()
+            records, result, futures, on_delivered, sent_at, started = await self._pending.get()
             try:
                 delivered = False
                 if futures is not None:
@@ -314,23 +347,20 @@ class ScoringWorker:
                     delivered = not any(isinstance(o, BaseException) for o in outcomes)
                 if not delivered:
                     await self.deliver(result, records)  # resend with retries (fatal when they run out)
-                await self._ack(stream, events, records, result, started)
+                await self._confirmed(records, result, on_delivered, sent_at, started)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - never ack past a batch that was not delivered
+            except Exception as exc:  # noqa: BLE001 - never confirm past a batch that was not delivered
                 self.fatal(exc)
                 raise
             finally:
                 self._pending.task_done()
 
-    async def _ack(self, stream: Any, events: Sequence[Any], records: Sequence[Any], result: BatchResult,
-                   started: float) -> None:
-        ack = stream.ack
-        for event in events:
-            await ack(event)
+    async def _confirmed(self, records: Sequence[Any], result: BatchResult, on_delivered: OnDelivered,
+                         sent_at: np.ndarray, started: float) -> None:
+        await on_delivered()
         self.scorer.record_metrics(result)
-        now = time.time()
-        self.metrics.e2e.observe_many(now - np.fromiter((r.timestamp for r in records), np.float64, len(records)))
+        self.metrics.e2e.observe_many(time.time() - sent_at)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_size.observe(len(records))
         self.metrics.batches.inc()

@@ -115,9 +115,10 @@ def test_malformed_events_get_specific_dead_letters_and_good_ones_are_scored(
         messages.append((tag.encode(), raw))
     messages.append((b"good-last", event("good-last", "A", FEATURES)[1]))
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
-    # faust's stock consumer here, so both delivery paths stay covered (every other worker test uses the fast one)
+    # The faust agent on faust's stock consumer here, so that path stays covered (most tests use the direct reader)
     worker = WorkerProcess(settings, topics, extra_args=["--fallback-segment", "", "--max-message-bytes", "4096",
-                                                         "--max-features", "50", "--stock-consumer"])
+                                                         "--max-features", "50", "--consumer", "faust",
+                                                         "--stock-consumer"])
     with workers(worker.start()):
         worker.wait_ready()
         produce_sync(bootstrap, topics.events, messages)  # type: ignore[arg-type]

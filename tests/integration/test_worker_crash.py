@@ -29,13 +29,18 @@ def messages(n: int) -> list[tuple[bytes, bytes]]:
     return [event(f"e-{i}", f"K{i % 10}", FEATURES) for i in range(n)]
 
 
+# Both input readers: the direct one (the default; offsets committed by scorer) and the faust agent.
+readers = pytest.mark.parametrize("reader", ["direct", "faust"])
+
+
+@readers
 def test_sigkill_mid_stream_then_restart_loses_no_event(settings: Settings, bootstrap: str,
-                                                        new_topic: Callable[..., str]) -> None:
+                                                        new_topic: Callable[..., str], reader: str) -> None:
     publish(settings)
     topics = make_topics(new_topic)
     n = 12_000
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
-    worker = WorkerProcess(settings, topics, extra_args=["--commit-interval", "2"])
+    worker = WorkerProcess(settings, topics, extra_args=["--commit-interval", "2", "--consumer", reader])
     with workers(worker.start()):
         worker.wait_ready()
         producer = threading.Thread(target=produce_sync, args=(bootstrap, topics.events, messages(n)),
@@ -63,13 +68,15 @@ def test_sigkill_mid_stream_then_restart_loses_no_event(settings: Settings, boot
     assert duplicates < n / 2
 
 
+@readers
 def test_sigterm_drains_the_batch_in_hand_and_commits(settings: Settings, bootstrap: str,
-                                                       new_topic: Callable[..., str]) -> None:
+                                                       new_topic: Callable[..., str], reader: str) -> None:
     publish(settings)
     topics = make_topics(new_topic)
     n = 6_000
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
-    worker = WorkerProcess(settings, topics, extra_args=["--batch-size", "500", "--batch-window-ms", "50"])
+    worker = WorkerProcess(settings, topics, extra_args=["--batch-size", "500", "--batch-window-ms", "50",
+                                                         "--consumer", reader])
     with workers(worker.start()):
         worker.wait_ready()
         producer = threading.Thread(target=produce_sync, args=(bootstrap, topics.events, messages(n)),

@@ -31,15 +31,16 @@ SEGMENTS = [f"G{i}" for i in range(8)]
 FEATURES = {"f0": 0.1, "f1": 0.2, "f2": 0.3, "f3": 0.4}
 
 
+@pytest.mark.parametrize("reader", ["direct", "faust"])
 def test_two_workers_split_partitions_and_both_follow_a_cli_swap_by_notice(
-        settings: Settings, bootstrap: str, new_topic: Callable[..., str]) -> None:
+        settings: Settings, bootstrap: str, new_topic: Callable[..., str], reader: str) -> None:
     with CassandraModelStore(settings) as store:
         store.publish_many(MODEL, [(s, logistic(0, 4), None, None) for s in SEGMENTS], activate=True)
         store.publish_many(MODEL, [(s, logistic(1, 4), None, None) for s in SEGMENTS])
     topics = make_topics(new_topic, partitions=4)
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
     # A 30 s poll: only the model-changes notice can make the swap visible within seconds.
-    args = ["--poll-interval", "30"]
+    args = ["--poll-interval", "30", "--consumer", reader]
     a = WorkerProcess(settings, topics, extra_args=args, name="a")
     b = WorkerProcess(settings, topics, app_id=a.app_id, extra_args=args, name="b")
     stop = threading.Event()

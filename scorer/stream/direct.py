@@ -1,0 +1,163 @@
+"""The input topic read by one aiokafka consumer in the worker's group: whole fetches, offsets committed after delivery.
+
+faust hands every message to an agent through its conductor, a channel queue, a stream and an Event, then
+tracks each ack for its commit logic: about 80 us of Python per message, which caps a faust agent near
+12,000 events per CPU-second before any work is done (benchmarks/bench_worker.py). The worker scores whole
+batches and only needs, per partition, the offset up to which every output is on the broker. So this reader
+takes ``getmany`` batches straight from aiokafka (about 5 us per message in all) and commits those offsets
+itself; the faust app around it still runs the web pages, the watcher tasks, signals and shutdown
+(``WorkerConfig.consumer = "direct"``, the default; ``"faust"`` keeps the ``noack_take`` agent).
+
+Delivery rules, the same as the agent's: a batch's offsets are marked only after every output of the batch has
+been acknowledged by Kafka (batches are confirmed strictly in order, so a mark is always a prefix), and only
+marked offsets are committed: every ``commit_interval``, before partitions are given up in a rebalance, and at
+shutdown. A crash re-scores at most what was delivered since the last commit (duplicates, never loss).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+
+from scorer.kafka import aiokafka_options
+
+if TYPE_CHECKING:
+    from scorer.config import Settings
+    from scorer.stream.worker import ScoringWorker
+
+log = logging.getLogger(__name__)
+
+
+class DirectConsumer(ConsumerRebalanceListener):
+    """Feeds a :class:`ScoringWorker` from ``getmany`` batches of its input topic and commits what it delivered."""
+
+    def __init__(self, settings: Settings, worker: ScoringWorker, group_id: str) -> None:
+        self.settings = settings
+        self.worker = worker
+        self.config = worker.config
+        self.group_id = group_id
+        self.consumer: AIOKafkaConsumer | None = None
+        self._delivered: dict[TopicPartition, int] = {}
+        """Next offset to commit per partition: everything before it has its outputs on the broker."""
+        self._committed: dict[TopicPartition, int] = {}
+        self._last_commit = time.monotonic()
+        self._task: asyncio.Task | None = None
+        self._taking = asyncio.Lock()
+        """Held from the moment a fetch returns until its batch is queued; a rebalance takes it to stop intake."""
+
+    def assignment(self) -> list[int]:
+        if self.consumer is None:
+            return []
+        return sorted(tp.partition for tp in self.consumer.assignment())
+
+    async def run(self) -> None:
+        """Read, score and commit until cancelled; on cancellation finish the batch in hand and commit it."""
+        worker, cfg = self.worker, self.config
+        self._task = asyncio.current_task()
+        worker.stop_intake = self.stop
+        await worker.ready.wait()
+        self.consumer = AIOKafkaConsumer(
+            **aiokafka_options(self.settings), group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", isolation_level="read_committed",
+            session_timeout_ms=int(cfg.session_timeout * 1000),
+            heartbeat_interval_ms=int(min(3.0, cfg.session_timeout / 3) * 1000),
+            max_partition_fetch_bytes=4 * 1024 * 1024, fetch_max_bytes=32 * 1024 * 1024,
+        )
+        self.consumer.subscribe([cfg.input_topic], listener=self)
+        await self.consumer.start()
+        worker.assignment = self.assignment
+        confirmer = worker.start_pipeline()
+        window_ms = max(1, int(cfg.batch_window_ms))
+        try:
+            while True:
+                fetched = await self.consumer.getmany(timeout_ms=window_ms, max_records=cfg.batch_size)
+                if fetched:
+                    async with self._taking:
+                        await self._take(fetched)
+                elif self._due():
+                    await self.commit()
+        except asyncio.CancelledError:
+            worker.draining = True
+            await worker.settle()
+            raise
+        finally:
+            if confirmer is not None:
+                confirmer.cancel()
+            await self.close()
+
+    async def _take(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
+        owned = self.consumer.assignment()
+        # A fetch that returned while partitions were being given up: those records go to their next owner.
+        batches = {tp: records for tp, records in fetched.items() if tp in owned and records}
+        if not batches:
+            return
+        records = [record for part in batches.values() for record in part]
+        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+
+        async def delivered() -> None:
+            self._delivered.update(offsets)
+            if self._due():
+                await self.commit()
+
+        from scorer.stream.worker import input_seconds
+
+        await self.worker.handle_guarded(records, delivered, input_seconds(records, 0.001))
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._last_commit >= self.config.commit_interval
+
+    async def commit(self) -> None:
+        """Commit every delivered offset not committed yet (a failure is logged: those events may be re-scored)."""
+        self._last_commit = time.monotonic()
+        if self.consumer is None:
+            return
+        owned = self.consumer.assignment()
+        offsets = {tp: offset for tp, offset in self._delivered.items()
+                   if tp in owned and self._committed.get(tp) != offset}
+        if not offsets:
+            return
+        try:
+            await self.consumer.commit(offsets)
+        except Exception as exc:  # noqa: BLE001 - at-least-once: uncommitted events are delivered again
+            self.worker.metrics.commit_failures.inc()
+            log.warning("committing input offsets failed (those events may be scored again): %s: %s",
+                        type(exc).__name__, exc)
+            return
+        self._committed.update(offsets)
+
+    async def stop(self) -> None:
+        """Stop taking batches and wait until the ones taken are delivered and committed (SIGTERM)."""
+        task = self._task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.wait([task])
+
+    async def close(self) -> None:
+        """Commit what was delivered and leave the group (its partitions go to the other workers at once)."""
+        if self.consumer is None:
+            return
+        await self.commit()
+        consumer, self.consumer = self.consumer, None
+        try:
+            await consumer.stop()
+        except Exception:  # noqa: BLE001
+            log.exception("stopping the input consumer failed")
+
+    # ------------------------------------------------------------------ ConsumerRebalanceListener
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Before giving partitions up: let every batch taken so far be delivered, then commit it."""
+        async with self._taking:
+            await self.worker.settle()
+            await self.commit()
+        for tp in revoked:
+            self._delivered.pop(tp, None)
+            self._committed.pop(tp, None)
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("input partitions assigned: %s", sorted(tp.partition for tp in assigned))

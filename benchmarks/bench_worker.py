@@ -8,9 +8,9 @@ logistic models of 20 features over 100 segments:
    unchanged), (b) ``scorer worker``'s own app and input reader with scoring replaced by forwarding (the
    same stack minus decoding and scoring) and (c) ``scorer worker``; events/s from the first to the last
    output's Kafka timestamp, best of ``--rounds`` alternating runs, and the ratios of (c) to (a) and to (b);
-2. latency: events produced at half the measured scoring rate for ``--latency-seconds``; end-to-end latency
-   = time the output is read back minus the time the event was sent (p50/p99), and the worker's own
-   histogram (Kafka timestamp of the input to delivery of the output);
+2. latency: events produced for ``--latency-seconds`` at 10,000/s (half the 20,000/s target), then at half
+   the measured scoring rate; end-to-end latency = time the output is read back minus the time the event was
+   sent (p50/p99), and the worker's own histogram (Kafka timestamp of the input to delivery of the output);
 3. swaps: during a sustained stream at half rate, 100 swaps (each segment v1 -> v2 once), half announced like
    ``scorer activate`` does (pointer write + model-changes notice), half by a raw CQL UPDATE only; propagation
    = first output of the segment on its new version minus the end of the write; then every event must have
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import platform
@@ -58,6 +59,8 @@ POLL = 1.0
 SCORER = str(Path(sys.executable).parent / "scorer")
 LOG_DIR = Path(tempfile.gettempdir()) / "scorer-bench-logs"
 BASELINES = ("noop", "noop-direct")
+TARGET_LATENCY_RATE = 10_000.0
+"""Half the 20,000 events/s target: the rate the issue's latency target reads as 'half that rate'."""
 TARGETS = {
     "throughput_eps": 20_000.0,
     "ratio_vs_noop": 0.8,
@@ -191,20 +194,24 @@ async def admin(settings: Settings, create: list[str] = (), delete: list[str] = 
 
 
 class Events:
-    """Deterministic events: id e-<n>, segment n % 100, 20 features; ``ts`` (send time) rides along."""
+    """Deterministic events: id e-<n>, segment n % 100, 20 features (4,096 distinct rows, encoded once).
+
+    Each event's JSON is the pre-encoded feature object spliced into its envelope, so the load generator spends
+    about a microsecond per event and does not compete with the worker for the machine's two cores.
+    """
 
     def __init__(self, seed: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.X = rng.normal(size=(4096, N_FEATURES)).round(4)
         self.names = [f"f{i:02d}" for i in range(N_FEATURES)]
+        self._features = [orjson.dumps(dict(zip(self.names, row.tolist(), strict=True))) for row in self.X]
+        self._model = orjson.dumps(MODEL)
 
-    def make(self, n: int, ts: float | None = None) -> tuple[bytes, bytes]:
-        row = self.X[n % len(self.X)]
-        value = {"id": f"e-{n}", "model": MODEL, "segment": segment(n % N_SEGMENTS),
-                 "features": dict(zip(self.names, row.tolist(), strict=True))}
-        if ts is not None:
-            value["ts"] = ts
-        return f"e-{n}".encode(), orjson.dumps(value)
+    def make(self, n: int) -> tuple[bytes, bytes]:
+        key = b"e-%d" % n
+        value = b'{"id":"%s","model":%s,"segment":"%s","features":%s}' % (
+            key, self._model, segment(n % N_SEGMENTS).encode(), self._features[n % 4096])
+        return key, value
 
 
 async def produce_backlog(settings: Settings, topic: str, n: int) -> float:
@@ -252,12 +259,15 @@ class Stream:
         sink = KafkaSink(producer)
         events = Events()
         tick = 0.005
-        chunk = max(1, int(self.rate * tick))
-        started = time.perf_counter()
-        sent = 0
+        rate = 0.0
         try:
             while not self._stop.is_set():
-                due = started + sent / self.rate
+                if rate != self.rate:  # (re)started, or retargeted: a new schedule from now
+                    rate = self.rate
+                    chunk = max(1, int(rate * tick))
+                    started = time.perf_counter()
+                    sent = 0
+                due = started + sent / rate
                 delay = due - time.perf_counter()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -273,6 +283,9 @@ class Stream:
             await producer.flush()
         finally:
             await producer.stop()
+
+    def retarget(self, rate: float) -> None:
+        self.rate = rate
 
     def stop(self) -> int:
         self._stop.set()
@@ -481,17 +494,25 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
     cluster, session = connect(settings)
     store = CassandraModelStore(settings)
     result: dict[str, Any] = {"rate": rate}
+    # The load generator and the reader keep a row per event (a million at full length): the cyclic GC's
+    # full passes over them would stall both threads for 100+ ms, stamping that stall onto the worker's
+    # measured latency. They create no reference cycles, so the harness runs without the cyclic GC.
+    gc.collect()
+    gc.disable()
     try:
         proc, port, log = scorer_worker(settings, topics, f"bw-live-{tag}", args)
         reader = Reader(settings, [topics["out"], topics["dlq"]]).start(keep=True)
-        stream = Stream(settings, topics["in"], rate).start()
+        stream = Stream(settings, topics["in"], TARGET_LATENCY_RATE).start()
         try:
-            time.sleep(3.0)  # warm up
-            mark = time.time()
-            time.sleep(args.latency_seconds)
-            end = time.time()
-            time.sleep(1.0)
-            result["latency"] = latency_from(list(reader.rows), mark, end, stream)
+            # Latency at half the 20,000/s target, then at half the measured rate (where the swaps run too).
+            for key, phase_rate in (("latency_at_target_rate", TARGET_LATENCY_RATE), ("latency", rate)):
+                stream.retarget(phase_rate)
+                time.sleep(3.0)  # warm up
+                mark = time.time()
+                time.sleep(args.latency_seconds)
+                end = time.time()
+                time.sleep(1.0)
+                result[key] = {**latency_from(list(reader.rows), mark, end, stream), "rate": phase_rate}
             result["worker_e2e_p99_ms"] = (worker_p99(http_json(port, "/metrics")) or float("nan")) * 1000
 
             update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "  # noqa: S608
@@ -545,6 +566,7 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
                                       if line.startswith("scorer_swap_failures_total"))
         result["log"] = str(log)
     finally:
+        gc.enable()
         store.close()
         cluster.shutdown()
         asyncio.run(admin(settings, delete=list(topics.values())))
@@ -676,8 +698,14 @@ def main() -> int:
          f">= {TARGETS['ratio_vs_noop']}", throughput["ratio_same_reader"] >= TARGETS["ratio_vs_noop"]),
         ("events per CPU-second: no-op agent / no-op reader / scorer",
          f"{per_cpu['noop']:,.0f} / {per_cpu['noop-direct']:,.0f} / {per_cpu['scorer']:,.0f}", "", ""),
-        (f"e2e latency p50 at {rate:,.0f}/s (ms)", f"{live_report['latency']['p50']:.1f}", "", ""),
-        (f"e2e latency p99 at {rate:,.0f}/s (ms)", f"{live_report['latency']['p99']:.1f}",
+        (f"e2e latency p50 at {TARGET_LATENCY_RATE:,.0f}/s (ms)",
+         f"{live_report['latency_at_target_rate']['p50']:.1f}", "", ""),
+        (f"e2e latency p99 at {TARGET_LATENCY_RATE:,.0f}/s, half the 20,000/s target (ms)",
+         f"{live_report['latency_at_target_rate']['p99']:.1f}", f"< {TARGETS['p99_e2e_ms']:.0f}",
+         live_report["latency_at_target_rate"]["p99"] < TARGETS["p99_e2e_ms"]),
+        (f"e2e latency p50 at {rate:,.0f}/s, half the measured rate (ms)", f"{live_report['latency']['p50']:.1f}",
+         "", ""),
+        (f"e2e latency p99 at {rate:,.0f}/s, half the measured rate (ms)", f"{live_report['latency']['p99']:.1f}",
          f"< {TARGETS['p99_e2e_ms']:.0f}", live_report["latency"]["p99"] < TARGETS["p99_e2e_ms"]),
         ("worker-measured e2e p99 (ms, bucket bound)", f"{live_report['worker_e2e_p99_ms']:.0f}", "", ""),
         ("swap via CLI notice: first output on new version p99 (ms)",

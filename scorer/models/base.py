@@ -108,6 +108,20 @@ class Model:
             self._reject_nonfinite(X)
         return self._predict(X)
 
+    def fuse_key(self) -> tuple | None:
+        """Models with equal keys can be scored together by ``predict_fused``; None: only one at a time."""
+        return None
+
+    @classmethod
+    def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        """``predict`` for many models at once: row i of ``X`` (finite, C-contiguous float64, in
+        ``feature_names`` order) is scored by ``models[owner[i]]``; all models share one ``fuse_key``.
+
+        Scoring a batch over many segments costs one kernel call per segment otherwise, which is most of
+        the per-batch cost when each segment has a handful of rows.
+        """
+        raise NotImplementedError(f"{cls.__name__} has no fused kernel")
+
     def _odd_shape(self, X: np.ndarray) -> np.ndarray:
         """Empty batches get an empty result (kernels never see them); other shapes are refused."""
         if X.ndim == 2 and X.shape[1] == self.n_features:

@@ -51,6 +51,17 @@ class LinearModel(Model):
             self._reject_nonfinite(X)
         return y
 
+    def fuse_key(self) -> tuple | None:
+        return None if self._steps else ("linear", self.n_features)
+
+    @classmethod
+    def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        coef = np.stack([m._coef for m in models])  # type: ignore[attr-defined]
+        intercept = np.array([m._b for m in models])  # type: ignore[attr-defined]
+        y = np.einsum("ij,ij->i", X, coef[owner])
+        y += intercept[owner]
+        return y
+
 
 @register
 class LogisticModel(Model):
@@ -109,6 +120,30 @@ class LogisticModel(Model):
         if self._scale != 1.0:
             return softmax_(np.stack([-z, z], axis=1))
         # expit written straight into the output's second column (one pass fewer than copying it there)
+        out = np.empty((z.shape[0], 2))
+        p = out[:, 1]
+        np.negative(z, out=z)
+        np.minimum(z, 709.0, out=z)
+        np.exp(z, out=z)
+        z += 1.0
+        np.divide(1.0, z, out=p)
+        np.subtract(1.0, p, out=out[:, 0])
+        return out
+
+    def fuse_key(self) -> tuple | None:
+        if self._steps or self._mode not in ("binary", "binary-softmax"):
+            return None
+        return ("logistic-binary", self.n_features, self._scale)
+
+    @classmethod
+    def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        w = np.stack([m._w for m in models])  # type: ignore[attr-defined]
+        b = np.array([m._b for m in models])  # type: ignore[attr-defined]
+        z = np.einsum("ij,ij->i", X, w[owner])
+        z += b[owner]
+        scale = models[0]._scale  # type: ignore[attr-defined]
+        if scale != 1.0:
+            z *= scale  # softmax([-z, z]) == expit(2z)
         out = np.empty((z.shape[0], 2))
         p = out[:, 1]
         np.negative(z, out=z)

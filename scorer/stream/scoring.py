@@ -166,18 +166,20 @@ class BatchScorer:
         scored_at = utc_stamp()
         for names, parts_of_layout in layouts.items():
             X_all, nonfinite = feature_block([e.features for p in parts_of_layout for e in p[4]], names)
+            fused = _fused_outputs(parts_of_layout, X_all)
             start = 0
-            for key, answer, scored_by, is_canary, part in parts_of_layout:
+            for i, (key, answer, scored_by, is_canary, part) in enumerate(parts_of_layout):
                 stop = start + len(part)
                 self._score_part(result, records, key, answer, scored_by, is_canary, part, X_all[start:stop],
                                  None if nonfinite is None else nonfinite[start:stop], scored_at,
-                                 dead_letter_failures)
+                                 dead_letter_failures, fused.get(i))
                 start = stop
         return result
 
     def _score_part(self, result: BatchResult, records: Sequence[InputRecord], key: tuple[str, str],
                     answer: Serving, scored_by: LoadedModel, is_canary: bool, part: list[Event], X: np.ndarray,
-                    nonfinite: np.ndarray | None, scored_at: str, dead_letter_failures: bool) -> None:
+                    nonfinite: np.ndarray | None, scored_at: str, dead_letter_failures: bool,
+                    precomputed: np.ndarray | None = None) -> None:
         model, segment = key
         version = scored_by.version
         counts = result.counts
@@ -198,8 +200,10 @@ class BatchScorer:
             if not part:
                 return
             X = np.ascontiguousarray(X[keep])
+            if precomputed is not None:
+                precomputed = precomputed[keep]
         try:
-            output = scored_by.predictor.predict(X)
+            output = scored_by.predictor.predict(X) if precomputed is None else precomputed
             values, labels = _format(scored_by, output)
         except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
             if dead_letter_failures:
@@ -253,6 +257,44 @@ class BatchScorer:
         dead = self.metrics.dead_letters
         for kind, n in result.reasons.items():
             dead.labels(kind).inc(n)
+
+
+def _fused_outputs(parts: list[tuple[Any, Any, LoadedModel, bool, list[Event]]], X_all: np.ndarray
+                   ) -> dict[int, np.ndarray]:
+    """Outputs of the parts whose models share a fused kernel, by part index, from one call per kernel.
+
+    Rows with NaN/inf are scored too (their outputs are dropped with the rows when dead-lettered); a fused
+    kernel that raises leaves its parts to their own ``predict``, which reports the error per model.
+    """
+    by_key: dict[tuple, list[int]] = {}
+    for i, part in enumerate(parts):
+        predictor = part[2].predictor
+        fuse_key = getattr(predictor, "fuse_key", None)  # any object with predict() can serve; few can fuse
+        key = fuse_key() if fuse_key is not None else None
+        if key is not None:
+            by_key.setdefault((type(predictor), *key), []).append(i)
+    out: dict[int, np.ndarray] = {}
+    if not by_key:
+        return out
+    bounds = np.cumsum([0] + [len(part[4]) for part in parts])
+    for (kind, *_), members in by_key.items():
+        if len(members) < 2:
+            continue
+        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
+        owner = np.repeat(np.arange(len(members)), [bounds[i + 1] - bounds[i] for i in members])
+        X = X_all if rows.size == X_all.shape[0] else np.ascontiguousarray(X_all[rows])
+        try:
+            with np.errstate(invalid="ignore", over="ignore"):
+                fused = kind.predict_fused([parts[i][2].predictor for i in members], X, owner)
+        except Exception:  # noqa: BLE001 - each part then predicts on its own and reports its own error
+            log.exception("fused kernel %s failed; scoring its %d models one by one", kind.__name__, len(members))
+            continue
+        start = 0
+        for i in members:
+            stop = start + int(bounds[i + 1] - bounds[i])
+            out[i] = fused[start:stop]
+            start = stop
+    return out
 
 
 def decode(records: Sequence[InputRecord], limits: Limits) -> tuple[list[Event], list[Invalid]]:

@@ -432,7 +432,7 @@ class KafkaNode(Node):
     def _java_base(self, java: str, lib: Path, heap: str) -> list[str]:
         return [
             java, f"-Xms{heap}", f"-Xmx{heap}", "-server", "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
-            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent", "-XX:TieredStopAtLevel=1",
+            "-XX:InitiatingHeapOccupancyPercent=35", "-XX:+ExplicitGCInvokesConcurrent",
             "-Djava.awt.headless=true",
             f"-Dlog4j.configuration=file:{HERE / 'kafka' / 'log4j.properties'}",
             f"-Dkafka.logs.dir={self.state}",

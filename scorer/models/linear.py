@@ -30,6 +30,30 @@ _exp = math.exp
 _isfinite = math.isfinite
 
 
+def _rowwise_decision(X: np.ndarray, owner: np.ndarray, weights: list[np.ndarray], intercepts: list[float]
+                      ) -> np.ndarray:
+    """z[i] = X[i] @ weights[owner[i]] + intercepts[owner[i]]: the decisions of many models in one pass."""
+    z = np.einsum("ij,ij->i", X, np.stack(weights)[owner])
+    z += np.asarray(intercepts)[owner]
+    return z
+
+
+def _binary_proba(z: np.ndarray) -> np.ndarray:
+    """Rows [1 - expit(z), expit(z)]; ``z`` is overwritten.
+
+    expit is written straight into the output's second column (one pass fewer than copying it there).
+    """
+    out = np.empty((z.shape[0], 2))
+    p = out[:, 1]
+    np.negative(z, out=z)
+    np.minimum(z, 709.0, out=z)
+    np.exp(z, out=z)
+    z += 1.0
+    np.divide(1.0, z, out=p)
+    np.subtract(1.0, p, out=out[:, 0])
+    return out
+
+
 @register
 class LinearModel(Model):
     """``X @ coef + intercept`` (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)."""
@@ -56,11 +80,7 @@ class LinearModel(Model):
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        coef = np.stack([m._coef for m in models])  # type: ignore[attr-defined]
-        intercept = np.array([m._b for m in models])  # type: ignore[attr-defined]
-        y = np.einsum("ij,ij->i", X, coef[owner])
-        y += intercept[owner]
-        return y
+        return _rowwise_decision(X, owner, [m._coef for m in models], [m._b for m in models])  # type: ignore[attr-defined]
 
 
 @register
@@ -119,16 +139,7 @@ class LogisticModel(Model):
             self._reject_nonfinite(X)
         if self._scale != 1.0:
             return softmax_(np.stack([-z, z], axis=1))
-        # expit written straight into the output's second column (one pass fewer than copying it there)
-        out = np.empty((z.shape[0], 2))
-        p = out[:, 1]
-        np.negative(z, out=z)
-        np.minimum(z, 709.0, out=z)
-        np.exp(z, out=z)
-        z += 1.0
-        np.divide(1.0, z, out=p)
-        np.subtract(1.0, p, out=out[:, 0])
-        return out
+        return _binary_proba(z)
 
     def fuse_key(self) -> tuple | None:
         if self._steps or self._mode not in ("binary", "binary-softmax"):
@@ -137,22 +148,11 @@ class LogisticModel(Model):
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        w = np.stack([m._w for m in models])  # type: ignore[attr-defined]
-        b = np.array([m._b for m in models])  # type: ignore[attr-defined]
-        z = np.einsum("ij,ij->i", X, w[owner])
-        z += b[owner]
+        z = _rowwise_decision(X, owner, [m._w for m in models], [m._b for m in models])  # type: ignore[attr-defined]
         scale = models[0]._scale  # type: ignore[attr-defined]
         if scale != 1.0:
             z *= scale  # softmax([-z, z]) == expit(2z)
-        out = np.empty((z.shape[0], 2))
-        p = out[:, 1]
-        np.negative(z, out=z)
-        np.minimum(z, 709.0, out=z)
-        np.exp(z, out=z)
-        z += 1.0
-        np.divide(1.0, z, out=p)
-        np.subtract(1.0, p, out=out[:, 0])
-        return out
+        return _binary_proba(z)
 
     def _predict_multi(self, X: np.ndarray) -> np.ndarray:
         z = X.dot(self._coef_t)

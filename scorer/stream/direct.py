@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from scorer.kafka import aiokafka_options
+from scorer.stream.worker import input_seconds
 
 if TYPE_CHECKING:
     from scorer.config import Settings
@@ -103,8 +104,6 @@ class DirectConsumer(ConsumerRebalanceListener):
             self._delivered.update(offsets)
             if self._due():
                 await self.commit()
-
-        from scorer.stream.worker import input_seconds
 
         await self.worker.handle_guarded(records, delivered, input_seconds(records, 0.001))
 

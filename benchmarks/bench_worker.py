@@ -694,8 +694,9 @@ def main() -> int:
          best["scorer"] >= TARGETS["throughput_eps"]),
         ("scorer / no-op faust agent", f"{throughput['ratio']:.2f}", f">= {TARGETS['ratio_vs_noop']}",
          throughput["ratio"] >= TARGETS["ratio_vs_noop"]),
-        ("scorer / no-op on the same reader", f"{throughput['ratio_same_reader']:.2f}",
-         f">= {TARGETS['ratio_vs_noop']}", throughput["ratio_same_reader"] >= TARGETS["ratio_vs_noop"]),
+        # Not the target (that is the faust agent above): what decoding and scoring cost on top of
+        # moving bytes through the same reader, sink and delivery pipeline.
+        ("scorer / no-op on the same reader (information)", f"{throughput['ratio_same_reader']:.2f}", "", ""),
         ("events per CPU-second: no-op agent / no-op reader / scorer",
          f"{per_cpu['noop']:,.0f} / {per_cpu['noop-direct']:,.0f} / {per_cpu['scorer']:,.0f}", "", ""),
         (f"e2e latency p50 at {TARGET_LATENCY_RATE:,.0f}/s (ms)",

@@ -28,7 +28,8 @@ if TYPE_CHECKING:
               help="Seconds between reads of each served model's active_models partition.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Most events per micro-batch.")
 @click.option("--batch-window-ms", type=float, default=10.0, show_default=True,
-              help="Longest wait for a micro-batch to fill, in milliseconds.")
+              help="Longest wait for a micro-batch, in milliseconds (direct reader: for its first event, then "
+              "it takes whatever has arrived; faust reader: for the batch to fill).")
 @click.option("--max-models", type=int, default=10_000, show_default=True,
               help="(model, segment) entries kept in memory; least recently used ones are evicted beyond this.")
 @click.option("--fallback-segment", default="__default__", show_default=True,

@@ -5,7 +5,9 @@ tracks each ack for its commit logic: about 80 us of Python per message, which c
 12,000 events per CPU-second before any work is done (benchmarks/bench_worker.py). The worker scores whole
 batches and only needs, per partition, the offset up to which every output is on the broker. So this reader
 takes ``getmany`` batches straight from aiokafka (about 5 us per message in all) and commits those offsets
-itself; the faust app around it still runs the web pages, the watcher tasks, signals and shutdown
+itself. A batch is what has arrived when the worker asks, up to ``batch_size`` (waiting at most
+``batch_window_ms`` for a first event): under load batches grow by themselves, and a light stream never
+waits for a batch to fill; the faust app around it still runs the web pages, the watcher tasks, signals and shutdown
 (``WorkerConfig.consumer = "direct"``, the default; ``"faust"`` keeps the ``noack_take`` agent).
 
 Delivery rules, the same as the agent's: a batch's offsets are marked only after every output of the batch has

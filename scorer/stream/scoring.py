@@ -280,9 +280,11 @@ def _fused_outputs(parts: list[tuple[Any, Any, LoadedModel, bool, list[Event]]],
     for (kind, *_), members in by_key.items():
         if len(members) < 2:
             continue
-        rows = np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])
         owner = np.repeat(np.arange(len(members)), [bounds[i + 1] - bounds[i] for i in members])
-        X = X_all if rows.size == X_all.shape[0] else np.ascontiguousarray(X_all[rows])
+        if owner.size == X_all.shape[0]:  # the usual case: every part of the layout fuses
+            X = X_all
+        else:
+            X = np.ascontiguousarray(X_all[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])])
         try:
             with np.errstate(invalid="ignore", over="ignore"):
                 fused = kind.predict_fused([parts[i][2].predictor for i in members], X, owner)

@@ -340,7 +340,7 @@ def render_worker(d: dict[str, Any]) -> list[str]:
         ["no-op on the worker's own reader (events/s)", fmt(get(tp, "best", "noop-direct"), ",.0f")],
         ["scorer worker (events/s)", fmt(get(tp, "best", "scorer"), ",.0f")],
         ["scorer / no-op faust agent", fmt(tp.get("ratio"), ".2f")],
-        ["scorer / no-op on the same reader", fmt(tp.get("ratio_same_reader"), ".2f")],
+        ["scorer / no-op on the same reader (information)", fmt(tp.get("ratio_same_reader"), ".2f")],
         [f"e2e latency p50 / p99 at {fmt(get(live, 'latency_at_target_rate', 'rate'), ',.0f')}/s (ms)",
          f"{fmt(get(live, 'latency_at_target_rate', 'p50'))} / {fmt(get(live, 'latency_at_target_rate', 'p99'))}"],
         [f"e2e latency p50 / p99 at {fmt(live.get('rate'), ',.0f')}/s (ms)",

@@ -135,7 +135,8 @@ class BatchScorer:
         """Score resolved groups; model errors go to ``failures`` unless ``dead_letter_failures``.
 
         Events of every group whose model reads the same feature layout go into one matrix (one pass over
-        the dicts, one finiteness check); each (segment, version) then predicts on its own row slice.
+        the dicts, one finiteness check); each (segment, version) then predicts on its own row slice, except
+        models with a fused kernel (linear, binary logistic), which score all their slices in one call.
         """
         result = BatchResult()
         for inv in invalid:

@@ -40,14 +40,30 @@ def cassandra(base_settings: Settings) -> Iterator[Session]:
     cluster.shutdown()
 
 
+def _fresh_keyspace(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
+    keyspace = f"t_{uuid.uuid4().hex[:16]}"
+    fresh = base_settings.model_copy(update={"keyspace": keyspace})
+    schema.apply(cassandra, fresh)
+    yield fresh
+    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+
+
 @pytest.fixture
 def settings(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
     """Settings pointing at a fresh keyspace with the whole schema applied; dropped afterwards."""
-    keyspace = f"t_{uuid.uuid4().hex[:16]}"
-    test_settings = base_settings.model_copy(update={"keyspace": keyspace})
-    schema.apply(cassandra, test_settings)
-    yield test_settings
-    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
+    yield from _fresh_keyspace(base_settings, cassandra)
+
+
+@pytest.fixture(scope="module")
+def ks(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
+    """One fresh keyspace for a whole module (creating tables is slow); its tests keep apart by ``model``."""
+    yield from _fresh_keyspace(base_settings, cassandra)
+
+
+@pytest.fixture
+def model() -> str:
+    """A model name no other test uses."""
+    return f"m{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import json
 import re
 import struct
 import tracemalloc
-import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -21,7 +20,6 @@ import numpy as np
 import pytest
 from cassandra.cluster import Session
 
-from scorer import schema
 from scorer.config import Settings
 from scorer.errors import ChecksumMismatch, InvalidWeights, NotFound, StoreError
 from scorer.models import ModelWeights, build
@@ -34,24 +32,10 @@ SMALL = 16 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def ks(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
-    keyspace = f"t_{uuid.uuid4().hex[:16]}"
-    module_settings = base_settings.model_copy(update={"keyspace": keyspace})
-    schema.apply(cassandra, module_settings)
-    yield module_settings
-    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-
-
-@pytest.fixture(scope="module")
 def store(ks: Settings) -> Iterator[CassandraModelStore]:
     # The smallest chunks allowed, so that a 300-feature logistic model spans several chunk rows.
     with CassandraModelStore(ks, chunk_size=1024) as opened:
         yield opened
-
-
-@pytest.fixture
-def model() -> str:
-    return f"m{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ import pytest
 from cassandra.cluster import Session
 from store_helpers import big_mlp, logistic, snapshot, weights_for_arch
 
-from scorer import schema
 from scorer.config import Settings
 from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, StoreError, StoreUnavailable
 from scorer.models import ModelWeights, archs, build
@@ -20,24 +19,9 @@ from scorer.store import CassandraModelStore, ModelStore
 
 
 @pytest.fixture(scope="module")
-def ks(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
-    """One fresh keyspace for this module (creating tables is slow); each test uses its own model name."""
-    keyspace = f"t_{uuid.uuid4().hex[:16]}"
-    module_settings = base_settings.model_copy(update={"keyspace": keyspace})
-    schema.apply(cassandra, module_settings)
-    yield module_settings
-    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-
-
-@pytest.fixture(scope="module")
 def store(ks: Settings) -> Iterator[CassandraModelStore]:
     with CassandraModelStore(ks) as opened:
         yield opened
-
-
-@pytest.fixture
-def model() -> str:
-    return f"m{uuid.uuid4().hex[:12]}"
 
 
 def test_store_implements_the_protocol(store: CassandraModelStore) -> None:

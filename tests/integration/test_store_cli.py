@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,7 +15,6 @@ from cassandra.cluster import Session
 from click.testing import CliRunner, Result
 from store_helpers import logistic, snapshot
 
-from scorer import schema
 from scorer.cli import main
 from scorer.config import Settings
 from scorer.models import ModelWeights
@@ -24,21 +22,6 @@ from scorer.store import CassandraModelStore
 
 ROOT = Path(__file__).resolve().parents[2]
 SCORER = ROOT / ".venv" / "bin" / "scorer"
-
-
-@pytest.fixture(scope="module")
-def ks(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
-    """One fresh keyspace for this module; each test uses its own model name."""
-    keyspace = f"t_{uuid.uuid4().hex[:16]}"
-    module_settings = base_settings.model_copy(update={"keyspace": keyspace})
-    schema.apply(cassandra, module_settings)
-    yield module_settings
-    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-
-
-@pytest.fixture
-def model() -> str:
-    return f"m{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture

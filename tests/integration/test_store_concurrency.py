@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Iterator
 
 import pytest
-from cassandra.cluster import Session
 from store_helpers import logistic
 
-from scorer import schema
 from scorer.config import Settings
 from scorer.store import CassandraModelStore
-
-
-@pytest.fixture(scope="module")
-def ks(base_settings: Settings, cassandra: Session) -> Iterator[Settings]:
-    keyspace = f"t_{uuid.uuid4().hex[:16]}"
-    module_settings = base_settings.model_copy(update={"keyspace": keyspace})
-    schema.apply(cassandra, module_settings)
-    yield module_settings
-    cassandra.execute(f"DROP KEYSPACE IF EXISTS {keyspace}", timeout=60)
-
-
-@pytest.fixture
-def model() -> str:
-    return f"m{uuid.uuid4().hex[:12]}"
 
 
 def run_together(n: int, work) -> list:

@@ -40,7 +40,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -62,6 +61,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._support import cpu_seconds, create_keyspace, drop_keyspace, free_port  # noqa: E402
 from scorer.config import Settings, load_settings  # noqa: E402
 
 MODEL = "cmp"
@@ -474,21 +474,6 @@ class Watch:
 
 # ------------------------------------------------------------------------------------------ processes
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process so far (all its threads), from /proc."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 class Proc:
     """One subprocess with its log file, stopped by SIGTERM (SIGKILL if it ignores it)."""
 
@@ -856,10 +841,8 @@ class Bench:
 
 def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any) -> dict[str, Any]:
     """Fit v1 and v2 per segment; save them for (a)/(b); publish them for (c); check all three agree."""
-    from scorer import schema
     from scorer.models import build
     from scorer.store import CassandraModelStore
-    from scorer.store.connection import connect
     from trainers import export
 
     started = time.perf_counter()
@@ -875,11 +858,7 @@ def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any) -
             parity = max(parity, float(np.abs(rebuilt[seg].predict_proba(X) - expected).max()),
                          float(np.abs(exported - expected).max()))
     fit_s = time.perf_counter() - started
-    cluster, session = connect(settings)
-    try:
-        schema.apply(session, settings)
-    finally:
-        cluster.shutdown()
+    create_keyspace(settings)
     started = time.perf_counter()
     with CassandraModelStore(settings) as store:
         for v, pipelines in versions.items():
@@ -888,16 +867,6 @@ def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any) -
     console.print(f"fitted {2 * n_segments} pipelines in {fit_s:.1f} s, published them in "
                   f"{time.perf_counter() - started:.1f} s; rebuilt/exported vs fitted max |diff| {parity:.1e}")
     return {"models_max_abs_diff": parity}
-
-
-def drop_keyspace(settings: Settings) -> None:
-    from scorer.store.connection import connect
-
-    cluster, session = connect(settings)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
 
 
 def machine() -> dict[str, Any]:

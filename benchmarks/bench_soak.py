@@ -27,14 +27,12 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 import uuid
-import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC
@@ -48,6 +46,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._support import create_keyspace, drop_keyspace, fitted_logistic, free_port  # noqa: E402
 from scorer.config import Settings, load_settings  # noqa: E402
 
 MODEL = "soak"
@@ -65,12 +64,6 @@ def segment(i: int) -> str:
     return f"seg{i:02d}"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def bootstrap(settings: Settings) -> str:
     return settings.kafka.removeprefix("kafka://").replace(";", ",")
 
@@ -80,41 +73,14 @@ def bootstrap(settings: Settings) -> str:
 
 def setup_store(settings: Settings) -> None:
     """Keyspace with the schema; v1 (live) and v2 (published) for every segment."""
-    from sklearn.linear_model import LogisticRegression
-
-    from scorer import schema
     from scorer.store import CassandraModelStore
-    from scorer.store.connection import connect
-    from trainers import export
 
-    cluster, session = connect(settings)
-    try:
-        schema.apply(session, settings)
-    finally:
-        cluster.shutdown()
-    names = [f"f{i:02d}" for i in range(N_FEATURES)]
-    versions = []
-    for seed in (0, 1):
-        rng = np.random.default_rng(seed)
-        X = rng.normal(size=(300, N_FEATURES))
-        y = (X @ rng.normal(size=N_FEATURES) > 0).astype(int)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            versions.append(export(LogisticRegression(max_iter=300).fit(X, y), feature_names=names))
+    create_keyspace(settings)
+    versions = [fitted_logistic(seed, N_FEATURES) for seed in (0, 1)]
     with CassandraModelStore(settings) as store:
         for i, weights in enumerate(versions):
             store.publish_many(MODEL, [(segment(s), weights, None, None) for s in range(N_SEGMENTS)],
                                activate=i == 0)
-
-
-def drop_keyspace(settings: Settings) -> None:
-    from scorer.store.connection import connect
-
-    cluster, session = connect(settings)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=60)
-    finally:
-        cluster.shutdown()
 
 
 async def topics_admin(settings: Settings, create: dict[str, int] | None = None,

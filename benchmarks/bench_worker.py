@@ -37,7 +37,6 @@ import threading
 import time
 import urllib.request
 import uuid
-import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._support import cpu_seconds, create_keyspace, drop_keyspace, fitted_logistic, free_port  # noqa: E402
 from scorer.config import Settings, load_settings  # noqa: E402
 
 MODEL = "bench"
@@ -131,27 +131,10 @@ def direct_forwarder(args: argparse.Namespace) -> None:
 
 def setup_store(settings: Settings) -> None:
     """Keyspace with the schema, and v1 (live) and v2 (published) logistic models for every segment."""
-    from sklearn.linear_model import LogisticRegression
-
-    from scorer import schema
     from scorer.store import CassandraModelStore
-    from scorer.store.connection import connect
-    from trainers import export
 
-    cluster, session = connect(settings)
-    try:
-        schema.apply(session, settings)
-    finally:
-        cluster.shutdown()
-    names = [f"f{i:02d}" for i in range(N_FEATURES)]
-    models = []
-    for seed in range(10):
-        rng = np.random.default_rng(seed)
-        X = rng.normal(size=(300, N_FEATURES))
-        y = (X @ rng.normal(size=N_FEATURES) > 0).astype(int)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            models.append(export(LogisticRegression(max_iter=300).fit(X, y), feature_names=names))
+    create_keyspace(settings)
+    models = [fitted_logistic(seed, N_FEATURES) for seed in range(10)]
     with CassandraModelStore(settings) as store:
         store.publish_many(MODEL, [(segment(i), models[i % 5], None, None) for i in range(N_SEGMENTS)],
                            activate=True)
@@ -160,16 +143,6 @@ def setup_store(settings: Settings) -> None:
 
 def segment(i: int) -> str:
     return f"seg{i:03d}"
-
-
-def drop_keyspace(settings: Settings) -> None:
-    from scorer.store.connection import connect
-
-    cluster, session = connect(settings)
-    try:
-        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
-    finally:
-        cluster.shutdown()
 
 
 def bootstrap(settings: Settings) -> list[str]:
@@ -371,14 +344,6 @@ def http_json(port: int, path: str) -> Any:
     return orjson.loads(body) if path == "/models" else body.decode()
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def scorer_worker(settings: Settings, topics: dict[str, str], app_id: str, args: argparse.Namespace,
                   extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, Path]:
     port = free_port()
@@ -449,12 +414,6 @@ def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> di
                 "us_cpu_per_event": cpu / max(1, n - counted_first) * 1e6, "produce_s": produce_seconds}
     finally:
         asyncio.run(admin(settings, delete=list(topics.values())))
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads) so far, from /proc (Linux)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentiles(values: list[float]) -> dict[str, float]:

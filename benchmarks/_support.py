@@ -1,0 +1,71 @@
+"""Scaffolding the benchmark scripts share: a keyspace made and dropped, a fitted model, a free port, process CPU.
+
+The scripts run standalone (``python benchmarks/bench_x.py``); each puts the repository root on ``sys.path``
+before importing this module as ``benchmarks._support``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from scorer.config import Settings
+    from scorer.models import ModelWeights
+
+
+def create_keyspace(settings: Settings) -> None:
+    """``settings.keyspace`` with the whole schema applied."""
+    from scorer import schema
+    from scorer.store.connection import connect
+
+    cluster, session = connect(settings)
+    try:
+        schema.apply(session, settings)
+    finally:
+        cluster.shutdown()
+
+
+def drop_keyspace(settings: Settings) -> None:
+    from scorer.store.connection import connect
+
+    cluster, session = connect(settings)
+    try:
+        session.execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}", timeout=120)
+    finally:
+        cluster.shutdown()
+
+
+def fitted_logistic(seed: int, n_features: int) -> ModelWeights:
+    """A LogisticRegression really fitted on 300 random rows (its own per seed), exported with features f00..."""
+    from sklearn.linear_model import LogisticRegression
+
+    from trainers import export
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(300, n_features))
+    y = (X @ rng.normal(size=n_features) > 0).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = LogisticRegression(max_iter=300).fit(X, y)
+    return export(fitted, feature_names=[f"f{i:02d}" for i in range(n_features)])
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads) so far, from /proc (Linux); 0 once it has gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import struct
 import zipfile
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -278,51 +279,39 @@ def test_load_refuses_non_npz_and_foreign_npz(tmp_path) -> None:
         ModelWeights.load(plain)
 
 
-def test_load_refuses_pickled_member(tmp_path) -> None:
+def _tampered(tmp_path, coef: Callable[[bytes], bytes] | None = None, extra: dict[str, bytes] | None = None):
+    """A saved sample .npz with its coef.npy member rewritten by ``coef`` and ``extra`` members added."""
     path = tmp_path / "w.npz"
     sample().save(path)
     evil = tmp_path / "evil.npz"
     with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
         for info in src.infolist():
             data = src.read(info)
-            if info.filename == "coef.npy":
-                data = _npy_bytes(np.array([{"x": 1}, 2, 3], dtype=object))
+            if coef is not None and info.filename == "coef.npy":
+                data = coef(data)
             dst.writestr(info, data)
+        for name, data in (extra or {}).items():
+            dst.writestr(name, data)
+    return evil
+
+
+def test_load_refuses_pickled_member(tmp_path) -> None:
+    evil = _tampered(tmp_path, coef=lambda _: _npy_bytes(np.array([{"x": 1}, 2, 3], dtype=object)))
     with pytest.raises(InvalidWeights, match="dtype"):
         ModelWeights.load(evil)
-    extra = tmp_path / "extra.npz"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(extra, "w") as dst:
-        for info in src.infolist():
-            dst.writestr(info, src.read(info))
-        dst.writestr("obj.npy", _npy_bytes(np.array([{"x": 1}], dtype=object)))
+    extra = _tampered(tmp_path, extra={"obj.npy": _npy_bytes(np.array([{"x": 1}], dtype=object))})
     with pytest.raises(InvalidWeights, match="not listed"):
         ModelWeights.load(extra)
 
 
 def test_load_refuses_shape_larger_than_member(tmp_path) -> None:
-    path = tmp_path / "w.npz"
-    sample().save(path)
-    evil = tmp_path / "evil.npz"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "coef.npy":
-                data = data.replace(b"(3,)", b"(999999999,)".ljust(4))
-            dst.writestr(info, data)
+    evil = _tampered(tmp_path, coef=lambda data: data.replace(b"(3,)", b"(999999999,)".ljust(4)))
     with pytest.raises(InvalidWeights, match="claims shape|unreadable"):
         ModelWeights.load(evil)
 
 
 def test_load_refuses_header_mismatch(tmp_path) -> None:
-    path = tmp_path / "w.npz"
-    sample().save(path)
-    evil = tmp_path / "evil.npz"
-    with zipfile.ZipFile(path) as src, zipfile.ZipFile(evil, "w") as dst:
-        for info in src.infolist():
-            data = src.read(info)
-            if info.filename == "coef.npy":
-                data = _npy_bytes(np.zeros(4))
-            dst.writestr(info, data)
+    evil = _tampered(tmp_path, coef=lambda _: _npy_bytes(np.zeros(4)))
     with pytest.raises(InvalidWeights, match="header says"):
         ModelWeights.load(evil)
 

@@ -6,10 +6,10 @@ STACK := $(PY) -m devstack.stack
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help venv up down status fetch schema test unit integration lint demo bench clean
+.PHONY: help venv up down status fetch schema test unit integration lint rules prometheus-tools demo bench clean
 
 help:
-	@echo "make demo | test | up | down | status | lint | bench | clean"
+	@echo "make demo | test | up | down | status | lint | rules | bench | clean"
 
 venv: $(VENV)/.installed
 
@@ -39,11 +39,22 @@ schema: up
 lint: venv
 	$(PY) -m ruff check $(wildcard scorer trainers devstack tests benchmarks)
 
+## Alert rules: promtool (Debian's prometheus package, installed here when missing) checks the Prometheus
+## config and runs the rules' unit tests (monitoring/alerts_test.yml).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+rules: prometheus-tools
+	promtool check config monitoring/prometheus.yml
+	promtool test rules monitoring/alerts_test.yml
+
+prometheus-tools:
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
 unit: venv
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
 
 # Starts the services it needs, runs everything, and stops only what it started.
-test: lint
+test: lint rules
 	@rec=$$(mktemp); trap '$(STACK) down --record '"$$rec" INT TERM; \
 	$(STACK) up --record $$rec || { $(STACK) down --record $$rec; exit 1; }; \
 	status=0; $(PY) -m pytest $(PYTEST_ARGS) || status=$$?; \

@@ -47,6 +47,9 @@ START=$(date +%s)
 step() { printf '\n\033[1;34m==> %s\033[0m\n' "$*"; }
 now() { date +%s.%N; }
 die() { printf '\033[1;31mdemo failed: %s\033[0m\n' "$*" >&2; exit 1; }
+# Copy stdin to stdout and to stderr. Not `tee /dev/stderr`: that reopens the file behind fd 2, which
+# truncates a log redirected with `>` (make demo > demo.log 2>&1 would lose everything before it).
+to_both() { while IFS= read -r line; do printf '%s\n' "$line"; printf '%s\n' "$line" >&2; done; }
 
 [ -x "$BIN/scorer" ] || die "no $BIN/scorer; run 'make demo' (it creates the virtual environment) or set VENV"
 [ -x "$BIN/cqlsh" ] || die "no $BIN/cqlsh; reinstall the dev extra: $BIN/pip install -e '.[dev]'"
@@ -128,9 +131,9 @@ scorer train --data "$DATA/retrain_$DRIFT_CITY.csv" --model "$MODEL" --segment-c
 scorer train --data "$DATA/retrain_$CQL_CITY.csv" --model "$MODEL" --segment-col city --target cancelled \
   --features "$FEATURES" --arch gbt --param n_estimators=60 --param max_depth=3 --out "$DATA/v2/$CQL_CITY"
 V_DRIFT=$(scorer publish --model "$MODEL" --segment "$DRIFT_CITY" --weights "$(ls "$DATA/v2/$DRIFT_CITY"/*.npz)" \
-  | tee /dev/stderr | published_version "$DRIFT_CITY")
+  | to_both | published_version "$DRIFT_CITY")
 V_CQL=$(scorer publish --model "$MODEL" --segment "$CQL_CITY" --weights "$(ls "$DATA/v2/$CQL_CITY"/*.npz)" \
-  | tee /dev/stderr | published_version "$CQL_CITY")
+  | to_both | published_version "$CQL_CITY")
 [ -n "$V_DRIFT" ] && [ -n "$V_CQL" ] || die "could not read the published version numbers"
 
 step "stream part 2 ($PART2 events, ~$(( PART2 / ${RATE%.*} )) s) and swap two cities while it flows"

@@ -85,6 +85,8 @@ def export(estimator: Any, feature_names: Sequence[str] | None = None) -> ModelW
     n_features = getattr(first, "n_features_in_", None)
     if n_features is None and hasattr(first, "num_feature"):  # a bare lightgbm.Booster
         n_features = first.num_feature()
+    if n_features is None and hasattr(first, "num_features"):  # a bare xgboost.Booster
+        n_features = first.num_features()
     if not isinstance(n_features, int | np.integer):
         raise UnsupportedModel(f"cannot export {type(first).__name__}: it has no n_features_in_ (is it fitted?)")
     names = _feature_names(first, int(n_features), feature_names)

@@ -6,4 +6,5 @@ from trainers.exporters import lightgbm  # noqa: F401
 from trainers.exporters import linear  # noqa: F401
 from trainers.exporters import mlp  # noqa: F401
 from trainers.exporters import trees  # noqa: F401
+from trainers.exporters import xgboost  # noqa: F401
 # isort: on

@@ -171,3 +171,15 @@ def read_xgboost_json(data: bytes | str) -> Imported:
     except (ValueError, RecursionError):
         raise _fail("not valid JSON (truncated or corrupt)") from None
     return read_xgboost(doc)
+
+
+def read_xgboost_ubj(data: bytes) -> Imported:
+    """Parse XGBoost's UBJSON model bytes with scorer's own bounded decoder."""
+    from scorer.importers.ubjson import loads
+
+    if len(data) > MAX_BYTES:
+        raise _fail(f"file larger than {MAX_BYTES} bytes")
+    doc = loads(data)
+    if not isinstance(doc, dict):
+        raise _fail("not an XGBoost model (top level is not an object)")
+    return read_xgboost(doc)

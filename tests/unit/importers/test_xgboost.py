@@ -73,3 +73,21 @@ def test_refusals():
     lin = xgb.XGBRegressor(n_estimators=3, booster="gblinear", n_jobs=1).fit(X, X[:, 0])
     with pytest.raises(UnsupportedModel, match="linear"):
         export(lin)
+
+
+def test_ubjson_gives_the_same_arrays_and_refuses_truncation():
+    from scorer.importers.xgboost import read_xgboost_ubj
+
+    rng = np.random.default_rng(5)
+    X = _data(rng)
+    est = xgb.XGBClassifier(n_estimators=30, max_depth=5, n_jobs=1).fit(X, (np.nan_to_num(X[:, 0]) > 0).astype(int))
+    booster = est.get_booster()
+    a = read_xgboost_json(bytes(booster.save_raw("json")))
+    raw = bytes(booster.save_raw("ubj"))
+    b = read_xgboost_ubj(raw)
+    for k, v in a.arrays.items():
+        assert b.arrays[k].tobytes() == v.tobytes(), k
+    with pytest.raises(UnsupportedModel, match="truncated"):
+        read_xgboost_ubj(raw[: len(raw) // 3])
+    with pytest.raises(UnsupportedModel, match="UBJSON"):
+        read_xgboost_ubj(b"{" + b"\xff" * 20)

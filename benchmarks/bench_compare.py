@@ -278,32 +278,16 @@ class Topics:
 
 
 async def create_topics(settings: Settings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import ensure_topics
 
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, 1 if n.endswith("-changes") else PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
+    await ensure_topics(settings, {n: 1 if n.endswith("-changes") else PARTITIONS for n in names})
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
     """Every topic of this run: ours and the ones faust made for its app ids (all start with the prefix)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from scorer.kafka import delete_topics as delete
 
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        names = [n for n in await admin.list_topics() if n.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    await delete(settings, prefix=prefix)
 
 
 class Events:
@@ -320,12 +304,10 @@ class Events:
 
 async def produce_backlog(settings: Settings, topics: list[str], n: int) -> float:
     """The same n events, in the same order and partitions, to every topic; seconds taken."""
-    from aiokafka import AIOKafkaProducer
-
-    from scorer.kafka import aiokafka_options
+    from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20,
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20,
                                 max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
@@ -362,12 +344,10 @@ class Feed:
             self.error = exc
 
     async def _run(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        from scorer.kafka import aiokafka_options
+        from scorer.kafka import new_producer
         from scorer.stream.sink import KafkaSink
 
-        producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks=1, linger_ms=0)
+        producer = new_producer(self.settings, acks=1, linger_ms=0)
         await producer.start()
         sink = KafkaSink(producer)
         events = Events()
@@ -666,8 +646,8 @@ class Scorer(Approach):
 
         def api_release() -> Change:
             """What a deploy service holding a store does: ModelStore.release plus the notice the CLI sends."""
+            from scorer.kafka.notices import try_publish_notice
             from scorer.store import CassandraModelStore
-            from scorer.stream.notices import try_publish_notice
 
             with CassandraModelStore(self.bench.settings) as store:  # opened before the clock starts
                 at = time.time()

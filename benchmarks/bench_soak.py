@@ -85,17 +85,12 @@ def setup_store(settings: Settings) -> None:
 
 async def topics_admin(settings: Settings, create: dict[str, int] | None = None,
                        delete: list[str] | None = None) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import delete_topics, ensure_topics
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings))
-    await admin.start()
-    try:
-        if create:
-            await admin.create_topics([NewTopic(name, n, 1) for name, n in create.items()])
-        if delete:
-            await admin.delete_topics(delete)
-    finally:
-        await admin.close()
+    if create:
+        await ensure_topics(settings, create)
+    if delete:
+        await delete_topics(settings, delete)
 
 
 class Events:
@@ -239,9 +234,9 @@ async def read_outputs(settings: Settings, topics: dict[str, str], out: Outputs,
 async def produce(settings: Settings, topic: str, events: Events, prefix: str, *, n: int | None = None,
                   rate: float | None = None, seconds: float | None = None) -> list[str]:
     """Send ``n`` events as fast as possible, or ``rate`` per second for ``seconds``; the ids acknowledged."""
-    from aiokafka import AIOKafkaProducer
+    from scorer.kafka import new_producer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings), acks="all", linger_ms=5)
+    producer = new_producer(settings, linger_ms=5)
     await producer.start()
     sent: list[tuple[str, asyncio.Future]] = []
     try:

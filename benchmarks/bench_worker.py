@@ -77,9 +77,7 @@ def forwarder(args: argparse.Namespace) -> None:
     if args.reader == "direct":
         direct_forwarder(args)
         return
-    from aiokafka import AIOKafkaProducer
-
-    from scorer.kafka import aiokafka_options
+    from scorer.kafka import new_producer
     from scorer.stream.app import faust_options, input_topic, new_app, new_worker
     from scorer.stream.sink import KafkaSink
     from scorer.stream.worker import WorkerConfig
@@ -92,7 +90,7 @@ def forwarder(args: argparse.Namespace) -> None:
     topic = input_topic(app, args.input)
 
     async def forward(stream: Any) -> None:
-        producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=config.producer_linger_ms,
+        producer = new_producer(settings, linger_ms=config.producer_linger_ms,
                                     max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
         await producer.start()
         sink = KafkaSink(producer)
@@ -152,18 +150,12 @@ def bootstrap(settings: Settings) -> list[str]:
 
 
 async def admin(settings: Settings, create: list[str] = (), delete: list[str] = ()) -> None:  # type: ignore[assignment]
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import delete_topics, ensure_topics
 
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings))
-    await client.start()
-    try:
-        if create:
-            await client.create_topics([NewTopic(name, PARTITIONS if "changes" not in name else 1, 1)
-                                        for name in create])
-        if delete:
-            await client.delete_topics(list(delete))
-    finally:
-        await client.close()
+    if create:
+        await ensure_topics(settings, {name: PARTITIONS if "changes" not in name else 1 for name in create})
+    if delete:
+        await delete_topics(settings, delete)
 
 
 class Events:
@@ -188,11 +180,10 @@ class Events:
 
 
 async def produce_backlog(settings: Settings, topic: str, n: int) -> float:
-    from aiokafka import AIOKafkaProducer
-
+    from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings), acks="all", linger_ms=5,
+    producer = new_producer(settings, linger_ms=5,
                                 max_batch_size=1 << 20, max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
@@ -223,11 +214,10 @@ class Stream:
         return self
 
     async def _run(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
+        from scorer.kafka import new_producer
         from scorer.stream.sink import KafkaSink
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(self.settings), acks=1, linger_ms=0)
+        producer = new_producer(self.settings, acks=1, linger_ms=0)
         await producer.start()
         sink = KafkaSink(producer)
         events = Events()
@@ -442,9 +432,9 @@ def worker_p99(metrics_text: str) -> float | None:
 
 def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str, Any]:
     """One worker on a steady stream: latency first, then 100 swaps; then check every event's output."""
+    from scorer.kafka.notices import try_publish_notice
     from scorer.store import CassandraModelStore
     from scorer.store.connection import connect
-    from scorer.stream.notices import try_publish_notice
 
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}

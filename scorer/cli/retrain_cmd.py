@@ -91,11 +91,17 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
         window_rows=window_rows, metrics_interval=metrics_interval, poll_interval=poll_interval, group_id=group_id,
         from_beginning=from_beginning, monitor_only=monitor_only, web_port=web_port)
 
+    fit = None
+    if not monitor_only:
+        # scikit-learn takes seconds to import: here, before the event loop runs (a loop blocked that long at
+        # the first refit would miss Kafka heartbeats and lose its partitions).
+        from trainers.segment import refit as fit
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await RetrainWorker(cli.settings, config).run(stop)
+        await RetrainWorker(cli.settings, config, fit=fit).run(stop)
 
     asyncio.run(serve())

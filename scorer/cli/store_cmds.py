@@ -60,7 +60,7 @@ def change_pointer(cli: CliContext, change: Callable[[ModelStore], Activation]) 
 
 def _announce(cli: CliContext, model: str, segment: str | None, action: str, version: int | None) -> None:
     """A model-changes notice so workers swap now rather than at their next poll; a failure only warns."""
-    from scorer.stream.notices import try_publish_notice
+    from scorer.kafka.notices import try_publish_notice
 
     warning = try_publish_notice(cli.settings, model, segment, action, version)
     if warning is not None:

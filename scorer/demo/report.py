@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import orjson
 
+from scorer.config import Settings
 from scorer.errors import ConfigError
 
 KINDS = ("event", "prediction", "dead_letter")
@@ -246,18 +247,20 @@ def write_dump(path: str | Path, dump: Iterable[tuple[str, Any, float | None]]) 
 
 
 # -- Kafka --------------------------------------------------------------------------------------------
-async def _read_topics(options: Mapping[str, Any], topics: Mapping[str, str], idle_seconds: float,
+async def _read_topics(settings: Settings, topics: Mapping[str, str], idle_seconds: float,
                        timeout: float) -> list[tuple[str, Any, float | None]]:
     """Every record of ``topics`` (kind -> topic) from the beginning to the end offsets seen at start."""
     from aiokafka import AIOKafkaConsumer
 
-    partitions = await _partitions(options, topics.values())
+    from scorer.kafka import aiokafka_options, partitions_of
+
+    partitions = await partitions_of(settings, topics.values())
     kind_of = {topic: kind for kind, topic in topics.items()}
     out: list[tuple[str, Any, float | None]] = []
     if not partitions:
         return out
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
     await consumer.start()
     try:
         consumer.assign(partitions)
@@ -292,23 +295,6 @@ async def _read_topics(options: Mapping[str, Any], topics: Mapping[str, str], id
     return [(kind, _parse(value), timestamp) for kind, value, timestamp in out]
 
 
-async def _partitions(options: Mapping[str, Any], topics: Iterable[str]) -> list[Any]:
-    """Every partition of the topics that exist (a DLQ topic nobody wrote to may not: it holds nothing)."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [topic for topic in dict.fromkeys(topics) if topic in existing]
-        described = await admin.describe_topics(wanted) if wanted else []
-    finally:
-        await admin.close()
-    return [TopicPartition(entry["topic"], part["partition"]) for entry in described
-            for part in sorted(entry["partitions"], key=lambda p: p["partition"])]
-
-
 def _event_id_only(value: bytes | None) -> Any:
     """Input events only matter for their id (the send time is the record's timestamp): keep them small."""
     try:
@@ -327,13 +313,13 @@ def _parse(value: Any) -> Any:
     return value
 
 
-def read_kafka(options: Mapping[str, Any], topics: Mapping[str, str], *, idle_seconds: float = 5.0,
+def read_kafka(settings: Settings, topics: Mapping[str, str], *, idle_seconds: float = 5.0,
                timeout: float = 300.0) -> list[tuple[str, Any, float | None]]:
     """Synchronous wrapper: ``(kind, value, timestamp_ms)`` for every record of the given topics."""
     for kind in topics:
         if kind not in KINDS:
             raise ConfigError(f"unknown record kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return asyncio.run(_read_topics(options, topics, idle_seconds, timeout))
+    return asyncio.run(_read_topics(settings, topics, idle_seconds, timeout))
 
 
 # -- computations -------------------------------------------------------------------------------------

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections import deque
@@ -29,6 +28,7 @@ import numpy as np
 import orjson
 
 from scorer.config import Settings
+from scorer.errors import ConfigError
 from scorer.monitor.accuracy import LiveMetrics, MetricsConfig, outcome, task_of
 from scorer.monitor.join import LabelJoin
 from scorer.monitor.topics import (
@@ -41,7 +41,9 @@ from scorer.monitor.topics import (
     version_key,
 )
 from scorer.retrain.policy import Decision, Fit, RetrainConfig, RetrainPolicy
+from scorer.retrain.refit import RefitFn, RefitRequest, RefitSkipped
 from scorer.retrain.window import TrainingWindows
+from scorer.store.base import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -108,10 +110,11 @@ class RetrainGauges:
 class RetrainWorker:
     """The service; ``await run(stop)`` until ``stop`` is set. ``ready`` is set once partitions are assigned."""
 
-    def __init__(self, settings: Settings, config: WorkerConfig, *, store: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, config: WorkerConfig, *, store: ModelStore | None = None,
+                 fit: RefitFn | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.config = config
+        self._fit_fn = fit
         self.policy = RetrainPolicy(config.retrain)
         self.join = LabelJoin(ttl=config.join_ttl, max_entries=config.join_max, clock=clock)
         self.live = LiveMetrics(config.metrics)
@@ -149,10 +152,8 @@ class RetrainWorker:
             self._store = await asyncio.to_thread(CassandraModelStore, self.settings)
         if not self._models:
             self._models = set(await asyncio.to_thread(self._store.models))
-        if not self.config.monitor_only:
-            # scikit-learn takes seconds to import: do it now, in a thread, not in the loop at the first refit
-            # (a loop blocked that long misses Kafka heartbeats and loses its partitions).
-            await asyncio.to_thread(importlib.import_module, "trainers.segment")
+        if not self.config.monitor_only and self._fit_fn is None:
+            raise ConfigError("a retrain worker that retrains needs a fit function (or monitor_only)")
         await self._poll_pointers()
         if self.config.web_port is not None:
             from prometheus_client import start_http_server
@@ -412,8 +413,6 @@ class RetrainWorker:
         self.decisions.append({"model": model, "segment": segment, "what": what, "at": self._clock(), **evidence})
 
     async def _fit(self, fit: Fit) -> None:
-        from trainers.segment import SkipSegment, TrainConfig, fit_segment, prepare_target
-
         cfg = self.config.retrain
         info = self._infos.get((fit.model, fit.segment, fit.live_version))
         window = self.windows.get(fit.model, fit.segment)
@@ -422,12 +421,15 @@ class RetrainWorker:
         X, y = window.latest(fit.rows)
         task = "regression" if info.classes is None else "classification"
         arch = cfg.arch or (info.metrics or {}).get("arch")
-        train_config = TrainConfig(arch=arch, task=task, min_rows=min(cfg.min_train_rows, max(len(y), 2)),
-                                   test_size=cfg.test_size, seed=window.total, params=dict(cfg.params))
+        request = RefitRequest(X=X, y=y, task=task, arch=arch, segment=fit.segment,
+                               feature_names=tuple(info.feature_names),
+                               min_rows=min(cfg.min_train_rows, max(len(y), 2)), test_size=cfg.test_size,
+                               seed=window.total, params=dict(cfg.params))
+        if self._fit_fn is None:
+            raise ConfigError(f"{fit.model}/{fit.segment}: this retrain worker has no fit function")
         try:
-            result = await asyncio.to_thread(fit_segment, X, prepare_target(y, task), train_config,
-                                             segment=fit.segment, feature_names=info.feature_names, task=task)
-        except SkipSegment as exc:
+            result = await asyncio.to_thread(self._fit_fn, request)
+        except RefitSkipped as exc:
             self.policy.fit_failed(fit.model, fit.segment, self._clock())
             self._record(fit.model, fit.segment, "fit_skipped", {"reason": str(exc)})
             return
@@ -479,15 +481,13 @@ class RetrainWorker:
 
     async def _notify(self, model: str, segment: str, action: str, version: int) -> None:
         """A model-changes notice so scoring workers follow now rather than at their next poll (best effort)."""
-        from datetime import UTC, datetime
+        from scorer.kafka.notices import notice_fields, notice_key
 
         topic = getattr(self.settings, "changes_topic", None)
         if not topic:
             return
         try:
-            await self._publisher.send(topic, model.encode(), {
-                "model": model, "segment": segment, "action": action, "version": version,
-                "at": datetime.now(UTC).isoformat()})
+            await self._publisher.send(topic, notice_key(model), notice_fields(model, segment, action, version))
         except Exception:  # noqa: BLE001 - the scoring workers' poll catches the change anyway
             log.warning("could not publish a model-changes notice for %s/%s", model, segment, exc_info=True)
 

@@ -159,27 +159,11 @@ def _busy(exc: BaseException) -> bool:
         isinstance(err, ConnectionBusy) for err in exc.errors.values())
 
 
-def _now() -> datetime:
-    """UTC now at millisecond precision, so what we return equals what Cassandra stores."""
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def _aware(value: datetime | None) -> datetime | None:
     # The driver returns naive UTC datetimes for timestamp columns.
     if value is None or value.tzinfo is not None:
         return value
     return value.replace(tzinfo=UTC)
-
-
-def _where(model: str, segment: str | None = None, version: int | None = None) -> str:
-    text = model if segment is None else f"{model}/{segment}"
-    return text if version is None else f"{text} version {version}"
-
-
-def _who_and_why(actor: str | None, reason: str | None) -> tuple[str, str | None]:
-    """The actor (default: this process's user@host) and reason recorded with a pointer change, checked."""
-    return rules.check_text(actor, "actor") or default_actor(), rules.check_text(reason, "reason")
 
 
 class CassandraModelStore:
@@ -331,7 +315,7 @@ class CassandraModelStore:
         else:
             rules.check_segment(segment)
             result = self._execute(self._q["active_segment"], (model, segment),
-                                   f"read active version of {_where(model, segment)}")
+                                   f"read active version of {rules.where(model, segment)}")
         return {row.segment: ActiveModel(model, row.segment, row.version, row.canary_version, row.canary_fraction,
                                          row.shadow_version, _aware(row.updated_at))
                 for row in self._rows(result, f"read active versions of {model}")}
@@ -361,7 +345,7 @@ class CassandraModelStore:
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise StoreError(f"{_where(row.model, row.segment, row.version)}: version row column {column} is "
+            raise StoreError(f"{rules.where(row.model, row.segment, row.version)}: version row column {column} is "
                              f"not JSON ({exc}): {raw[:40]!r}") from None
 
     def version_info(self, model: str, segment: str, version: int) -> VersionInfo | None:
@@ -369,7 +353,7 @@ class CassandraModelStore:
         rules.check_model(model)
         rules.check_segment(segment)
         rules.check_version(version)
-        what = f"read {_where(model, segment, version)}"
+        what = f"read {rules.where(model, segment, version)}"
         return self._info(self._execute(self._q["version"], (model, segment, version), what).one())
 
     def versions(self, model: str, segment: str | None = None) -> list[VersionInfo]:
@@ -381,7 +365,7 @@ class CassandraModelStore:
             f"list versions of {model}/")
         out: list[VersionInfo] = []
         for seg, result in zip(segments, results, strict=True):
-            out.extend(info for row in self._rows(result, f"list versions of {_where(model, seg)}")
+            out.extend(info for row in self._rows(result, f"list versions of {rules.where(model, seg)}")
                        if (info := self._info(row)) is not None)
         return out
 
@@ -399,7 +383,7 @@ class CassandraModelStore:
         if version is None:
             pointer = self.active(model, segment).get(segment)
             if pointer is None or pointer.version is None:
-                raise NotFound(f"{_where(model, segment)} has no active version")
+                raise NotFound(f"{rules.where(model, segment)} has no active version")
             version = pointer.version
         key = (model, segment, version)
         result = self.load_many([key])[key]
@@ -447,12 +431,12 @@ class CassandraModelStore:
             for seg in segs:
                 row = found.get(seg)
                 if row is None or row.status != COMPLETE:
-                    out[(model, seg, version)] = NotFound(f"{_where(model, seg, version)} does not exist or is not "
-                                                          f"complete")
+                    out[(model, seg, version)] = NotFound(
+                        f"{rules.where(model, seg, version)} does not exist or is not complete")
                     continue
                 try:  # a corrupt row must not size the chunk read (fetch_size) or anything else
                     rules.check_version_row(n_chunks=row.n_chunks, size_bytes=row.size_bytes,
-                                            checksum=row.checksum, where=_where(model, seg, version))
+                                            checksum=row.checksum, where=rules.where(model, seg, version))
                 except ChecksumMismatch as exc:
                     out[(model, seg, version)] = exc
                     continue
@@ -470,7 +454,7 @@ class CassandraModelStore:
                 bound.fetch_size = max(1, PAGE_BYTES // max(row.chunk_size or self.chunk_size for row in members))
             work.append((bound, None))
         for ((model, version), segs), (ok, result) in zip(groups, self._concurrent(work), strict=True):
-            what = f"read chunks of {_where(model, segs[0], version)}" + (
+            what = f"read chunks of {rules.where(model, segs[0], version)}" + (
                 f" and {len(segs) - 1} more" if segs[1:] else "")
             try:
                 if not ok:
@@ -488,7 +472,7 @@ class CassandraModelStore:
 
     @staticmethod
     def _decode(key: tuple[str, str, int], row: Any, chunks: list[tuple[int, bytes]]) -> ModelWeights | Exception:
-        where = _where(*key)
+        where = rules.where(*key)
         try:
             data = rules.assemble(chunks, n_chunks=row.n_chunks, size_bytes=row.size_bytes, checksum=row.checksum,
                                   where=where)
@@ -508,7 +492,7 @@ class CassandraModelStore:
             self._concurrent([(self._q["activations"], (model, seg, limit)) for seg in segments]), segments,
             f"read activation log of {model}/")
         entries = [self._activation(row) for seg, result in zip(segments, results, strict=True)
-                   for row in self._rows(result, f"read activation log of {_where(model, seg)}")]
+                   for row in self._rows(result, f"read activation log of {rules.where(model, seg)}")]
         entries.sort(key=lambda entry: (entry.at, entry.segment), reverse=True)
         return entries[:limit]
 
@@ -518,7 +502,7 @@ class CassandraModelStore:
                           row.to_version, row.canary_version, row.canary_fraction, row.reason, row.release_id)
 
     def _log(self, model: str, segment: str) -> Iterator[Activation]:
-        what = f"read activation log of {_where(model, segment)}"
+        what = f"read activation log of {rules.where(model, segment)}"
         result = self._execute(self._q["activation_log"], (model, segment), what)
         return (self._activation(row) for row in self._rows(result, what))
 
@@ -533,7 +517,7 @@ class CassandraModelStore:
             try:
                 self.activate(model, segment, version, actor=author, reason=reason)
             except ScorerError as exc:  # say that the version exists, so nobody publishes it twice
-                raise type(exc)(f"{_where(model, segment, version)} was published but not activated: {exc}") \
+                raise type(exc)(f"{rules.where(model, segment, version)} was published but not activated: {exc}") \
                     from exc
         return version
 
@@ -561,7 +545,7 @@ class CassandraModelStore:
 
         segments = [item["segment"] for item in prepared]
         # One partition (the model): a single batch registers every segment.
-        now = _now()
+        now = rules.now_ms()
         register = BatchStatement(batch_type=BatchType.UNLOGGED)
         for seg in segments:
             register.add(self._q["add_segment"], (model, seg, now))
@@ -586,7 +570,7 @@ class CassandraModelStore:
         # (the row may have landed), so only these are discarded.
         self._discard_chunks(model, {seg: versions[seg] for seg in failed})
         rows_for = [item for item in prepared if item["segment"] not in failed]
-        created = _now()
+        created = rules.now_ms()
         row_work = [(self._q["insert_version"], (
             model, item["segment"], versions[item["segment"]], item["arch"], item["feature_names"], item["classes"],
             item["metadata"], item["metrics"], item["stats"], item["size"], len(item["chunks"]), self.chunk_size,
@@ -596,7 +580,7 @@ class CassandraModelStore:
                 failed[item["segment"]] = result
         if failed:
             first_seg, first_exc = next(iter(failed.items()))
-            error = self._error(first_exc, f"publish {_where(model, first_seg, versions[first_seg])}")
+            error = self._error(first_exc, f"publish {rules.where(model, first_seg, versions[first_seg])}")
             kind = StoreUnavailable if isinstance(error, StoreUnavailable) else StoreError
             raise kind(f"{error}; {len(failed)} of {len(prepared)} segments not published"
                        + (", nothing activated" if activate else "")) from first_exc
@@ -611,7 +595,7 @@ class CassandraModelStore:
         except (TypeError, ValueError):
             raise ConfigError(f"publish {model}: items are (segment, weights, metrics, stats); got {item!r}") from None
         rules.check_segment(segment)
-        where = _where(model, segment)
+        where = rules.where(model, segment)
         if not isinstance(weights, ModelWeights):
             raise InvalidWeights(f"publish {where}: weights must be ModelWeights; got {type(weights).__name__}")
         try:
@@ -647,7 +631,7 @@ class CassandraModelStore:
         won: dict[str, int] = {}
         for round_no in range(MAX_CLAIM_ROUNDS):
             attempt = list(pending.items())
-            now = _now()
+            now = rules.now_ms()
             results = self._concurrent([(self._q["claim"], (model, seg, version, owner, now))
                                         for seg, version in attempt])
             unknown = []
@@ -663,7 +647,7 @@ class CassandraModelStore:
                     won[seg] = self._claim_without_paxos(model, seg, version, owner)  # see store/claims.py
                     del pending[seg]
                 else:
-                    raise self._error(result, f"claim {_where(model, seg, version)}") from result
+                    raise self._error(result, f"claim {rules.where(model, seg, version)}") from result
             for seg, version in unknown:
                 try:
                     holder = self._claim_holder(model, seg, version)
@@ -690,7 +674,7 @@ class CassandraModelStore:
 
     def _claim_holder(self, model: str, segment: str, version: int) -> uuid.UUID | None:
         """Settle a claim whose LWT timed out: a LOCAL_SERIAL read finishes any in-flight Paxos round."""
-        what = f"settle the claim of {_where(model, segment, version)} (its LWT timed out)"
+        what = f"settle the claim of {rules.where(model, segment, version)} (its LWT timed out)"
         for attempt in range(3):
             try:
                 row = self._execute(self._q["claim_owner"], (model, segment, version), what,
@@ -708,16 +692,16 @@ class CassandraModelStore:
         try:
             if self._plain_claims is None:
                 self._plain_claims = PlainClaims(self._session, self.settings.keyspace)
-            return self._plain_claims.claim(model, segment, version, owner, _now)
+            return self._plain_claims.claim(model, segment, version, owner, rules.now_ms)
         except Exception as exc:  # noqa: BLE001 - mapped like every driver failure
-            raise self._error(exc, f"claim {_where(model, segment, version)} without Paxos") from exc
+            raise self._error(exc, f"claim {rules.where(model, segment, version)} without Paxos") from exc
 
     def _discard_chunks(self, model: str, versions: dict[str, int]) -> None:
         """Best effort after a failed publish; prune removes what this cannot."""
         work = [(self._q["delete_chunks"], (model, seg, version)) for seg, version in versions.items()]
         for (ok, result), (seg, version) in zip(self._concurrent(work), versions.items(), strict=True):
             if not ok:
-                log.warning("could not discard chunks of %s: %s", _where(model, seg, version), result)
+                log.warning("could not discard chunks of %s: %s", rules.where(model, seg, version), result)
 
     # ------------------------------------------------------------------ pointers
 
@@ -728,12 +712,13 @@ class CassandraModelStore:
         # Only on the error path: say whether the model, the segment or just that version is unknown.
         if self._execute(self._q["any_segment"], (model,), f"look up model {model}").one() is None \
                 and not self.active(model):
-            raise NotFound(f"cannot {action} {_where(model, segment, version)}: unknown model {model!r}")
-        newest = self._execute(self._q["newest_version"], (model, segment), f"look up {_where(model, segment)}").one()
+            raise NotFound(f"cannot {action} {rules.where(model, segment, version)}: unknown model {model!r}")
+        newest = self._execute(self._q["newest_version"], (model, segment),
+                               f"look up {rules.where(model, segment)}").one()
         if newest is None:
-            raise NotFound(f"cannot {action} {_where(model, segment, version)}: segment {segment!r} of {model} "
+            raise NotFound(f"cannot {action} {rules.where(model, segment, version)}: segment {segment!r} of {model} "
                            f"has no versions")
-        raise NotFound(f"cannot {action} {_where(model, segment, version)}: no such complete version "
+        raise NotFound(f"cannot {action} {rules.where(model, segment, version)}: no such complete version "
                        f"(newest is {newest.version})")
 
     def _pointer(self, model: str, segment: str) -> ActiveModel | None:
@@ -745,7 +730,7 @@ class CassandraModelStore:
         batch = BatchStatement(batch_type=BatchType.LOGGED)
         batch.add(self._q[name], params)
         batch.add(self._q["log_activation"], self._log_params(entry, uuid_from_time(entry.at.timestamp())))
-        what = f"{entry.action} {_where(entry.model, entry.segment, entry.to_version)}"
+        what = f"{entry.action} {rules.where(entry.model, entry.segment, entry.to_version)}"
         try:
             self._session.execute(batch)
         except Exception as exc:  # noqa: BLE001 - mapped below
@@ -771,7 +756,7 @@ class CassandraModelStore:
         rules.check_model(model)
         rules.check_segment(segment)
         rules.check_version(version)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         self._require_version(model, segment, version, "activate")
         return self._set_primary(model, segment, version, "activate", actor, reason)
 
@@ -779,7 +764,7 @@ class CassandraModelStore:
                      reason: str | None) -> Activation:
         current = self._pointer(model, segment)
         clear = current is None or current.canary_version in (None, version)
-        at = _now()
+        at = rules.now_ms()
         entry = Activation(model, segment, at, actor, action, current.version if current else None, version,
                            None if clear else current.canary_version, None if clear else current.canary_fraction,
                            reason)
@@ -791,13 +776,13 @@ class CassandraModelStore:
         """Return the segment to the version it had before its last activation (rollbacks stack)."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         target = rules.rollback_target(self._log(model, segment))
         if target is None:
-            raise NotFound(f"cannot roll back {_where(model, segment)}: no activation to undo in its log")
+            raise NotFound(f"cannot roll back {rules.where(model, segment)}: no activation to undo in its log")
         if target.from_version is None:
-            raise StoreError(f"cannot roll back {_where(model, segment)}: version {target.to_version} was its first "
-                             f"activation ({target.at:%Y-%m-%d %H:%M:%S} UTC), there is nothing earlier")
+            raise StoreError(f"cannot roll back {rules.where(model, segment)}: version {target.to_version} was its "
+                             f"first activation ({target.at:%Y-%m-%d %H:%M:%S} UTC), there is nothing earlier")
         self._require_version(model, segment, target.from_version, "roll back to")
         return self._set_primary(model, segment, target.from_version, "rollback", actor, reason)
 
@@ -808,15 +793,15 @@ class CassandraModelStore:
         rules.check_segment(segment)
         rules.check_version(version)
         fraction = rules.check_fraction(fraction)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         self._require_version(model, segment, version, "canary")
         current = self._pointer(model, segment)
         if current is None or current.version is None:
-            raise StoreError(f"cannot canary {_where(model, segment, version)}: the segment has no active version "
+            raise StoreError(f"cannot canary {rules.where(model, segment, version)}: the segment has no active version "
                              f"to run beside; activate one first")
         if current.version == version:
-            raise ConfigError(f"cannot canary {_where(model, segment, version)}: it is already the active version")
-        at = _now()
+            raise ConfigError(f"cannot canary {rules.where(model, segment, version)}: it is already the active version")
+        at = rules.now_ms()
         entry = Activation(model, segment, at, actor, "canary", current.version, current.version, version, fraction,
                            reason)
         return self._change(entry, ("set_canary", (version, fraction, at, actor, reason, model, segment)))
@@ -826,10 +811,10 @@ class CassandraModelStore:
         """Make the canary the primary version and clear the canary."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if current is None or current.canary_version is None:
-            raise StoreError(f"cannot promote {_where(model, segment)}: it has no canary")
+            raise StoreError(f"cannot promote {rules.where(model, segment)}: it has no canary")
         self._require_version(model, segment, current.canary_version, "promote")
         return self._set_primary(model, segment, current.canary_version, "promote", actor, reason)
 
@@ -838,11 +823,11 @@ class CassandraModelStore:
         """End the canary without promoting it: the primary serves all traffic again (logged as ``retire``)."""
         rules.check_model(model)
         rules.check_segment(segment)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if current is None or current.canary_version is None:
-            raise StoreError(f"cannot retire the canary of {_where(model, segment)}: it has no canary")
-        at = _now()
+            raise StoreError(f"cannot retire the canary of {rules.where(model, segment)}: it has no canary")
+        at = rules.now_ms()
         entry = Activation(model, segment, at, actor, "retire", current.version, current.version,
                            current.canary_version, current.canary_fraction, reason)
         return self._change(entry, ("clear_canary", (at, actor, reason, model, segment)))
@@ -859,18 +844,19 @@ class CassandraModelStore:
         rules.check_segment(segment)
         if version is not None:
             rules.check_version(version)
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         current = self._pointer(model, segment)
         if version is not None:
             self._require_version(model, segment, version, "shadow")
             if current is None or current.version is None:
-                raise StoreError(f"cannot shadow {_where(model, segment, version)}: the segment has no active "
+                raise StoreError(f"cannot shadow {rules.where(model, segment, version)}: the segment has no active "
                                  f"version to run beside; activate one first")
             if current.version == version:
-                raise ConfigError(f"cannot shadow {_where(model, segment, version)}: it is already the active version")
+                raise ConfigError(f"cannot shadow {rules.where(model, segment, version)}: it is already the active "
+                                  "version")
         elif current is None or current.shadow_version is None:
-            raise StoreError(f"cannot clear the shadow of {_where(model, segment)}: it has no shadow")
-        at = _now()
+            raise StoreError(f"cannot clear the shadow of {rules.where(model, segment)}: it has no shadow")
+        at = rules.now_ms()
         live = current.version if current is not None else None
         entry = Activation(model, segment, at, actor, "shadow", live, live, version, None, reason)
         return self._change(entry, ("set_shadow", (version, at, actor, reason, model, segment)))
@@ -884,7 +870,7 @@ class CassandraModelStore:
         for segment, version in mapping.items():
             rules.check_segment(segment)
             rules.check_version(version, f"version of segment {segment!r}")
-        actor, reason = _who_and_why(actor, reason)
+        actor, reason = rules.who_and_why(actor, reason)
         groups = _groups([(model, seg, v) for seg, v in mapping.items()], lambda key: 1, limit=None)
         results = self._all_ok(self._concurrent([(self._q["versions_in"], (model, segs, version))
                                                  for (_, version), segs in groups]),
@@ -907,7 +893,7 @@ class CassandraModelStore:
                                segments, f"find newest versions of {model}/")
         newest: dict[str, int] = {}
         for seg, result in zip(segments, results, strict=True):
-            for row in self._rows(result, f"find newest version of {_where(model, seg)}"):
+            for row in self._rows(result, f"find newest version of {rules.where(model, seg)}"):
                 if row.status == COMPLETE:
                     newest[seg] = row.version
                     break
@@ -918,7 +904,7 @@ class CassandraModelStore:
         actor = actor or default_actor()
         current = self.active(model)
         release_id = str(uuid.uuid4())
-        at = _now()
+        at = rules.now_ms()
         # Same partition for every row: Cassandra applies the whole batch atomically and in isolation.
         batch = BatchStatement(batch_type=BatchType.UNLOGGED)
         entries = []
@@ -958,14 +944,14 @@ class CassandraModelStore:
         results = self._all_ok(reads, [seg for seg in segments for _ in names], f"read versions of {model}/")
         doomed: list[tuple[str, int]] = []
         suspects: list[tuple[str, int]] = []
-        horizon = _now() - ORPHAN_GRACE
+        horizon = rules.now_ms() - ORPHAN_GRACE
         for index, seg in enumerate(segments):
             versions_rs, claims_rs, log_rs = results[3 * index:3 * index + 3]
-            complete = [row.version for row in self._rows(versions_rs, f"read {_where(model, seg)}")
+            complete = [row.version for row in self._rows(versions_rs, f"read {rules.where(model, seg)}")
                         if row.status == COMPLETE]
             pointer = pointers.get(seg)
             protected = [pointer.version, pointer.canary_version, pointer.shadow_version] if pointer else []
-            log_what = f"read activation log of {_where(model, seg)}"
+            log_what = f"read activation log of {rules.where(model, seg)}"
             target = rules.rollback_target(self._activation(row) for row in self._rows(log_rs, log_what))
             if target is not None:
                 protected.append(target.from_version)
@@ -973,7 +959,7 @@ class CassandraModelStore:
             doomed.extend((seg, version) for version in plan)
             kept = [version for version in complete if version not in plan]
             floor = min(kept) if kept else 0
-            for row in self._rows(claims_rs, f"read claims of {_where(model, seg)}"):
+            for row in self._rows(claims_rs, f"read claims of {rules.where(model, seg)}"):
                 claimed_at = _aware(row.claimed_at)
                 if (row.version > floor and row.version not in complete and claimed_at is not None
                         and claimed_at < horizon):

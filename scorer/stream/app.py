@@ -19,6 +19,7 @@ import faust
 import orjson
 
 from scorer.config import Settings
+from scorer.kafka import ensure_topics
 from scorer.stream.metrics import CONTENT_TYPE, WorkerMetrics
 from scorer.stream.scoring import BatchHook
 from scorer.stream.worker import ScoringWorker, WorkerConfig
@@ -162,30 +163,6 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
 
 def worker_of(app: faust.App) -> ScoringWorker:
     return getattr(app, WORKER_ATTR)
-
-
-async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:
-    """Create the missing topics (name -> partitions); returns the ones created. Existing ones are left as is."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
-        created = []
-        for new in missing:
-            try:
-                await admin.create_topics([new])
-                created.append(new.name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        await admin.close()
 
 
 def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "info",

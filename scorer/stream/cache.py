@@ -21,13 +21,16 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import numpy as np
 
 from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, ScorerError
 from scorer.stream.events import MODEL_UNAVAILABLE, UNKNOWN_MODEL, UNKNOWN_SEGMENT
 from scorer.stream.metrics import WorkerMetrics
+
+if TYPE_CHECKING:
+    from scorer.store import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -261,7 +264,7 @@ class ModelCache:
 
     def __init__(
         self,
-        store: Any,
+        store: ModelStore | None,
         *,
         models: Sequence[str] | None = None,
         max_models: int = 10_000,

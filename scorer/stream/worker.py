@@ -26,10 +26,10 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from scorer.config import Settings
+from scorer.kafka.notices import Notice, follow_notices
 from scorer.stream.cache import ModelCache, is_transient
 from scorer.stream.events import Limits
 from scorer.stream.metrics import WorkerMetrics
-from scorer.stream.notices import Notice, follow_notices
 from scorer.stream.scoring import BatchHook, BatchResult, BatchScorer, decode
 from scorer.stream.sink import KafkaSink
 
@@ -169,9 +169,7 @@ class ScoringWorker:
 
     async def start(self) -> None:
         """Connect to the store (retrying while it is down), preload models, open the output producer."""
-        from aiokafka import AIOKafkaProducer
-
-        from scorer.kafka import aiokafka_options
+        from scorer.kafka import new_producer
 
         attempt = 0
         while self.store is None:
@@ -197,8 +195,8 @@ class ScoringWorker:
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
                 await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
-        self._producer = AIOKafkaProducer(
-            **aiokafka_options(self.settings), acks="all", linger_ms=self.config.producer_linger_ms,
+        self._producer = new_producer(
+            self.settings, linger_ms=self.config.producer_linger_ms,
             max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
         )
         await self._producer.start()

@@ -23,7 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from scorer.config import load_settings
+from scorer.kafka import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "reports" / "faults.json"
@@ -36,12 +38,7 @@ def free_port(address: str = "127.0.0.1") -> int:
 
 
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics.items()])
-    finally:
-        await admin.close()
+    await ensure_topics(load_settings().model_copy(update={"kafka": f"kafka://{bootstrap}"}), topics)
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:

@@ -11,9 +11,9 @@ import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
 
 from scorer.config import Settings
+from scorer.kafka import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,19 +24,8 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-async def _delete_topics(bootstrap: str, prefix: str, group: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix) or t.startswith(group)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @pytest.mark.slow
-def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: Settings, bootstrap: str,
+def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: Settings,
                                                                     tmp_path: Path) -> None:
     run = f"t{uuid.uuid4().hex[:10]}"
     report = tmp_path / "report"
@@ -59,7 +48,8 @@ def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: S
             result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, stdout=sink,
                                     stderr=subprocess.STDOUT, text=True, timeout=420, check=False)
     finally:
-        asyncio.run(_delete_topics(bootstrap, f"demo-{run}-", f"scorer-demo-{run}"))
+        asyncio.run(delete_topics(settings, prefix=f"demo-{run}-"))
+        asyncio.run(delete_topics(settings, prefix=f"scorer-demo-{run}"))
     output = demo_log.read_text()
     log = report / "worker.log"
     worker_lines = [line for line in (log.read_text().splitlines() if log.is_file() else [])

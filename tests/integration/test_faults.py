@@ -39,9 +39,9 @@ from stream_support import Collector, Topics, WorkerProcess, event, make_topics,
 from devstack.stack import CassandraNode, KafkaNode
 from scorer import schema
 from scorer.config import Settings, load_settings
+from scorer.kafka.notices import publish_notice_async
 from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
-from scorer.stream.notices import publish_notice_async
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from scorer.config import load_settings
+from scorer.kafka.notices import Notice, decode_notice, encode_notice, try_publish_notice
 from scorer.stream.metrics import BulkHistogram, WorkerMetrics
-from scorer.stream.notices import Notice, decode_notice, encode_notice, try_publish_notice
 from scorer.stream.sink import key_partition
 from scorer.stream.worker import WorkerConfig, _backoff
 

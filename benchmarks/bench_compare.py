@@ -307,8 +307,7 @@ async def produce_backlog(settings: Settings, topics: list[str], n: int) -> floa
     from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20,
-                                max_request_size=8 << 20)
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
     events = Events()
@@ -944,8 +943,8 @@ def notes(args: argparse.Namespace) -> list[str]:
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "
-        "micro-batches of up to 1000 events or 10 ms; it runs scorer's own faust fetch loop unless "
-        "--stock-consumer is among its flags, while the baked and REST agents run stock faust.",
+        "micro-batches of up to 1000 events or 10 ms; it reads with its direct reader (one aiokafka consumer), "
+        "while the baked and REST agents run stock faust.",
     ]
 
 

@@ -84,14 +84,13 @@ def forwarder(args: argparse.Namespace) -> None:
 
     settings = load_settings()
     config = WorkerConfig(input_topic=args.input, output_topic=args.output, app_id=args.app_id,
-                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False,
-                          fast_consumer=not args.stock_consumer)
+                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False)
     app = new_app(args.app_id, config, **faust_options(settings, config))
     topic = input_topic(app, args.input)
 
     async def forward(stream: Any) -> None:
         producer = new_producer(settings, linger_ms=config.producer_linger_ms,
-                                    max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
         await producer.start()
         sink = KafkaSink(producer)
         same = await sink.partitions(args.input) == await sink.partitions(args.output)
@@ -109,7 +108,7 @@ def direct_forwarder(args: argparse.Namespace) -> None:
     """``scorer worker`` itself (direct reader, pipelined delivery, commits) with scoring replaced by forwarding
     each message unchanged: the same stack minus decoding and scoring."""
     from scorer.stream.app import create_app, new_worker, worker_of
-    from scorer.stream.scoring import BatchResult
+    from scorer.stream.batch import Batch, BatchResult
     from scorer.stream.worker import WorkerConfig
 
     settings = load_settings()
@@ -118,8 +117,8 @@ def direct_forwarder(args: argparse.Namespace) -> None:
                           follow_changes=False, models=(MODEL,), poll_interval=3600)
     app = create_app(settings, config)
 
-    async def forward(records: Any) -> BatchResult:
-        return BatchResult(predictions=[(r.key, r.value, i) for i, r in enumerate(records)])
+    async def forward(batch: Batch) -> None:
+        batch.result = BatchResult(predictions=[(r.key, r.value, i) for i, r in enumerate(batch.records)])
 
     worker_of(app).process = forward  # type: ignore[method-assign]
     new_worker(app, "warning").execute_from_commandline()
@@ -183,8 +182,7 @@ async def produce_backlog(settings: Settings, topic: str, n: int) -> float:
     from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = new_producer(settings, linger_ms=5,
-                                max_batch_size=1 << 20, max_request_size=8 << 20)
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
     events = Events()
@@ -374,7 +372,6 @@ def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> di
             proc, log = start_process([sys.executable, __file__, "forwarder", "--input", topics["in"], "--output",
                                        topics["out"], "--app-id", app_id, "--batch-size", str(args.batch_size),
                                        "--window-ms", str(args.window_ms),
-                                       *(["--stock-consumer"] if kind == "noop-stock" else []),
                                        *(["--reader", "direct"] if kind == "noop-direct" else [])], settings, kind)
         else:
             extra = ("--consumer", "faust") if kind == "scorer-faust" else ()
@@ -568,7 +565,6 @@ def main() -> int:
     fwd.add_argument("--app-id", required=True)
     fwd.add_argument("--batch-size", type=int, default=1000)
     fwd.add_argument("--window-ms", type=float, default=10.0)
-    fwd.add_argument("--stock-consumer", action="store_true")
     fwd.add_argument("--reader", choices=["faust", "direct"], default="faust")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -583,7 +579,7 @@ def main() -> int:
     parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
     parser.add_argument("--kinds", default="noop,noop-direct,scorer",
                         help="Drains to run each round, of: noop (the no-op faust agent), noop-direct (scorer "
-                        "worker forwarding instead of scoring), noop-stock, scorer, scorer-faust.")
+                        "worker forwarding instead of scoring), scorer, scorer-faust.")
     args = parser.parse_args()
     if args.command == "forwarder":
         forwarder(args)

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 @click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
-@click.option("--stock-consumer", is_flag=True,
-              help="With --consumer faust: faust's own fetch loop (slower) instead of scorer's delivery path.")
+@click.option("--stock-consumer", is_flag=True, hidden=True,
+              help="Accepted for compatibility: --consumer faust always runs faust's stock consumer now.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
 @worker_monitor_options
@@ -79,7 +79,6 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             web_port=web_port, web_host=web_host, app_id=app_id, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
-            fast_consumer=not stock_consumer,
         )
     except ValidationError as exc:
         first = exc.errors()[0]

@@ -20,6 +20,8 @@ import orjson
 
 from scorer.config import Settings
 from scorer.kafka import ensure_topics
+from scorer.stream.agent import AgentReader
+from scorer.stream.direct import DirectConsumer
 from scorer.stream.metrics import CONTENT_TYPE, WorkerMetrics
 from scorer.stream.scoring import BatchHook
 from scorer.stream.worker import ScoringWorker, WorkerConfig
@@ -56,13 +58,8 @@ def input_topic(app: faust.App, name: str) -> Any:
 
 
 def new_app(app_id: str, config: WorkerConfig, **options: Any) -> faust.App:
-    """A faust App on the worker's stack (with :class:`~scorer.stream.fast_consumer.FastConsumer` unless
-    ``config.fast_consumer`` is off)."""
-    from scorer.stream.fast_consumer import ScorerApp
-
-    app = ScorerApp(app_id, **options)
-    app.fast_consumer = config.fast_consumer
-    return app
+    """A faust App on the worker's stack (``config`` is for callers that build options from it)."""
+    return faust.App(app_id, **options)
 
 
 def faust_options(settings: Settings, config: WorkerConfig) -> dict[str, Any]:
@@ -102,22 +99,20 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     app = new_app(app_id, config, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
 
+    reader: DirectConsumer | AgentReader
     if config.consumer == "direct":
-        from scorer.stream.direct import DirectConsumer
-
         # faust's consumer would join the same group with its own assignor; the direct reader is the member.
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
         reader = DirectConsumer(settings, runtime, group_id=app_id)
         app.task(reader.run)
     else:
-        runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
-                                            if tp.topic == config.input_topic)
-        topic = input_topic(app, config.input_topic)
+        reader = AgentReader(app, runtime)
+        agent_reader = reader
 
         async def score(stream: Any) -> None:
-            await runtime.run_agent(stream)
+            await agent_reader.run(stream)
 
-        app.agent(topic, name=f"{app_id}.score", concurrency=1)(score)
+        app.agent(input_topic(app, config.input_topic), name=f"{app_id}.score", concurrency=1)(score)
 
     def guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -151,10 +146,11 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
 
     @app.page("/models")
     async def models_page(web: Any, request: Any) -> Any:
-        return web.bytes(orjson.dumps(runtime.describe(), option=orjson.OPT_INDENT_2),
+        return web.bytes(orjson.dumps(runtime.describe(reader.assignment()), option=orjson.OPT_INDENT_2),
                          content_type="application/json")
 
     async def on_shutdown(sender: Any = None, **kwargs: Any) -> None:
+        await reader.stop()  # stop taking input; what was taken is delivered and confirmed
         await runtime.stop()
 
     app.on_before_shutdown.connect(on_shutdown)

@@ -96,14 +96,10 @@ def test_histogram_helper_is_a_collector() -> None:
     assert registry.get_sample_value("x_seconds_count") == 3
 
 
-def test_worker_apps_use_the_fast_consumer_unless_told_not_to() -> None:
+def test_worker_apps_run_faust_stock_transport() -> None:
     from faust.transport.drivers.aiokafka import Transport
 
     from scorer.stream.app import new_app
-    from scorer.stream.fast_consumer import FastConsumer, FastTransport, fast_consumer_supported
 
-    assert fast_consumer_supported()  # the installed faust is the version FastConsumer reproduces
-    fast = new_app("t-fast", WorkerConfig(), broker="kafka://127.0.0.1:9092")
-    assert type(fast.transport) is FastTransport and fast.transport.Consumer is FastConsumer
-    stock = new_app("t-stock", WorkerConfig(fast_consumer=False), broker="kafka://127.0.0.1:9092")
-    assert type(stock.transport) is Transport
+    app = new_app("t-stock", WorkerConfig(), broker="kafka://127.0.0.1:9092")
+    assert type(app.transport) is Transport

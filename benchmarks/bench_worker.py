@@ -82,8 +82,8 @@ def forwarder(args: argparse.Namespace) -> None:
     from scorer.stream.sink import KafkaSink
     from scorer.stream.worker import WorkerConfig
 
-    settings = load_settings()
-    config = WorkerConfig(input_topic=args.input, output_topic=args.output, app_id=args.app_id,
+    settings = load_settings(app_id=args.app_id)
+    config = WorkerConfig(input_topic=args.input, output_topic=args.output,
                           batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False)
     app = new_app(args.app_id, config, **faust_options(settings, config))
     topic = input_topic(app, args.input)
@@ -111,8 +111,8 @@ def direct_forwarder(args: argparse.Namespace) -> None:
     from scorer.stream.batch import Batch, BatchResult
     from scorer.stream.worker import WorkerConfig
 
-    settings = load_settings()
-    config = WorkerConfig(input_topic=args.input, output_topic=args.output, dlq_topic=args.output, app_id=args.app_id,
+    settings = load_settings(app_id=args.app_id)
+    config = WorkerConfig(input_topic=args.input, output_topic=args.output, dlq_topic=args.output,
                           batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False,
                           follow_changes=False, models=(MODEL,), poll_interval=3600)
     app = create_app(settings, config)

@@ -331,18 +331,10 @@ def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); None when only one class is present."""
-    y = np.asarray(y).astype(bool)
-    score = np.asarray(score, dtype=np.float64)
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
-        return None
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    average_rank = (ends - counts + 1 + ends) / 2.0  # 1-based ranks start+1..end, averaged over ties
-    ranks = average_rank[inverse]
-    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+    """Area under the ROC curve; None when only one class is present."""
+    from scorer.monitor.accuracy import auc
+
+    return auc(np.asarray(y).astype(bool), score)
 
 
 def _probability(prediction: Any) -> float:

@@ -78,5 +78,4 @@ class DriftHook:
     def __call__(self, group: ScoredGroup) -> None:
         # The version's own segment (a fallback segment serves others): its training stats are the reference.
         scored_by = group.scored_by
-        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X, group.output,
-                              [e.id for e in group.events])
+        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X)

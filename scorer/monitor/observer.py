@@ -95,8 +95,7 @@ class DriftObserver:
         self._held_rows: dict[tuple[str, str, int], int] = {}
         self._held_total = 0
 
-    def observe(self, model: str, segment: str, version: int, X: np.ndarray, predictions: Any = None,
-                ids: Sequence[str] | None = None) -> None:
+    def observe(self, model: str, segment: str, version: int, X: np.ndarray) -> None:
         """Count one scored group's rows (X in the served model's feature order). Never raises into the caller."""
         key = (model, segment, version)
         try:

@@ -483,7 +483,7 @@ class RetrainWorker:
         """A model-changes notice so scoring workers follow now rather than at their next poll (best effort)."""
         from scorer.kafka.notices import notice_fields, notice_key
 
-        topic = getattr(self.settings, "changes_topic", None)
+        topic = self.settings.changes_topic
         if not topic:
             return
         try:

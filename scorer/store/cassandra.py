@@ -199,10 +199,6 @@ class CassandraModelStore:
             self.close()
             raise
 
-    @classmethod
-    def connect(cls, settings: Settings, **options: Any) -> CassandraModelStore:
-        return cls(settings, **options)
-
     def __enter__(self) -> CassandraModelStore:
         return self
 

@@ -95,7 +95,7 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
                metrics: WorkerMetrics | None = None, **faust_options_extra: Any) -> faust.App:
     """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
     runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
-    app_id = config.resolved_app_id(settings)
+    app_id = settings.app_id
     app = new_app(app_id, config, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
 
@@ -169,7 +169,7 @@ def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "inf
     topics = {config.input_topic: config.partitions, config.output_topic: config.partitions,
               config.dlq_topic: config.partitions, **(extra_topics or {})}
     if config.follow_changes:
-        topics[config.changes_topic] = 1
+        topics[settings.changes_topic] = 1
 
     async def setup() -> list[str]:
         created = await ensure_topics(settings, topics)

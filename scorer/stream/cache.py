@@ -216,9 +216,6 @@ class LRU(Generic[K, V]):
         self._data[key] = value
         return True
 
-    def pop(self, key: K) -> V | None:
-        return self._data.pop(key, None)
-
     def keys(self) -> list[K]:
         return list(self._data)
 

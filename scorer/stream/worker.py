@@ -44,13 +44,10 @@ class WorkerConfig(BaseModel):
     input_topic: str = "events"
     output_topic: str = "predictions"
     dlq_topic: str = "events-dlq"
-    changes_topic: str = "model-changes"
     follow_changes: bool = True
-    """Read ``changes_topic`` for immediate refreshes (the poll runs regardless)."""
+    """Read ``Settings.changes_topic`` for immediate refreshes (the poll runs regardless)."""
     models: tuple[str, ...] = ()
     """Models served; empty: every model that has active rows or shows up in events."""
-    app_id: str | None = None
-    """Consumer group / faust app id (None: Settings.app_id). Workers with the same id split partitions."""
     poll_interval: float = Field(1.0, gt=0, le=3600)
     batch_size: int = Field(1000, ge=1, le=100_000)
     batch_window_ms: float = Field(10.0, gt=0, le=60_000)
@@ -92,11 +89,9 @@ class WorkerConfig(BaseModel):
         return Limits(max_message_bytes=self.max_message_bytes, max_features=self.max_features,
                       max_raw_chars=self.max_raw_chars)
 
-    def resolved_app_id(self, settings: Settings) -> str:
-        return self.app_id or settings.app_id
-
     def resolved_datadir(self, settings: Settings) -> Path:
-        return self.datadir or Path(tempfile.gettempdir()) / "scorer-faust" / self.resolved_app_id(settings)
+        """faust's data directory: one per app id (the consumer group, ``Settings.app_id``)."""
+        return self.datadir or Path(tempfile.gettempdir()) / "scorer-faust" / settings.app_id
 
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
@@ -245,7 +240,7 @@ class ScoringWorker:
             if notice.model in self.cache._served:
                 await self.cache.refresh(notice.model)
 
-        await follow_notices(self.settings, self.config.changes_topic, on_notice, stopped=self._stopped,
+        await follow_notices(self.settings, self.settings.changes_topic, on_notice, stopped=self._stopped,
                              ready=self._notices_ready)
 
     # ------------------------------------------------------------------ the batch loop

@@ -29,9 +29,10 @@ def test_worker_config_defaults_and_validation() -> None:
         with pytest.raises(ValidationError):
             WorkerConfig(**bad)
     settings = load_settings(app_id="fleet")
-    assert WorkerConfig().resolved_app_id(settings) == "fleet"
-    assert WorkerConfig(app_id="mine").resolved_app_id(settings) == "mine"
     assert WorkerConfig().resolved_datadir(settings).name == "fleet"
+    for moved in ({"app_id": "mine"}, {"changes_topic": "c"}):  # settings now, one place for each
+        with pytest.raises(ValidationError):
+            WorkerConfig(**moved)
 
 
 def test_backoff_grows_and_is_capped() -> None:

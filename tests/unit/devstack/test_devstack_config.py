@@ -9,7 +9,7 @@ import yaml
 
 from devstack.stack import KafkaNode, kafka_cluster_id
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _compose() -> dict:

@@ -8,250 +8,52 @@ old :class:`Serving` in place, is logged once per (model, segment, version), cou
 next poll.
 
 The store API is synchronous; every call runs in a thread (``asyncio.to_thread``) so the event loop that
-feeds Kafka never blocks on Cassandra. Pure pieces (canary selection, targets, LRU) have no I/O.
+feeds Kafka never blocks on Cassandra. The pure pieces (canary selection, targets, Servings, the LRU) are in
+:mod:`scorer.stream.serving`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, ScorerError
+from scorer.errors import ConfigError
+from scorer.stream.cache_store import StoreSide
 from scorer.stream.events import MODEL_UNAVAILABLE, UNKNOWN_MODEL, UNKNOWN_SEGMENT
 from scorer.stream.metrics import WorkerMetrics
+from scorer.stream.serving import (  # noqa: F401 - re-exported: the cache's public vocabulary
+    LRU,
+    LoadedModel,
+    Serving,
+    Target,
+    Unservable,
+    assemble,
+    canary_point,
+    in_canary,
+    is_transient,
+    missing_versions,
+    prepare,
+    target_of,
+)
 
 if TYPE_CHECKING:
     from scorer.store import ModelStore
 
 log = logging.getLogger(__name__)
 
-K = TypeVar("K")
-V = TypeVar("V")
 Key = tuple[str, str]
 VersionKey = tuple[str, str, int]
-MAX_UNKNOWN_MODELS = 1024
 MAX_MODEL_READS = 16
 """Models looked up in the store per batch (names come from events, so this bounds what garbage can cost)."""
-
-
-# ------------------------------------------------------------------------------------------- canary
-
-_TWO_64 = float(2**64)
-
-
-def canary_point(event_id: str) -> float:
-    """Where an event id falls in [0, 1): blake2b of its UTF-8 bytes, so every run and worker agree."""
-    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") / _TWO_64
-
-
-def in_canary(event_id: str, fraction: float) -> bool:
-    """True for the ``fraction`` of ids whose point is below it (the same ids whatever else is running)."""
-    return fraction > 0.0 and canary_point(event_id) < fraction
-
-
-# ------------------------------------------------------------------------------------------- models
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class LoadedModel:
-    """One built, warmed model version, ready to score, plus what output formatting needs."""
-
-    model: str
-    segment: str
-    version: int
-    predictor: Any
-    """A ``scorer.models.Model``: ``predict(X)`` with X (n, n_features) float64 in ``feature_names`` order."""
-    feature_names: tuple[str, ...]
-    accepts_missing: bool
-    kind: str
-    """``binary`` (prediction = P(classes[1])), ``multiclass`` (list of probabilities) or ``regression``."""
-    labels: tuple[Any, ...] | None
-    loaded_at: datetime
-    load_seconds: float
-
-    @property
-    def what(self) -> str:
-        return f"{self.model}/{self.segment} v{self.version}"
-
-
-def prepare(model: str, segment: str, version: int, weights: Any, load_seconds: float = 0.0) -> LoadedModel:
-    """Build and warm weights into a :class:`LoadedModel` (raises InvalidWeights if it cannot score)."""
-    from scorer.models import build
-
-    started = time.perf_counter()
-    predictor = build(weights)
-    classes = predictor.classes
-    if classes is None:
-        kind = "regression"
-        labels = None
-    else:
-        kind = "binary" if len(classes) == 2 else "multiclass"
-        labels = tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
-    try:
-        # Warm: one real predict, so the first batch pays nothing extra and a model that cannot score is refused
-        # here, while the old one still serves.
-        out = predictor.predict(np.zeros((1, predictor.n_features), dtype=np.float64))
-    except Exception as exc:  # noqa: BLE001 - any failure to score means this version is not servable
-        raise InvalidWeights(f"{model}/{segment} v{version} does not score a row of zeros: "
-                             f"{type(exc).__name__}: {exc}") from exc
-    expected = (1, len(classes)) if classes is not None else (1,)
-    if np.shape(out) != expected:
-        raise InvalidWeights(f"{model}/{segment} v{version} returns shape {np.shape(out)} for one row; "
-                             f"expected {expected}")
-    return LoadedModel(
-        model=model, segment=segment, version=version, predictor=predictor,
-        feature_names=tuple(predictor.feature_names), accepts_missing=bool(predictor.accepts_missing),
-        kind=kind, labels=labels, loaded_at=datetime.now(UTC),
-        load_seconds=load_seconds + (time.perf_counter() - started),
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Target:
-    """What an ``active_models`` row asks a segment to serve."""
-
-    version: int
-    canary_version: int | None = None
-    canary_fraction: float = 0.0
-    shadow_version: int | None = None
-
-    def versions(self) -> tuple[int, ...]:
-        out = [self.version]
-        for extra in (self.canary_version, self.shadow_version):
-            if extra is not None and extra not in out:
-                out.append(extra)
-        return tuple(out)
-
-
-def target_of(row: Any) -> Target | None:
-    """The :class:`Target` of an ActiveModel row, or None when it names no primary version.
-
-    A canary needs both a version and a fraction strictly between 0 and 1; otherwise it is ignored.
-    """
-    if row is None or row.version is None:
-        return None
-    canary_version = row.canary_version
-    fraction = row.canary_fraction
-    if canary_version is None or fraction is None or not 0.0 < float(fraction) < 1.0 or canary_version == row.version:
-        canary_version, fraction = None, 0.0
-    return Target(int(row.version), canary_version, float(fraction), getattr(row, "shadow_version", None))
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class Serving:
-    """What one (model, segment) serves right now. Replaced as a whole, never mutated."""
-
-    model: str
-    segment: str
-    """The segment whose ``active_models`` row this is (the fallback segment when events' own has none)."""
-    target: Target
-    primary: LoadedModel
-    canary: LoadedModel | None = None
-    canary_fraction: float = 0.0
-    shadow: LoadedModel | None = None
-
-    def loaded(self) -> dict[int, LoadedModel]:
-        out = {self.primary.version: self.primary}
-        for extra in (self.canary, self.shadow):
-            if extra is not None:
-                out[extra.version] = extra
-        return out
-
-
-def assemble(model: str, segment: str, target: Target, loaded: Mapping[int, LoadedModel]) -> Serving:
-    """The Serving for ``target`` from built versions (every version of the target must be in ``loaded``)."""
-    canary = loaded[target.canary_version] if target.canary_version is not None else None
-    shadow = loaded[target.shadow_version] if target.shadow_version is not None else None
-    return Serving(model, segment, target, loaded[target.version], canary, target.canary_fraction if canary else 0.0,
-                   shadow)
-
-
-def missing_versions(serving: Serving | None, target: Target) -> list[int]:
-    """Versions ``target`` needs that ``serving`` does not already hold (those must be loaded first)."""
-    have = serving.loaded() if serving is not None else {}
-    return [v for v in target.versions() if v not in have]
-
-
-class LRU(Generic[K, V]):
-    """A size-bounded mapping that forgets the least recently used key first."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"LRU capacity must be at least 1; got {capacity}")
-        self.capacity = capacity
-        self._data: OrderedDict[K, V] = OrderedDict()
-
-    def get(self, key: K) -> V | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def peek(self, key: K) -> V | None:
-        return self._data.get(key)
-
-    def put(self, key: K, value: V) -> list[tuple[K, V]]:
-        """Insert or replace (as most recent); returns the evicted items."""
-        self._data[key] = value
-        self._data.move_to_end(key)
-        evicted = []
-        while len(self._data) > self.capacity:
-            evicted.append(self._data.popitem(last=False))
-        return evicted
-
-    def replace(self, key: K, value: V) -> bool:
-        """Replace the value of a present key without touching recency; False when the key is absent."""
-        if key not in self._data:
-            return False
-        self._data[key] = value
-        return True
-
-    def keys(self) -> list[K]:
-        return list(self._data)
-
-    def items(self) -> list[tuple[K, V]]:
-        return list(self._data.items())
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._data
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 # -------------------------------------------------------------------------------------------- cache
 
 
-@dataclass(frozen=True, slots=True)
-class Unservable:
-    """Why events of a (model, segment) cannot be scored: the dead letter's reason and its class."""
-
-    reason: str
-    kind: str
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Store failures worth retrying (the store is down or busy), as opposed to bad data or names."""
-    if isinstance(exc, NotFound | ChecksumMismatch | InvalidWeights | ConfigError):
-        return False
-    return isinstance(exc, ScorerError | OSError | TimeoutError) or "cassandra" in type(exc).__module__
-
-
-def _kind(exc: BaseException) -> str:
-    return type(exc).__name__
-
-
-class ModelCache:
+class ModelCache(StoreSide):
     """Per (model, segment) live models for one worker, refreshed from the store.
 
     ``models``: the models this worker serves (None: every model that appears in events, plus all models
@@ -447,56 +249,6 @@ class ModelCache:
             raise transient
         return installed
 
-    async def _build_many(self, keys: list[VersionKey]) -> dict[VersionKey, LoadedModel | BaseException]:
-        """Load (checksums verified by the store), build and warm versions in a thread; failures are values."""
-        if not keys:
-            return {}
-
-        def work() -> dict[VersionKey, LoadedModel | BaseException]:
-            started = time.perf_counter()
-            try:
-                loaded = self.store.load_many(keys)
-            except Exception as exc:  # noqa: BLE001 - the whole read failed: every key gets the error
-                return {key: exc for key in keys}
-            read_seconds = (time.perf_counter() - started) / max(1, len(keys))
-            out: dict[VersionKey, LoadedModel | BaseException] = {}
-            for key in keys:
-                weights = loaded.get(key)
-                if weights is None:
-                    out[key] = NotFound(f"{key[0]}/{key[1]} v{key[2]}: the store returned nothing")
-                elif isinstance(weights, BaseException):
-                    out[key] = weights
-                else:
-                    try:
-                        out[key] = self._prepare(key[0], key[1], key[2], weights, read_seconds)
-                    except Exception as exc:  # noqa: BLE001 - reported per version below
-                        out[key] = exc if isinstance(exc, ScorerError) else InvalidWeights(
-                            f"{key[0]}/{key[1]} v{key[2]} does not build: {type(exc).__name__}: {exc}")
-            return out
-
-        results = await asyncio.to_thread(work)
-        store_down = None
-        for key, result in results.items():
-            if isinstance(result, BaseException):
-                if is_transient(result):
-                    store_down = result
-                self._note_failure(key, result)
-            else:
-                self._failed.pop(key, None)
-        if store_down is not None:
-            self._store_failed("load", store_down)
-        elif any(not isinstance(r, BaseException) for r in results.values()):
-            self._store_recovered()
-        return results
-
-    def _note_failure(self, key: VersionKey, exc: BaseException) -> None:
-        self.metrics.swap_failures.labels(key[0], _kind(exc)).inc()
-        text = f"{type(exc).__name__}: {exc}"
-        if self._failed.get(key) != text:
-            self._failed[key] = text
-            log.warning("cannot serve %s/%s v%d (the previous model keeps serving; retried every poll): %s",
-                        key[0], key[1], key[2], text)
-
     def _install(self, key: Key, serving: Serving) -> None:
         old = self._entries.peek(key)
         evicted = self._entries.put(key, serving)
@@ -608,77 +360,6 @@ class ModelCache:
         tasks = [task for _, task in self._inflight.values()]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def _read(self, model: str, raise_transient: bool = False) -> dict[str, Any] | None:
-        """Read a model's whole active_models partition (one request); None when the store failed."""
-        lock = self._locks.setdefault(model, asyncio.Lock())
-        async with lock:
-            try:
-                rows = await asyncio.to_thread(self.store.active, model)
-            except Exception as exc:  # noqa: BLE001 - classified below
-                if is_transient(exc):
-                    self._store_failed("active", exc)
-                    if raise_transient:
-                        raise
-                    return None
-                self._set_unknown(model, f"unknown model '{model}': {exc}")
-                return None
-            self._store_recovered()
-            self._read_at[model] = time.monotonic()
-            if not rows:
-                self._set_unknown(model, f"unknown model '{model}' (it has no active_models rows)")
-                return None
-            self._unknown.pop(model, None)
-            self._rows[model] = rows
-            self._served.setdefault(model, None)
-            return rows
-
-    def _set_unknown(self, model: str, reason: str) -> None:
-        """Remember (for one poll interval) that a model has no rows; bounded, since names come from events."""
-        self._rows.pop(model, None)
-        self._locks.pop(model, None)  # names come from events: keep nothing per unknown name but this bounded entry
-        self._unknown.pop(model, None)
-        self._unknown[model] = (time.monotonic(), Unservable(reason, UNKNOWN_MODEL))
-        while len(self._unknown) > MAX_UNKNOWN_MODELS:
-            del self._unknown[next(iter(self._unknown))]
-
-    def _age(self, model: str) -> float:
-        at = self._read_at.get(model)
-        return float("inf") if at is None else time.monotonic() - at
-
-    async def _call(self, what: str, fn: Callable[[], Any]) -> Any:
-        try:
-            result = await asyncio.to_thread(fn)
-        except Exception as exc:
-            if is_transient(exc):
-                self._store_failed(what, exc)
-            raise
-        self._store_recovered()
-        return result
-
-    def _store_failed(self, operation: str, exc: BaseException) -> None:
-        self.metrics.store_errors.labels(operation).inc()
-        self.metrics.store_up.set(0)
-        self.store_failures += 1
-        text = f"{type(exc).__name__}: {exc}"
-        if self.store_ok:
-            log.warning("model store unavailable (%s); scoring continues with the loaded models: %s", operation, text)
-        self.store_ok = False
-        self.store_error = text
-
-    def _store_recovered(self) -> None:
-        if not self.store_ok:
-            log.warning("model store reachable again after %d failed call(s); swaps resume", self.store_failures)
-        self.store_ok = True
-        self.store_error = None
-        self.store_failures = 0
-        self.metrics.store_up.set(1)
-
-    def next_poll_delay(self) -> float:
-        """The poll interval, backed off exponentially while the store is failing."""
-        if self.store_ok:
-            return self.poll_interval
-        return min(self.max_backoff, self.poll_interval * 2 ** min(self.store_failures, 10))
 
     # ---------------------------------------------------------------- reporting
 

@@ -28,7 +28,6 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from scorer.errors import ConfigError
-from scorer.retrain.refit import RefitRequest, RefitSkipped
 from trainers.data import TrainingData
 from trainers.metrics import classification_metrics, regression_metrics
 from trainers.stats import DEFAULT_BINS, feature_stats
@@ -393,14 +392,3 @@ def _label(value: Any) -> Any:
 
 def _first_line(exc: object) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-
-
-def refit(request: RefitRequest) -> SegmentResult:
-    """The retrain worker's fit function (``scorer.retrain.refit.RefitFn``): one segment, its recent rows."""
-    config = TrainConfig(arch=request.arch, task=request.task, min_rows=request.min_rows,
-                         test_size=request.test_size, seed=request.seed, params=dict(request.params))
-    try:
-        return fit_segment(request.X, prepare_target(request.y, request.task), config, segment=request.segment,
-                           feature_names=request.feature_names, task=request.task)
-    except SkipSegment as exc:
-        raise RefitSkipped(str(exc)) from exc

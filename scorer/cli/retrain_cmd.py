@@ -95,7 +95,7 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
     if not monitor_only:
         # scikit-learn takes seconds to import: here, before the event loop runs (a loop blocked that long at
         # the first refit would miss Kafka heartbeats and lose its partitions).
-        from trainers.segment import refit as fit
+        from trainers.refit import refit as fit
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -1,7 +1,7 @@
 """What the retrain worker asks of a trainer: fit one segment's rows and hand back weights, metrics and stats.
 
 The runtime never imports ``trainers`` (scikit-learn and the exporters are the trainer's business); the
-command that starts a retrain worker passes a :data:`RefitFn`, e.g. ``trainers.segment.refit``.
+command that starts a retrain worker passes a :data:`RefitFn`, e.g. ``trainers.refit.refit``.
 """
 
 from __future__ import annotations

@@ -487,9 +487,9 @@ class Proc:
 
 def http(port: int, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,  # noqa: S310 - local only
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,  # local only
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return orjson.loads(response.read())
 
 
@@ -500,7 +500,7 @@ def wait_http(port: int, path: str, proc: Proc, timeout: float = 120.0) -> Any:
             raise RuntimeError(f"process exited ({proc.log}):\n{proc.tail()}")
         try:
             return http(port, path, timeout=2.0)
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.1)
     raise RuntimeError(f"no answer on :{port}{path} after {timeout:.0f} s ({proc.log})")

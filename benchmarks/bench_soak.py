@@ -119,7 +119,7 @@ class Worker:
     log: Path
 
     def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
             return response.read()
 
     def rss_mb(self) -> float | None:
@@ -155,7 +155,7 @@ def start_worker(settings: Settings, topics: dict[str, str]) -> Worker:
             "--models", MODEL, "--poll-interval", "1.0"]
     env = {**os.environ, "SCORER_KEYSPACE": settings.keyspace, "SCORER_CHANGES_TOPIC": topics["changes"]}
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,  # noqa: S603
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=ROOT)
     worker = Worker(proc, port, app_id, log)
     deadline = time.monotonic() + 120
@@ -166,7 +166,7 @@ def start_worker(settings: Settings, topics: dict[str, str]) -> Worker:
             state = orjson.loads(worker.get("/models"))
             if state["worker"]["ready"] and state["worker"]["notices_ready"]:
                 return worker
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.3)
     raise RuntimeError(f"the worker was not ready after 120 s; see {log}")

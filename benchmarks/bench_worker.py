@@ -327,7 +327,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 def http_json(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
         body = response.read()
     return orjson.loads(body) if path == "/models" else body.decode()
 
@@ -350,7 +350,7 @@ def scorer_worker(settings: Settings, topics: dict[str, str], app_id: str, args:
             state = http_json(port, "/models")
             if state["worker"]["ready"] and state["worker"]["notices_ready"]:
                 return proc, port, log
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.2)
     raise RuntimeError(f"worker not ready; see {log}")
@@ -461,7 +461,7 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
                 result[key] = {**latency_from(list(reader.rows), mark, end, stream), "rate": phase_rate}
             result["worker_e2e_p99_ms"] = (worker_p99(http_json(port, "/metrics")) or float("nan")) * 1000
 
-            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "  # noqa: S608
+            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
                                      "WHERE model = ? AND segment = ?")
             swaps: list[dict[str, Any]] = []
             order = np.random.default_rng(7).permutation(N_SEGMENTS)

@@ -124,7 +124,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
             await consumer.start()
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be brand new
+                await consumer._client.force_metadata_update()  # topic may be brand new
                 partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 raise RuntimeError(f"topic {topic!r} does not exist")
@@ -147,7 +147,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
                             continue
                         try:
                             await on_notice(notice)
-                        except Exception:  # noqa: BLE001 - one notice must not stop the listener
+                        except Exception:  # one notice must not stop the listener
                             log.exception("handling notice %s failed", notice)
         except asyncio.CancelledError:
             raise

@@ -59,7 +59,7 @@ class ShadowHook:
             if not events:
                 return []
             values, labels = format_outputs(shadow, shadow.predictor.predict(X))
-        except Exception:  # noqa: BLE001 - a broken shadow must not touch live scoring
+        except Exception:  # a broken shadow must not touch live scoring
             self.failures += len(group.events)
             log.exception("shadow %s failed on %d events", shadow.what, len(group.events))
             return []

@@ -121,7 +121,7 @@ class Actions:
             return
         try:
             await self._publisher.send(topic, notice_key(model), notice_fields(model, segment, action, version))
-        except Exception:  # noqa: BLE001 - the scoring workers' poll catches the change anyway
+        except Exception:  # the scoring workers' poll catches the change anyway
             log.warning("could not publish a model-changes notice for %s/%s", model, segment, exc_info=True)
 
 

@@ -39,7 +39,7 @@ class RefitResult(Protocol):
     stats: dict[str, Any]
 
 
-class RefitSkipped(ScorerError):  # noqa: N818 - a control-flow signal carrying the reason
+class RefitSkipped(ScorerError):  # a control-flow signal carrying the reason
     """The segment cannot be fitted now (too few rows, one class, ...); ``str(exc)`` is the reason."""
 
 

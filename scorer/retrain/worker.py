@@ -205,7 +205,7 @@ class RetrainWorker(Actions):
     async def _fetch_info(self, key: tuple[str, str, int]) -> None:
         try:
             info = await asyncio.to_thread(self._store.version_info, *key)
-        except Exception:  # noqa: BLE001 - the store is down: keep the items, retry on the next arrival
+        except Exception:  # the store is down: keep the items, retry on the next arrival
             log.exception("reading %s/%s version %s failed", *key)
             self._fetching.discard(key)
             return
@@ -270,7 +270,7 @@ class RetrainWorker(Actions):
         for model in sorted(self._models):
             try:
                 rows = await asyncio.to_thread(self._store.active, model)
-            except Exception:  # noqa: BLE001 - keep going on the pointers we know; retried next poll
+            except Exception:  # keep going on the pointers we know; retried next poll
                 log.exception("reading active_models of %s failed", model)
                 self._count("store_errors")
                 continue
@@ -330,7 +330,7 @@ class RetrainWorker(Actions):
         if messages:
             try:
                 await self._publisher.send_many(messages)
-            except Exception:  # noqa: BLE001 - metrics are soft state: the next interval publishes again
+            except Exception:  # metrics are soft state: the next interval publishes again
                 log.exception("publishing live metrics failed")
                 self._dirty |= dirty
 
@@ -344,7 +344,7 @@ class RetrainWorker(Actions):
                     await self._fit(action)
                 else:
                     await self._decide(action)
-            except Exception as exc:  # noqa: BLE001 - one segment's failure must not stop the others
+            except Exception as exc:  # one segment's failure must not stop the others
                 log.exception("retrain action %s failed", action)
                 self.policy.fit_failed(action.model, action.segment, self._clock())
                 self._record(action.model, action.segment, "failed", {"error": str(exc)[:300]})

@@ -121,7 +121,7 @@ class CassandraModelStore(Publishing, Pointers):
         for name, text in STATEMENTS.items():
             try:
                 prepared[name] = self._session.prepare(text.format(ks=self.settings.keyspace))
-            except Exception as exc:  # noqa: BLE001 - mapped to one readable error
+            except Exception as exc:  # mapped to one readable error
                 raise self._error(exc, f"prepare statement {name!r}") from exc
         prepared["active_model"].fetch_size = None  # one unpaged read: a paged one is not isolated
         prepared["activation_log"].fetch_size = 100
@@ -150,14 +150,14 @@ class CassandraModelStore(Publishing, Pointers):
                 statement.consistency_level = consistency
                 return self._session.execute(statement)
             return self._session.execute(statement, params)
-        except Exception as exc:  # noqa: BLE001 - every driver failure is mapped, never swallowed
+        except Exception as exc:  # every driver failure is mapped, never swallowed
             raise self._error(exc, what) from exc
 
     def _rows(self, result: ResultSet, what: str) -> Iterator[Any]:
         """Iterate every page; a failure fetching a later page is mapped like any other."""
         try:
             yield from result
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(exc, what) from exc
 
     def _concurrent(self, work: Sequence[tuple[Any, Sequence[Any]]], progress: Progress | None = None,
@@ -195,7 +195,7 @@ class CassandraModelStore(Publishing, Pointers):
                 if len(out) % step == 0 or len(out) == len(work):
                     progress(phase, len(out), len(work))
             return out
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             raise self._error(exc, f"run {len(work)} requests") from exc
 
     def _all_ok(self, results: list[tuple[bool, Any]], labels: Sequence[str], what: str) -> list[ResultSet]:

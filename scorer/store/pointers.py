@@ -83,7 +83,7 @@ class Pointers:
         what = f"{entry.action} {rules.where(entry.model, entry.segment, entry.to_version)}"
         try:
             self._session.execute(batch)
-        except Exception as exc:  # noqa: BLE001 - mapped below
+        except Exception as exc:  # mapped below
             if not (self.settings.cassandra_downgrade and batch_not_applied(exc)):
                 raise self._error(exc, what) from exc
             # A logged batch needs its batchlog on a second live node; with two nodes and one down there is

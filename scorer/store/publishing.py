@@ -127,7 +127,7 @@ class Publishing:
             data = weights.to_bytes()
         except ScorerError as exc:
             raise InvalidWeights(f"publish {where}: {exc}") from exc
-        except Exception as exc:  # noqa: BLE001 - whatever breaks a model build makes the weights invalid
+        except Exception as exc:  # whatever breaks a model build makes the weights invalid
             raise InvalidWeights(f"publish {where}: weights do not build a model ({type(exc).__name__}: {exc})") \
                 from exc
         classes = None if weights.classes is None else orjson.dumps(
@@ -217,7 +217,7 @@ class Publishing:
             if self._plain_claims is None:
                 self._plain_claims = PlainClaims(self._session, self.settings.keyspace)
             return self._plain_claims.claim(model, segment, version, owner, rules.now_ms)
-        except Exception as exc:  # noqa: BLE001 - mapped like every driver failure
+        except Exception as exc:  # mapped like every driver failure
             raise self._error(exc, f"claim {rules.where(model, segment, version)} without Paxos") from exc
 
     def _discard_chunks(self, model: str, versions: dict[str, int]) -> None:

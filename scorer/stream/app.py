@@ -120,7 +120,7 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
                 await body()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a background task must never take the worker down
+            except Exception:  # a background task must never take the worker down
                 log.exception("%s stopped with an error", name)
         run.__name__ = run.__qualname__ = name
         return run

@@ -261,7 +261,7 @@ class ModelCache(StoreSide):
         for listener in self.swap_listeners:
             try:
                 listener(old, serving)
-            except Exception:  # noqa: BLE001 - a listener must never break a swap
+            except Exception:  # a listener must never break a swap
                 log.exception("swap listener failed")
 
     def _update_gauges(self) -> None:
@@ -303,7 +303,7 @@ class ModelCache(StoreSide):
         for model in list(self._served):
             try:
                 await self.refresh(model)
-            except Exception:  # noqa: BLE001 - one model's failure must not stop the others
+            except Exception:  # one model's failure must not stop the others
                 log.exception("refresh of %s failed", model)
                 ok = False
         return ok and self.store_ok
@@ -343,11 +343,11 @@ class ModelCache(StoreSide):
             for listener in self.swap_listeners:
                 try:
                     listener(current, new)
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("swap listener failed")
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - a swap must never take the worker down
+        except Exception:  # a swap must never take the worker down
             log.exception("swap of %s/%s to %s failed", key[0], key[1], target)
             self.metrics.swaps.labels(key[0], "failed").inc()
         finally:

@@ -105,7 +105,7 @@ class StoreSide:
         async with lock:
             try:
                 rows = await asyncio.to_thread(self.store.active, model)
-            except Exception as exc:  # noqa: BLE001 - classified below
+            except Exception as exc:  # classified below
                 if is_transient(exc):
                     self._store_failed("active", exc)
                     if raise_transient:

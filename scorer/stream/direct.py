@@ -153,7 +153,7 @@ class DirectConsumer(ConsumerRebalanceListener):
         consumer, self.consumer = self.consumer, None
         try:
             await consumer.stop()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("stopping the input consumer failed")
 
     # ------------------------------------------------------------------ ConsumerRebalanceListener

@@ -194,7 +194,7 @@ class BatchScorer:
             for hook in self.hooks:
                 try:
                     extra = hook(scored)
-                except Exception:  # noqa: BLE001 - a hook must never fail scoring
+                except Exception:  # a hook must never fail scoring
                     log.exception("batch hook %r failed", hook)
                     continue
                 if extra:
@@ -265,7 +265,7 @@ def _fuse(parts: list[Part], X_all: np.ndarray) -> None:
         try:
             with np.errstate(invalid="ignore", over="ignore"):
                 fused = kind.predict_fused([parts[i].scored_by.predictor for i in members], X, owner)
-        except Exception:  # noqa: BLE001 - each part then predicts on its own and reports its own error
+        except Exception:  # each part then predicts on its own and reports its own error
             log.exception("fused kernel %s failed; scoring its %d models one by one", kind.__name__, len(members))
             continue
         start = 0

@@ -106,7 +106,7 @@ class ScoringWorker:
             try:
                 await self.cache.start()
                 break
-            except Exception as exc:  # noqa: BLE001 - retried
+            except Exception as exc:  # retried
                 if not is_transient(exc):
                     raise
                 if attempt == 1 or attempt % 10 == 0:
@@ -142,7 +142,7 @@ class ScoringWorker:
         if self._producer is not None:
             try:
                 await self._producer.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("stopping the output producer failed")
             self._producer = None
         if self.store is not None:
@@ -164,7 +164,7 @@ class ScoringWorker:
                 await self.cache.refresh_all()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a poll must never crash the worker
+            except Exception:  # a poll must never crash the worker
                 log.exception("model poll failed")
 
     async def notices_loop(self) -> None:
@@ -252,7 +252,7 @@ class ScoringWorker:
                 self._confirmed(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - never confirm past a batch that was not delivered
+            except Exception as exc:  # never confirm past a batch that was not delivered
                 if batch.delivered is not None and not batch.delivered.done():
                     batch.delivered.set_exception(exc)
                 self.fatal(exc)
@@ -342,7 +342,7 @@ class ScoringWorker:
                 raise errors[0]
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried, then fatal
+            except Exception as exc:  # retried, then fatal
                 self.metrics.batch_retries.labels("send").inc()
                 if attempt >= cfg.send_attempts:
                     self.fatal(exc)

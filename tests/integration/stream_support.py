@@ -101,7 +101,7 @@ class WorkerProcess:
         return self
 
     def get(self, path: str, timeout: float = 2.0) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
             return response.read()
 
     def models(self) -> dict[str, Any]:

@@ -82,7 +82,7 @@ def ring_settings(ring: list[CassandraNode]) -> Iterator[Settings]:
 
 
 def _wait_until_up(store: CassandraModelStore, address: str, timeout: float = 60) -> None:
-    cluster = store._session.cluster  # noqa: SLF001 - test-only look at the driver's view of the ring
+    cluster = store._session.cluster  # test-only look at the driver's view of the ring
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(host.address == address and host.is_up for host in cluster.metadata.all_hosts()):

@@ -77,7 +77,7 @@ def nested(depth: int, inner: str = "1") -> str:
     return "[" * depth + inner + "]" * depth
 
 
-def at_stack_depth(frames: int, fn, *args):  # noqa: ANN001, ANN202 - test helper
+def at_stack_depth(frames: int, fn, *args):  # test helper
     """Call ``fn`` under ``frames`` extra Python frames: a worker decodes deep inside faust and asyncio."""
     if frames <= 0:
         return fn(*args)

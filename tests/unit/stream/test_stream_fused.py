@@ -93,7 +93,7 @@ def test_a_batch_over_many_segments_scores_the_same_fused_or_not(monkeypatch: py
     calls: list[int] = []
     kernel = LogisticModel.predict_fused.__func__  # type: ignore[attr-defined]
 
-    def spy(cls, models, X, owner):  # noqa: ANN001, ANN202
+    def spy(cls, models, X, owner):
         calls.append(len(models))
         return kernel(cls, models, X, owner)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from stream_support import (
+from support.stream import (
     SCORER,
     Collector,
     Topics,

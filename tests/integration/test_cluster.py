@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from support.store import logistic
 
 from devstack.stack import CassandraNode
 from scorer import schema
@@ -27,7 +28,6 @@ from scorer.config import Settings, load_settings
 from scorer.errors import StoreUnavailable
 from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
-from tests.integration.store_helpers import logistic
 
 pytestmark = pytest.mark.slow
 

@@ -5,23 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
+from support.net import free_port
 
 from scorer.config import Settings
 from scorer.kafka import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -38,7 +32,7 @@ def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: S
         "DEMO_TRAIN_ROWS": "400",
         "DEMO_DATA_DIR": str(tmp_path / "data"),
         "DEMO_REPORT_DIR": str(report),
-        "DEMO_WEB_PORT": str(_free_port()),
+        "DEMO_WEB_PORT": str(free_port()),
         "VENV": str(ROOT / ".venv"),
     }
     # As `make demo > demo.log 2>&1`: both streams into one file opened with truncation.

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cassandra.cluster import Session
-from fault_support import (
+from support.faults import (
     SteadyProducer,
     account,
     accounting_row,
@@ -33,8 +33,8 @@ from fault_support import (
     read_topic,
     record_fault,
 )
-from store_helpers import logistic
-from stream_support import Collector, Topics, WorkerProcess, event, make_topics, metric_value, workers
+from support.store import logistic
+from support.stream import Collector, Topics, WorkerProcess, event, make_topics, metric_value, workers
 
 from devstack.stack import CassandraNode, KafkaNode
 from scorer import schema

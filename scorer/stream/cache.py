@@ -26,6 +26,7 @@ from scorer.stream.events import MODEL_UNAVAILABLE, UNKNOWN_MODEL, UNKNOWN_SEGME
 from scorer.stream.metrics import WorkerMetrics
 from scorer.stream.serving import (  # noqa: F401 - re-exported: the cache's public vocabulary
     LRU,
+    Entry,
     LoadedModel,
     Serving,
     Target,
@@ -85,14 +86,12 @@ class ModelCache(StoreSide):
         self.max_backoff = max_backoff
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._prepare = prepare_fn
-        self._entries: LRU[Key, Serving] = LRU(max_models)
+        self._entries: LRU[Key, Entry] = LRU(max_models)
         self._rows: dict[str, dict[str, Any]] = {}  # model -> segment -> ActiveModel (latest read)
         self._read_at: dict[str, float] = {}  # model -> monotonic time of the latest successful read
         self._unknown: dict[str, tuple[float, Unservable]] = {}  # models with no rows (checked at)
         self._broken: dict[Key, tuple[Target, Unservable]] = {}  # entries that never loaded, per target
         self._failed: dict[VersionKey, str] = {}  # versions whose load failed (logged once)
-        self._blocked: dict[Key, Target] = {}  # entries whose wanted target is not servable
-        self._inflight: dict[Key, tuple[Target, asyncio.Task]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._served: dict[str, None] = dict.fromkeys(self.models or ())
         self.store_ok = True
@@ -108,14 +107,14 @@ class ModelCache(StoreSide):
         """The Serving for an event's (model, segment), an Unservable, or None when it must be loaded first."""
         entry = self._entries.get((model, segment))
         if entry is not None:
-            return entry
+            return entry.serving
         source = self._source(model, segment)
         if isinstance(source, Unservable) or source is None:
             return source
         if source != segment:
             entry = self._entries.get((model, source))
             if entry is not None:
-                return entry
+                return entry.serving
         broken = self._broken.get((model, source))
         if broken is not None:
             target = target_of(self._rows.get(model, {}).get(source))
@@ -211,7 +210,8 @@ class ModelCache(StoreSide):
         for key, answer in answers.items():
             if answer is None and key in sources:
                 source_key = sources[key]
-                answer = installed.get(source_key) or self._entries.peek(source_key) or self.lookup(*key)
+                held = self._entries.peek(source_key)
+                answer = installed.get(source_key) or (held.serving if held else None) or self.lookup(*key)
             if answer is None:
                 answer = Unservable(f"no model could be loaded for {key[0]}/{key[1]}", MODEL_UNAVAILABLE)
             out[key] = answer
@@ -250,13 +250,15 @@ class ModelCache(StoreSide):
         return installed
 
     def _install(self, key: Key, serving: Serving) -> None:
-        old = self._entries.peek(key)
-        evicted = self._entries.put(key, serving)
-        self._blocked.pop(key, None)
-        for evicted_key, _ in evicted:
-            self.metrics.evictions.inc()
-            self._blocked.pop(evicted_key, None)
-            log.debug("evicted %s/%s (least recently used, max_models=%d)", *evicted_key, self.max_models)
+        """The one way a Serving goes live, loaded lazily or swapped in: gauges and listeners follow."""
+        entry = self._entries.peek(key)
+        old = entry.serving if entry is not None else None
+        if entry is None:
+            for evicted_key, _ in self._entries.put(key, Entry(serving)):
+                self.metrics.evictions.inc()
+                log.debug("evicted %s/%s (least recently used, max_models=%d)", *evicted_key, self.max_models)
+        else:
+            entry.serving, entry.blocked = serving, None
         self._update_gauges()
         for listener in self.swap_listeners:
             try:
@@ -267,10 +269,10 @@ class ModelCache(StoreSide):
     def _update_gauges(self) -> None:
         self.metrics.segments_loaded.set(len(self._entries))
         self.metrics.models_loaded.set(self.n_versions())
-        self.metrics.swaps_blocked.set(len(self._blocked))
+        self.metrics.swaps_blocked.set(sum(entry.blocked is not None for _, entry in self._entries.items()))
 
     def n_versions(self) -> int:
-        return sum(len(serving.loaded()) for _, serving in self._entries.items())
+        return sum(len(entry.serving.loaded()) for _, entry in self._entries.items())
 
     # ---------------------------------------------------------------- watching
 
@@ -279,20 +281,19 @@ class ModelCache(StoreSide):
         rows = await self._read(model)
         if rows is None:
             return
-        for key, serving in self._entries.items():
+        for key, entry in self._entries.items():
             if key[0] != model:
                 continue
             target = target_of(rows.get(key[1]))
             if target is None:
                 continue  # the row was removed: keep serving what we have (events resolve to the fallback anew)
-            if target == serving.target:
-                self._blocked.pop(key, None)
+            if target == entry.serving.target:
+                entry.blocked = None
                 continue
-            inflight = self._inflight.get(key)
-            if inflight is not None and inflight[0] == target and not inflight[1].done():
+            if entry.swap is not None and entry.swap[0] == target and not entry.swap[1].done():
                 continue
             task = asyncio.get_running_loop().create_task(self._swap(key, target), name=f"swap {key[0]}/{key[1]}")
-            self._inflight[key] = (target, task)
+            entry.swap = (target, task)
         for key in [k for k in self._broken if k[0] == model]:
             if target_of(rows.get(key[1])) is not None and key not in self._entries:
                 self._broken.pop(key, None)  # retried by the next batch that needs it
@@ -309,55 +310,47 @@ class ModelCache(StoreSide):
         return ok and self.store_ok
 
     async def _swap(self, key: Key, target: Target) -> None:
-        """Load what ``target`` needs, then replace the entry's Serving, unless the pointer moved on meanwhile."""
+        """Load what ``target`` needs, then install the new Serving, unless the pointer moved on meanwhile."""
         started = time.perf_counter()
         try:
-            current = self._entries.peek(key)
-            if current is None:
+            entry = self._entries.peek(key)
+            if entry is None:
                 return
+            current = entry.serving
             needed = missing_versions(current, target)
             results = await self._build_many([(key[0], key[1], v) for v in needed])
-            failures = [r for r in results.values() if isinstance(r, BaseException)]
-            if failures:
-                self._blocked[key] = target
+            if any(isinstance(r, BaseException) for r in results.values()):
+                entry.blocked = target
                 self.metrics.swaps.labels(key[0], "failed").inc()
                 self._update_gauges()
                 return
             latest = target_of(self._rows.get(key[0], {}).get(key[1]))
-            current = self._entries.peek(key)
-            if latest != target or current is None:
+            if latest != target or self._entries.peek(key) is not entry:
                 return  # a newer change (or an eviction) overtook this one; never install a stale pointer
+            current = entry.serving
             loaded = current.loaded()
             loaded.update({k[2]: r for k, r in results.items()})  # type: ignore[misc]
             new = assemble(key[0], key[1], target, loaded)
-            if not self._entries.replace(key, new):
-                return
-            self._blocked.pop(key, None)
-            self._update_gauges()
+            self._install(key, new)
             elapsed = time.perf_counter() - started
             self.metrics.swaps.labels(key[0], "ok").inc()
             self.metrics.swap_seconds.observe(elapsed)
             log.info("swapped %s/%s: v%d -> v%d%s in %.0f ms", key[0], key[1], current.target.version, target.version,
                      f" (canary v{target.canary_version} at {target.canary_fraction:g})" if new.canary else "",
                      elapsed * 1000)
-            for listener in self.swap_listeners:
-                try:
-                    listener(current, new)
-                except Exception:
-                    log.exception("swap listener failed")
         except asyncio.CancelledError:
             raise
         except Exception:  # a swap must never take the worker down
             log.exception("swap of %s/%s to %s failed", key[0], key[1], target)
             self.metrics.swaps.labels(key[0], "failed").inc()
         finally:
-            inflight = self._inflight.get(key)
-            if inflight is not None and inflight[0] == target:
-                self._inflight.pop(key, None)
+            entry = self._entries.peek(key)
+            if entry is not None and entry.swap is not None and entry.swap[0] == target:
+                entry.swap = None
 
     async def wait_swaps(self) -> None:
         """Wait for every background swap started so far (tests and shutdown)."""
-        tasks = [task for _, task in self._inflight.values()]
+        tasks = [entry.swap[1] for _, entry in self._entries.items() if entry.swap is not None]
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -366,7 +359,9 @@ class ModelCache(StoreSide):
     def describe(self) -> dict[str, Any]:
         """What ``/models`` shows: each cached segment's versions and load times, the store's state."""
         models: dict[str, dict[str, Any]] = {}
-        for (model, segment), serving in self._entries.items():
+        for (model, segment), entry in self._entries.items():
+            serving = entry.serving
+
             def one(m: LoadedModel | None) -> dict[str, Any] | None:
                 if m is None:
                     return None

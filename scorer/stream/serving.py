@@ -8,6 +8,7 @@ retry. No I/O here.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import OrderedDict
@@ -190,13 +191,6 @@ class LRU(Generic[K, V]):
             evicted.append(self._data.popitem(last=False))
         return evicted
 
-    def replace(self, key: K, value: V) -> bool:
-        """Replace the value of a present key without touching recency; False when the key is absent."""
-        if key not in self._data:
-            return False
-        self._data[key] = value
-        return True
-
     def keys(self) -> list[K]:
         return list(self._data)
 
@@ -223,3 +217,15 @@ def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, NotFound | ChecksumMismatch | InvalidWeights | ConfigError):
         return False
     return isinstance(exc, ScorerError | OSError | TimeoutError) or "cassandra" in type(exc).__module__
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """Everything the cache holds for one cached (model, segment): one record, replaced field by field."""
+
+    serving: Serving
+    """What it serves now (replaced as a whole by a swap)."""
+    blocked: Target | None = None
+    """A newer target that failed to load: the row asks for it, ``serving`` still serves."""
+    swap: tuple[Target, asyncio.Task[None]] | None = None
+    """The swap in flight, and the target it is loading."""

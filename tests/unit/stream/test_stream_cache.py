@@ -78,9 +78,7 @@ def test_lru_evicts_least_recently_used() -> None:
     assert lru.put("c", 3) == [("b", 2)]
     assert lru.keys() == ["a", "c"]
     assert lru.peek("a") == 1 and lru.keys() == ["a", "c"]  # peek does not touch recency
-    assert lru.replace("a", 10) and lru.keys() == ["a", "c"]
-    assert not lru.replace("zzz", 1)
-    assert lru.put("d", 4) == [("a", 10)]
+    assert lru.put("d", 4) == [("a", 1)]
     assert "c" in lru and "a" not in lru and len(lru) == 2
     with pytest.raises(ValueError):
         LRU(0)

@@ -52,8 +52,8 @@ if TYPE_CHECKING:
 @click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
-@click.option("--stock-consumer", is_flag=True, hidden=True,
-              help="Accepted for compatibility: --consumer faust always runs faust's stock consumer now.")
+@click.option("--stock-consumer", is_flag=True,
+              help="No effect, kept for compatibility: --consumer faust runs faust's stock consumer.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
 @worker_monitor_options

@@ -73,8 +73,9 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
                        monitor_only: bool, web_port: int | None) -> None:
     """Watch live accuracy and drift per segment; refit, try and promote or retire new versions on its own."""
     from scorer.monitor.accuracy import MetricsConfig
+    from scorer.retrain.config import RetrainTopics, WorkerConfig
     from scorer.retrain.policy import RetrainConfig
-    from scorer.retrain.worker import RetrainTopics, RetrainWorker, WorkerConfig
+    from scorer.retrain.worker import RetrainWorker
 
     if window_rows < train_rows:
         raise ConfigError(f"--window-rows ({window_rows}) must be >= --train-rows ({train_rows})")

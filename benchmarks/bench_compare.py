@@ -278,32 +278,16 @@ class Topics:
 
 
 async def create_topics(settings: Settings, names: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import ensure_topics
 
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(n, 1 if n.endswith("-changes") else PARTITIONS, 1) for n in names])
-    finally:
-        await admin.close()
+    await ensure_topics(settings, {n: 1 if n.endswith("-changes") else PARTITIONS for n in names})
 
 
 async def delete_topics(settings: Settings, prefix: str) -> None:
     """Every topic of this run: ours and the ones faust made for its app ids (all start with the prefix)."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    from scorer.kafka import delete_topics as delete
 
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        names = [n for n in await admin.list_topics() if n.startswith(prefix)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
+    await delete(settings, prefix=prefix)
 
 
 class Events:
@@ -320,13 +304,10 @@ class Events:
 
 async def produce_backlog(settings: Settings, topics: list[str], n: int) -> float:
     """The same n events, in the same order and partitions, to every topic; seconds taken."""
-    from aiokafka import AIOKafkaProducer
-
-    from scorer.kafka import aiokafka_options
+    from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20,
-                                max_request_size=8 << 20)
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
     events = Events()
@@ -362,12 +343,10 @@ class Feed:
             self.error = exc
 
     async def _run(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
-        from scorer.kafka import aiokafka_options
+        from scorer.kafka import new_producer
         from scorer.stream.sink import KafkaSink
 
-        producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks=1, linger_ms=0)
+        producer = new_producer(self.settings, acks=1, linger_ms=0)
         await producer.start()
         sink = KafkaSink(producer)
         events = Events()
@@ -508,9 +487,9 @@ class Proc:
 
 def http(port: int, path: str, body: dict[str, Any] | None = None, timeout: float = 30.0) -> Any:
     data = None if body is None else orjson.dumps(body)
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,  # noqa: S310 - local only
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,  # local only
                                      headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         return orjson.loads(response.read())
 
 
@@ -521,7 +500,7 @@ def wait_http(port: int, path: str, proc: Proc, timeout: float = 120.0) -> Any:
             raise RuntimeError(f"process exited ({proc.log}):\n{proc.tail()}")
         try:
             return http(port, path, timeout=2.0)
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.1)
     raise RuntimeError(f"no answer on :{port}{path} after {timeout:.0f} s ({proc.log})")
@@ -666,8 +645,8 @@ class Scorer(Approach):
 
         def api_release() -> Change:
             """What a deploy service holding a store does: ModelStore.release plus the notice the CLI sends."""
+            from scorer.kafka.notices import try_publish_notice
             from scorer.store import CassandraModelStore
-            from scorer.stream.notices import try_publish_notice
 
             with CassandraModelStore(self.bench.settings) as store:  # opened before the clock starts
                 at = time.time()
@@ -964,8 +943,8 @@ def notes(args: argparse.Namespace) -> list[str]:
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "
-        "micro-batches of up to 1000 events or 10 ms; it runs scorer's own faust fetch loop unless "
-        "--stock-consumer is among its flags, while the baked and REST agents run stock faust.",
+        "micro-batches of up to 1000 events or 10 ms; it reads with its direct reader (one aiokafka consumer), "
+        "while the baked and REST agents run stock faust.",
     ]
 
 

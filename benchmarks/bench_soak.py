@@ -85,17 +85,12 @@ def setup_store(settings: Settings) -> None:
 
 async def topics_admin(settings: Settings, create: dict[str, int] | None = None,
                        delete: list[str] | None = None) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import delete_topics, ensure_topics
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings))
-    await admin.start()
-    try:
-        if create:
-            await admin.create_topics([NewTopic(name, n, 1) for name, n in create.items()])
-        if delete:
-            await admin.delete_topics(delete)
-    finally:
-        await admin.close()
+    if create:
+        await ensure_topics(settings, create)
+    if delete:
+        await delete_topics(settings, delete)
 
 
 class Events:
@@ -124,7 +119,7 @@ class Worker:
     log: Path
 
     def get(self, path: str) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as response:
             return response.read()
 
     def rss_mb(self) -> float | None:
@@ -160,7 +155,7 @@ def start_worker(settings: Settings, topics: dict[str, str]) -> Worker:
             "--models", MODEL, "--poll-interval", "1.0"]
     env = {**os.environ, "SCORER_KEYSPACE": settings.keyspace, "SCORER_CHANGES_TOPIC": topics["changes"]}
     with log.open("wb") as out:
-        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,  # noqa: S603
+        proc = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=ROOT)
     worker = Worker(proc, port, app_id, log)
     deadline = time.monotonic() + 120
@@ -171,7 +166,7 @@ def start_worker(settings: Settings, topics: dict[str, str]) -> Worker:
             state = orjson.loads(worker.get("/models"))
             if state["worker"]["ready"] and state["worker"]["notices_ready"]:
                 return worker
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.3)
     raise RuntimeError(f"the worker was not ready after 120 s; see {log}")
@@ -239,9 +234,9 @@ async def read_outputs(settings: Settings, topics: dict[str, str], out: Outputs,
 async def produce(settings: Settings, topic: str, events: Events, prefix: str, *, n: int | None = None,
                   rate: float | None = None, seconds: float | None = None) -> list[str]:
     """Send ``n`` events as fast as possible, or ``rate`` per second for ``seconds``; the ids acknowledged."""
-    from aiokafka import AIOKafkaProducer
+    from scorer.kafka import new_producer
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings), acks="all", linger_ms=5)
+    producer = new_producer(settings, linger_ms=5)
     await producer.start()
     sent: list[tuple[str, asyncio.Future]] = []
     try:

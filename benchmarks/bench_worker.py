@@ -77,23 +77,20 @@ def forwarder(args: argparse.Namespace) -> None:
     if args.reader == "direct":
         direct_forwarder(args)
         return
-    from aiokafka import AIOKafkaProducer
-
-    from scorer.kafka import aiokafka_options
+    from scorer.kafka import new_producer
     from scorer.stream.app import faust_options, input_topic, new_app, new_worker
     from scorer.stream.sink import KafkaSink
     from scorer.stream.worker import WorkerConfig
 
-    settings = load_settings()
-    config = WorkerConfig(input_topic=args.input, output_topic=args.output, app_id=args.app_id,
-                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False,
-                          fast_consumer=not args.stock_consumer)
+    settings = load_settings(app_id=args.app_id)
+    config = WorkerConfig(input_topic=args.input, output_topic=args.output,
+                          batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False)
     app = new_app(args.app_id, config, **faust_options(settings, config))
     topic = input_topic(app, args.input)
 
     async def forward(stream: Any) -> None:
-        producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=config.producer_linger_ms,
-                                    max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
+        producer = new_producer(settings, linger_ms=config.producer_linger_ms,
+                                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024)
         await producer.start()
         sink = KafkaSink(producer)
         same = await sink.partitions(args.input) == await sink.partitions(args.output)
@@ -111,17 +108,17 @@ def direct_forwarder(args: argparse.Namespace) -> None:
     """``scorer worker`` itself (direct reader, pipelined delivery, commits) with scoring replaced by forwarding
     each message unchanged: the same stack minus decoding and scoring."""
     from scorer.stream.app import create_app, new_worker, worker_of
-    from scorer.stream.scoring import BatchResult
+    from scorer.stream.batch import Batch, BatchResult
     from scorer.stream.worker import WorkerConfig
 
-    settings = load_settings()
-    config = WorkerConfig(input_topic=args.input, output_topic=args.output, dlq_topic=args.output, app_id=args.app_id,
+    settings = load_settings(app_id=args.app_id)
+    config = WorkerConfig(input_topic=args.input, output_topic=args.output, dlq_topic=args.output,
                           batch_size=args.batch_size, batch_window_ms=args.window_ms, web_enabled=False,
                           follow_changes=False, models=(MODEL,), poll_interval=3600)
     app = create_app(settings, config)
 
-    async def forward(records: Any) -> BatchResult:
-        return BatchResult(predictions=[(r.key, r.value, i) for i, r in enumerate(records)])
+    async def forward(batch: Batch) -> None:
+        batch.result = BatchResult(predictions=[(r.key, r.value, i) for i, r in enumerate(batch.records)])
 
     worker_of(app).process = forward  # type: ignore[method-assign]
     new_worker(app, "warning").execute_from_commandline()
@@ -152,18 +149,12 @@ def bootstrap(settings: Settings) -> list[str]:
 
 
 async def admin(settings: Settings, create: list[str] = (), delete: list[str] = ()) -> None:  # type: ignore[assignment]
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+    from scorer.kafka import delete_topics, ensure_topics
 
-    client = AIOKafkaAdminClient(bootstrap_servers=bootstrap(settings))
-    await client.start()
-    try:
-        if create:
-            await client.create_topics([NewTopic(name, PARTITIONS if "changes" not in name else 1, 1)
-                                        for name in create])
-        if delete:
-            await client.delete_topics(list(delete))
-    finally:
-        await client.close()
+    if create:
+        await ensure_topics(settings, {name: PARTITIONS if "changes" not in name else 1 for name in create})
+    if delete:
+        await delete_topics(settings, delete)
 
 
 class Events:
@@ -188,12 +179,10 @@ class Events:
 
 
 async def produce_backlog(settings: Settings, topic: str, n: int) -> float:
-    from aiokafka import AIOKafkaProducer
-
+    from scorer.kafka import new_producer
     from scorer.stream.sink import KafkaSink
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap(settings), acks="all", linger_ms=5,
-                                max_batch_size=1 << 20, max_request_size=8 << 20)
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20, max_request_size=8 << 20)
     await producer.start()
     sink = KafkaSink(producer)
     events = Events()
@@ -223,11 +212,10 @@ class Stream:
         return self
 
     async def _run(self) -> None:
-        from aiokafka import AIOKafkaProducer
-
+        from scorer.kafka import new_producer
         from scorer.stream.sink import KafkaSink
 
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap(self.settings), acks=1, linger_ms=0)
+        producer = new_producer(self.settings, acks=1, linger_ms=0)
         await producer.start()
         sink = KafkaSink(producer)
         events = Events()
@@ -339,7 +327,7 @@ def stop_process(proc: subprocess.Popen) -> None:
 
 
 def http_json(port: int, path: str) -> Any:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:  # noqa: S310
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as response:
         body = response.read()
     return orjson.loads(body) if path == "/models" else body.decode()
 
@@ -362,7 +350,7 @@ def scorer_worker(settings: Settings, topics: dict[str, str], app_id: str, args:
             state = http_json(port, "/models")
             if state["worker"]["ready"] and state["worker"]["notices_ready"]:
                 return proc, port, log
-        except Exception:  # noqa: BLE001, S110 - not up yet
+        except Exception:  # noqa: BLE001 - not up yet
             pass
         time.sleep(0.2)
     raise RuntimeError(f"worker not ready; see {log}")
@@ -384,7 +372,6 @@ def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> di
             proc, log = start_process([sys.executable, __file__, "forwarder", "--input", topics["in"], "--output",
                                        topics["out"], "--app-id", app_id, "--batch-size", str(args.batch_size),
                                        "--window-ms", str(args.window_ms),
-                                       *(["--stock-consumer"] if kind == "noop-stock" else []),
                                        *(["--reader", "direct"] if kind == "noop-direct" else [])], settings, kind)
         else:
             extra = ("--consumer", "faust") if kind == "scorer-faust" else ()
@@ -442,9 +429,9 @@ def worker_p99(metrics_text: str) -> float | None:
 
 def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str, Any]:
     """One worker on a steady stream: latency first, then 100 swaps; then check every event's output."""
+    from scorer.kafka.notices import try_publish_notice
     from scorer.store import CassandraModelStore
     from scorer.store.connection import connect
-    from scorer.stream.notices import try_publish_notice
 
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}
@@ -474,7 +461,7 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
                 result[key] = {**latency_from(list(reader.rows), mark, end, stream), "rate": phase_rate}
             result["worker_e2e_p99_ms"] = (worker_p99(http_json(port, "/metrics")) or float("nan")) * 1000
 
-            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "  # noqa: S608
+            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
                                      "WHERE model = ? AND segment = ?")
             swaps: list[dict[str, Any]] = []
             order = np.random.default_rng(7).permutation(N_SEGMENTS)
@@ -578,7 +565,6 @@ def main() -> int:
     fwd.add_argument("--app-id", required=True)
     fwd.add_argument("--batch-size", type=int, default=1000)
     fwd.add_argument("--window-ms", type=float, default=10.0)
-    fwd.add_argument("--stock-consumer", action="store_true")
     fwd.add_argument("--reader", choices=["faust", "direct"], default="faust")
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=2)
@@ -593,7 +579,7 @@ def main() -> int:
     parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
     parser.add_argument("--kinds", default="noop,noop-direct,scorer",
                         help="Drains to run each round, of: noop (the no-op faust agent), noop-direct (scorer "
-                        "worker forwarding instead of scoring), noop-stock, scorer, scorer-faust.")
+                        "worker forwarding instead of scoring), scorer, scorer-faust.")
     args = parser.parse_args()
     if args.command == "forwarder":
         forwarder(args)

@@ -36,6 +36,3 @@ class ChecksumMismatch(StoreError):
 class BrokerUnavailable(ScorerError):
     """The Kafka brokers cannot be reached or refuse our TLS/SASL credentials; the message names them."""
 
-
-class InvalidEvent(ScorerError, ValueError):
-    """An input event that cannot be scored; its message becomes the dead letter's reason."""

@@ -1,8 +1,6 @@
-"""Holdout metrics in plain numpy: the same numbers as scikit-learn's, without its per-call validation cost.
-
-Thousands of small segments make ``sklearn.metrics`` overhead visible, so these are direct formulas
-(checked against scikit-learn in the unit tests). Results are JSON-able: floats, ints, or None where a
-metric is undefined (an AUC with one class present, an R2 with constant targets).
+"""Holdout metrics, JSON-able: floats, ints, or None where a metric is undefined (an AUC with one class
+present, an R2 with constant targets). The AUC is scikit-learn's (``scorer.monitor.accuracy.auc``); the log
+loss is scikit-learn's formula, extended to holdout labels the model never saw (scikit-learn refuses those).
 """
 
 from __future__ import annotations
@@ -12,29 +10,12 @@ from typing import Any
 
 import numpy as np
 
-
-def _rank_average(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties sharing their average rank (as scipy's rankdata 'average')."""
-    order = np.argsort(values, kind="mergesort")
-    sorted_values = values[order]
-    # Start of each run of equal values, and the average rank of that run.
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    ends = np.r_[starts[1:], sorted_values.size]
-    run_rank = (starts + ends + 1) / 2.0
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat(run_rank, ends - starts)
-    return ranks
+from scorer.monitor.accuracy import auc
 
 
 def binary_auc(positive: np.ndarray, score: np.ndarray) -> float | None:
     """ROC AUC of ``score`` for the boolean ``positive``; None when only one class is present."""
-    positive = np.asarray(positive, dtype=bool)
-    n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    ranks = _rank_average(np.asarray(score, dtype=np.float64))
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return auc(positive, score)
 
 
 def roc_auc(y_true: np.ndarray, proba: np.ndarray, classes: Sequence[Any]) -> float | None:

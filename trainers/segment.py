@@ -47,7 +47,7 @@ Progress = Callable[[int, int, str], None]
 """``progress(done, total, segment)`` after each segment (trained or skipped)."""
 
 
-class SkipSegment(Exception):  # noqa: N818 - a control-flow signal carrying the reason, not a failure of ours
+class SkipSegment(Exception):  # a control-flow signal carrying the reason, not a failure of ours
     """A segment that cannot be trained (too few rows, one class, ...); ``str(exc)`` is the reason."""
 
 

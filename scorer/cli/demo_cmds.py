@@ -95,12 +95,10 @@ def demo_report_cmd(cli: CliContext, stream: Path, swaps: Path | None, input_top
     if jsonl:
         records = report.read_jsonl(jsonl)
     else:
-        from scorer.kafka import aiokafka_options
-
         topics = {"event": input_topic, "prediction": predictions_topic, "dead_letter": dlq_topic}
         click.echo(f"reading {', '.join(topics.values())} from the beginning ...", err=True)
         try:
-            raw = report.read_kafka(aiokafka_options(cli.settings), topics, idle_seconds=idle)
+            raw = report.read_kafka(cli.settings, topics, idle_seconds=idle)
         except OSError as exc:
             raise ConfigError(f"cannot read the demo topics from Kafka at {cli.settings.kafka}: {exc}") from None
         if dump is not None:

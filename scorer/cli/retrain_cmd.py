@@ -73,8 +73,9 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
                        monitor_only: bool, web_port: int | None) -> None:
     """Watch live accuracy and drift per segment; refit, try and promote or retire new versions on its own."""
     from scorer.monitor.accuracy import MetricsConfig
+    from scorer.retrain.config import RetrainTopics, WorkerConfig
     from scorer.retrain.policy import RetrainConfig
-    from scorer.retrain.worker import RetrainTopics, RetrainWorker, WorkerConfig
+    from scorer.retrain.worker import RetrainWorker
 
     if window_rows < train_rows:
         raise ConfigError(f"--window-rows ({window_rows}) must be >= --train-rows ({train_rows})")
@@ -91,11 +92,17 @@ def retrain_worker_cmd(cli: CliContext, models: str | None, events_topic: str, p
         window_rows=window_rows, metrics_interval=metrics_interval, poll_interval=poll_interval, group_id=group_id,
         from_beginning=from_beginning, monitor_only=monitor_only, web_port=web_port)
 
+    fit = None
+    if not monitor_only:
+        # scikit-learn takes seconds to import: here, before the event loop runs (a loop blocked that long at
+        # the first refit would miss Kafka heartbeats and lose its partitions).
+        from trainers.refit import refit as fit
+
     async def serve() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await RetrainWorker(cli.settings, config).run(stop)
+        await RetrainWorker(cli.settings, config, fit=fit).run(stop)
 
     asyncio.run(serve())

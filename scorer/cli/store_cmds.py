@@ -28,7 +28,7 @@ _ACTOR_HELP = "Who makes the change, for the activation log [default: $USER@host
 _REASON_HELP = "Why, for the activation log."
 
 
-def _actor_reason(fn: Callable[..., Any]) -> Callable[..., Any]:
+def actor_reason(fn: Callable[..., Any]) -> Callable[..., Any]:
     fn = click.option("--reason", help=_REASON_HELP)(fn)
     return click.option("--actor", help=_ACTOR_HELP)(fn)
 
@@ -53,14 +53,14 @@ def change_pointer(cli: CliContext, change: Callable[[ModelStore], Activation]) 
     """
     with open_store(cli) as store:
         entry = change(store)
-    _announce(cli, entry.model, entry.segment, entry.action,
+    announce(cli, entry.model, entry.segment, entry.action,
               entry.canary_version if entry.action == "canary" else entry.to_version)
     return entry
 
 
-def _announce(cli: CliContext, model: str, segment: str | None, action: str, version: int | None) -> None:
+def announce(cli: CliContext, model: str, segment: str | None, action: str, version: int | None) -> None:
     """A model-changes notice so workers swap now rather than at their next poll; a failure only warns."""
-    from scorer.stream.notices import try_publish_notice
+    from scorer.kafka.notices import try_publish_notice
 
     warning = try_publish_notice(cli.settings, model, segment, action, version)
     if warning is not None:
@@ -77,7 +77,7 @@ def _console(stderr: bool = False) -> Console:
     return console
 
 
-def _say(text: str) -> None:
+def say(text: str) -> None:
     """A plain line on stdout (no markup, no wrapping), for lines scripts parse."""
     click.echo(text)
 
@@ -100,7 +100,7 @@ def _size(n: int | None) -> str:
     return str(n)  # pragma: no cover
 
 
-def _describe(entry: Activation) -> str:
+def describe_change(entry: Activation) -> str:
     """One line saying what changed, e.g. ``activated delay/ORD version 3 (was 2)``."""
     where, was = f"{entry.model}/{entry.segment}", f"(was {_opt(entry.from_version)})"
     if entry.action == "canary":
@@ -167,7 +167,7 @@ def _sidecar(path: Path, weights: ModelWeights) -> tuple[dict[str, Any] | None, 
               help="Weights .npz (from `scorer train --out` or ModelWeights.save); a <stem>.json sidecar beside it "
                    "supplies metrics and stats.")
 @click.option("--activate", is_flag=True, help="Make the new version live at once.")
-@_actor_reason
+@actor_reason
 @pass_cli
 def publish_cmd(cli: CliContext, model: str, segment: str, weights_path: Path, activate: bool, actor: str | None,
                 reason: str | None) -> None:
@@ -184,132 +184,15 @@ def publish_cmd(cli: CliContext, model: str, segment: str, weights_path: Path, a
         version = store.publish(model, segment, weights, metrics=metrics, stats=stats, author=actor,
                                 activate=activate, reason=reason)
     kind = f"{len(built.classes)}-class classifier" if built.classes is not None else "regressor"
-    _say(f"weights: {weights.arch} {kind}, {len(weights.feature_names)} features, sha256 {weights.checksum()[:16]}")
+    say(f"weights: {weights.arch} {kind}, {len(weights.feature_names)} features, sha256 {weights.checksum()[:16]}")
     if sidecar is not None:
-        _say(f"metrics and stats from {sidecar}")
+        say(f"metrics and stats from {sidecar}")
     if activate:
-        _say(f"activated {model}/{segment} version {version}")
-    _say(f"published {model}/{segment} version {version}")
+        say(f"activated {model}/{segment} version {version}")
+    say(f"published {model}/{segment} version {version}")
 
 
 # ------------------------------------------------------------------------------------------ pointers
-
-
-@main.command("activate")
-@click.argument("model")
-@click.argument("segment")
-@click.argument("version", type=int)
-@_actor_reason
-@pass_cli
-def activate_cmd(cli: CliContext, model: str, segment: str, version: int, actor: str | None,
-                 reason: str | None) -> None:
-    """Make VERSION the live version of MODEL/SEGMENT."""
-    entry = change_pointer(cli, lambda store: store.activate(model, segment, version, actor=actor, reason=reason))
-    _say(_describe(entry))
-
-
-@main.command("rollback")
-@click.argument("model")
-@click.argument("segment")
-@_actor_reason
-@pass_cli
-def rollback_cmd(cli: CliContext, model: str, segment: str, actor: str | None, reason: str | None) -> None:
-    """Return MODEL/SEGMENT to the version it had before its last activation."""
-    entry = change_pointer(cli, lambda store: store.rollback(model, segment, actor=actor, reason=reason))
-    _say(_describe(entry))
-
-
-@main.command("canary")
-@click.argument("model")
-@click.argument("segment")
-@click.argument("version", type=int)
-@click.option("--fraction", required=True, type=float, help="Share of the segment's traffic, strictly between 0 and 1.")
-@_actor_reason
-@pass_cli
-def canary_cmd(cli: CliContext, model: str, segment: str, version: int, fraction: float, actor: str | None,
-               reason: str | None) -> None:
-    """Serve VERSION to a fraction of MODEL/SEGMENT's traffic beside the live version."""
-    from scorer.store import rules
-
-    rules.check_fraction(fraction)  # refuse before connecting
-    entry = change_pointer(cli, lambda store: store.canary(model, segment, version, fraction, actor=actor,
-                                                           reason=reason))
-    _say(_describe(entry))
-
-
-@main.command("promote")
-@click.argument("model")
-@click.argument("segment")
-@_actor_reason
-@pass_cli
-def promote_cmd(cli: CliContext, model: str, segment: str, actor: str | None, reason: str | None) -> None:
-    """Make MODEL/SEGMENT's canary the live version."""
-    entry = change_pointer(cli, lambda store: store.promote(model, segment, actor=actor, reason=reason))
-    _say(_describe(entry))
-
-
-@main.command("shadow")
-@click.argument("model")
-@click.argument("segment")
-@click.argument("version", type=int, required=False)
-@click.option("--clear", is_flag=True, help="Stop shadow scoring for the segment.")
-@_actor_reason
-@pass_cli
-def shadow_cmd(cli: CliContext, model: str, segment: str, version: int | None, clear: bool, actor: str | None,
-               reason: str | None) -> None:
-    """Score every event of MODEL/SEGMENT with VERSION too, outputs to the shadow topic only (or --clear it)."""
-    if clear == (version is not None):
-        raise ConfigError("give either VERSION or --clear")
-    entry = change_pointer(cli, lambda store: store.shadow(model, segment, None if clear else version, actor=actor,
-                                                           reason=reason))
-    _say(_describe(entry))
-
-
-def _release_file(path: Path) -> dict[str, int]:
-    from pydantic import StrictInt, TypeAdapter, ValidationError
-
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"--versions {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        mapping = TypeAdapter(dict[str, StrictInt]).validate_json(raw)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first.get("loc", ())) or "top level"
-        raise ConfigError(f"--versions {str(path)!r} must be a JSON object of segment -> version number; at "
-                          f"{where}: {first['msg']}") from None
-    if not mapping:
-        raise ConfigError(f"--versions {str(path)!r} names no segments")
-    return mapping
-
-
-@main.command("release")
-@click.argument("model")
-@click.option("--versions", "versions_path", type=click.Path(dir_okay=False, path_type=Path),
-              help='JSON file mapping segment to version, e.g. {"ORD": 3, "JFK": 5}.')
-@click.option("--latest", is_flag=True, help="Every segment's newest version.")
-@_actor_reason
-@pass_cli
-def release_cmd(cli: CliContext, model: str, versions_path: Path | None, latest: bool, actor: str | None,
-                reason: str | None) -> None:
-    """Switch many segments of MODEL at once: workers see all of the release or none of it."""
-    if latest == (versions_path is not None):
-        raise ConfigError("give exactly one of --versions FILE.json or --latest")
-    mapping = _release_file(versions_path) if versions_path is not None else None
-    with open_store(cli) as store:
-        if mapping is None:
-            mapping = store.latest(model)
-            if not mapping:
-                raise ConfigError(f"model {model!r} has no published versions to release")
-        before = store.active(model)
-        release_id = store.release(model, mapping, actor=actor, reason=reason)
-    _announce(cli, model, None, "release", None)
-    changed = sum(1 for seg, v in mapping.items() if before.get(seg) is None or before[seg].version != v)
-    _say(f"released {model}: {len(mapping)} segments ({changed} changed), release {release_id}")
-
-
-# ------------------------------------------------------------------------------------------ listings
 
 
 def _states(info: VersionInfo, active: dict[str, Any]) -> str:
@@ -458,7 +341,7 @@ def export_cmd(cli: CliContext, model: str, segment: str, version: int | None, o
         weights.save(out_path)
     except OSError as exc:
         raise ConfigError(f"cannot write {str(out_path)!r}: {exc.strerror or exc}") from None
-    _say(f"exported {model}/{segment} version {version} to {out_path} (sha256 {weights.checksum()[:16]})")
+    say(f"exported {model}/{segment} version {version} to {out_path} (sha256 {weights.checksum()[:16]})")
 
 
 @main.command("prune")
@@ -474,8 +357,8 @@ def prune_cmd(cli: CliContext, model: str, segment: str | None, keep: int) -> No
     for seg, version in gone:
         by_segment.setdefault(seg, []).append(version)
     for seg, versions in sorted(by_segment.items()):
-        _say(f"  {seg}: deleted {', '.join(map(str, sorted(versions, reverse=True)))}")
-    _say(f"pruned {len(gone)} versions of {model}" + (f"/{segment}" if segment else ""))
+        say(f"  {seg}: deleted {', '.join(map(str, sorted(versions, reverse=True)))}")
+    say(f"pruned {len(gone)} versions of {model}" + (f"/{segment}" if segment else ""))
 
 
 @main.command("activations")
@@ -507,4 +390,4 @@ def activations_cmd(cli: CliContext, model: str, segment: str | None, limit: int
                       (entry.release_id or "-")[:8])
     _console().print(table)
     if not entries:
-        _say(f"no activations of {model}" + (f"/{segment}" if segment else ""))
+        say(f"no activations of {model}" + (f"/{segment}" if segment else ""))

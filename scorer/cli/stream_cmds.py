@@ -53,7 +53,7 @@ if TYPE_CHECKING:
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
 @click.option("--stock-consumer", is_flag=True,
-              help="With --consumer faust: faust's own fetch loop (slower) instead of scorer's delivery path.")
+              help="No effect, kept for compatibility: --consumer faust runs faust's stock consumer.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
 @worker_monitor_options
@@ -73,19 +73,20 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
     try:
         config = WorkerConfig(
             input_topic=input_topic, output_topic=output_topic, dlq_topic=dlq_topic,
-            changes_topic=changes_topic or cli.settings.changes_topic,
             follow_changes=not no_changes, models=models or (), poll_interval=poll_interval, batch_size=batch_size,
             batch_window_ms=batch_window_ms, max_models=max_models, fallback_segment=fallback_segment or None,
-            web_port=web_port, web_host=web_host, app_id=app_id, partitions=partitions,
+            web_port=web_port, web_host=web_host, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
-            fast_consumer=not stock_consumer,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "option"
         raise ConfigError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
-    run_monitored_worker(cli.settings, config, monitoring, loglevel=loglevel)
+    # The consumer group and the notices topic are settings (shared with the CLI's announcements); the flags
+    # override them for this worker.
+    overrides = {name: value for name, value in (("app_id", app_id), ("changes_topic", changes_topic)) if value}
+    run_monitored_worker(cli.settings.model_copy(update=overrides), config, monitoring, loglevel=loglevel)
 
 
 @main.command("send")

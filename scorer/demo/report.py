@@ -10,330 +10,40 @@ Inputs:
 - the swaps log the demo writes (one JSON object per line: segment, version, method and the time the
   row was written).
 
-``compute_summary`` is pure (arrays and dicts in, a JSON-able dict out) and is what the tests exercise.
+Reading them is :mod:`scorer.demo.inputs`; ``compute_summary`` is pure (arrays and dicts in, a JSON-able
+dict out) and is what the tests exercise.
 Times are epoch seconds (floats) inside; latencies and delays are reported in milliseconds.
 """
 
 from __future__ import annotations
 
-import asyncio
-import csv
-import json
 import math
-import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import orjson
 
-from scorer.errors import ConfigError
+from scorer.demo.inputs import (  # noqa: F401 - re-exported: the report's inputs, as callers know them
+    KINDS,
+    Labels,
+    Records,
+    Swap,
+    load_labels,
+    load_swaps,
+    read_jsonl,
+    read_kafka,
+    read_stream_table,
+    to_epoch_seconds,
+    write_dump,
+)
+from scorer.demo.output import render, write_summary  # noqa: F401 - re-exported
 
-KINDS = ("event", "prediction", "dead_letter")
 RECOVERY_MARGIN = 0.05
 """The drifted city counts as recovered when its accuracy on the new version beats the old version's
 accuracy after the drift by at least this much."""
-
-
-# -- inputs -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Labels:
-    """The stream's ground truth: ids in stream order with their segment and label."""
-
-    ids: np.ndarray        # (n,) str
-    segments: np.ndarray   # (n,) str
-    y: np.ndarray          # (n,) int
-
-    def __post_init__(self) -> None:
-        if not (self.ids.shape == self.segments.shape == self.y.shape) or self.ids.ndim != 1:
-            raise ConfigError(f"labels disagree: ids {self.ids.shape}, segments {self.segments.shape}, "
-                              f"y {self.y.shape}")
-
-
-@dataclass(frozen=True)
-class Swap:
-    """One live swap the demo made: which segment, to which version, how, and when the row was written."""
-
-    segment: str
-    version: int
-    method: str
-    at: float
-    """Epoch seconds when the active_models row was written (its WRITETIME), else when the command ran."""
-    model: str | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any], where: str = "swaps log") -> Swap:
-        try:
-            at = data.get("written_at") or data.get("requested_at") or data.get("at")
-            at_s = to_epoch_seconds(at)
-            if at_s is None:
-                raise ValueError("no written_at/requested_at time")
-            return cls(segment=str(data["segment"]), version=int(data["version"]), method=str(data.get("method", "?")),
-                       at=at_s, model=data.get("model"))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{where}: a swap needs segment, version and a time; "
-                              f"got {dict(data)!r} ({exc})") from None
-
-
-@dataclass
-class Records:
-    """What the topics held: send times by event id, predictions and dead letters (parsed JSON)."""
-
-    sent: dict[str, float] = field(default_factory=dict)
-    """Event id -> first send time (epoch s) from the input topic's record timestamps."""
-    n_events: int = 0
-    predictions: list[dict[str, Any]] = field(default_factory=list)
-    dead_letters: list[dict[str, Any]] = field(default_factory=list)
-    unreadable: int = 0
-    """Records of the output topics that were not JSON objects (a worker bug if ever non-zero)."""
-
-    def add(self, kind: str, value: Any, timestamp_ms: float | None) -> None:
-        """Add one record; ``value`` is the parsed JSON (or raw bytes/str to parse)."""
-        if isinstance(value, bytes | str):
-            try:
-                value = orjson.loads(value)
-            except orjson.JSONDecodeError:
-                value = None
-        if kind == "event":
-            self.n_events += 1
-            if isinstance(value, dict) and value.get("id") is not None and timestamp_ms is not None:
-                self.sent.setdefault(str(value["id"]), float(timestamp_ms) / 1000.0)
-            return
-        if not isinstance(value, dict):
-            self.unreadable += 1
-            return
-        if kind == "prediction":
-            self.predictions.append(value)
-        elif kind == "dead_letter":
-            self.dead_letters.append(value)
-        else:
-            raise ConfigError(f"unknown record kind {kind!r}; expected one of {', '.join(KINDS)}")
-
-
-def to_epoch_seconds(value: Any) -> float | None:
-    """Epoch seconds from a number (s, ms, us or ns: told apart by size, for dates after 1973) or ISO-8601 text."""
-    if value is None or isinstance(value, bool):
-        return None
-    if isinstance(value, int | float):
-        number = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            number = float(text)
-        except ValueError:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                return None
-            if moment.tzinfo is None:
-                return None  # a naive time could be any zone: refuse to guess
-            return moment.timestamp()
-    if not math.isfinite(number):
-        return None
-    for scale in (1e9, 1e6, 1e3):  # nanoseconds, microseconds (CQL WRITETIME), milliseconds (Kafka timestamps)
-        if number > 1e8 * scale:
-            return number / scale
-    return number
-
-
-def load_labels(path: str | Path, *, id_col: str = "id", segment_col: str = "city",
-                target: str = "cancelled") -> Labels:
-    """The ids, segments and labels of a stream file (CSV or Parquet), in file order."""
-    table = read_stream_table(path, [id_col, segment_col, target], text_columns=(id_col, segment_col))
-    ids = table.column(id_col).to_numpy(zero_copy_only=False).astype(str)
-    segments = table.column(segment_col).to_numpy(zero_copy_only=False).astype(str)
-    y = np.asarray(table.column(target).to_numpy(zero_copy_only=False))
-    if y.dtype.kind == "f":
-        if np.isnan(y).any():
-            raise ConfigError(f"{Path(path).name}: target {target!r} has missing values; the report needs every label")
-        y = y.astype(np.int64)
-    return Labels(ids=ids, segments=segments, y=y.astype(np.int64))
-
-
-def read_stream_table(path: str | Path, columns: Sequence[str], text_columns: Sequence[str] = ()) -> Any:
-    """Some columns of a CSV or Parquet file as a pyarrow Table (ids and segments kept as text)."""
-    import pyarrow as pa
-
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"stream file {str(path)!r} not found")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            import pyarrow.parquet as pq
-
-            names = pq.read_schema(path).names
-            _need(path, names, columns)
-            return pq.read_table(path, columns=list(columns))
-        import pyarrow.csv as pcsv
-
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            names = next(csv.reader(handle), [])
-        _need(path, names, columns)
-        return pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
-            include_columns=list(columns), column_types={name: pa.string() for name in text_columns}))
-    except (pa.ArrowException, OSError) as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {str(exc).strip().splitlines()[0]}") from None
-
-
-def _need(path: Path, names: Sequence[str], columns: Sequence[str]) -> None:
-    absent = [name for name in columns if name not in names]
-    if absent:
-        raise ConfigError(f"column {absent[0]!r} not in {path.name}; columns are: {', '.join(names)}")
-
-
-def load_swaps(path: str | Path | None) -> list[Swap]:
-    """The swaps log (JSON lines); a missing file means no swaps."""
-    if path is None or not Path(path).is_file():
-        return []
-    swaps = []
-    for number, line in enumerate(Path(path).read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                data = json.loads(line)
-            except ValueError as exc:
-                raise ConfigError(f"{path}:{number}: not JSON ({exc})") from None
-            swaps.append(Swap.from_dict(data, where=f"{path}:{number}"))
-    return sorted(swaps, key=lambda swap: swap.at)
-
-
-def _kind_of(line: Mapping[str, Any]) -> tuple[str, Any, Any]:
-    """A dump line is ``{"kind", "timestamp", "value"}``; a bare prediction or dead letter is accepted too."""
-    if "kind" in line and "value" in line:
-        return str(line["kind"]), line["value"], line.get("timestamp")
-    if "error" in line and "raw" in line:
-        return "dead_letter", line, None
-    if "version" in line and "id" in line:
-        return "prediction", line, None
-    if "features" in line and "id" in line:
-        return "event", line, line.get("timestamp")
-    raise ConfigError(f"cannot tell what this record is (no kind, not a prediction/dead letter/event): {line!r:.200}")
-
-
-def read_jsonl(paths: Iterable[str | Path], records: Records | None = None) -> Records:
-    """Records from JSONL dumps (as written by :func:`write_dump`, or bare prediction/dead-letter lines)."""
-    records = records or Records()
-    for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"JSONL file {str(path)!r} not found")
-        with path.open("rb") as handle:
-            for number, raw in enumerate(handle, 1):
-                if not raw.strip():
-                    continue
-                try:
-                    line = orjson.loads(raw)
-                except orjson.JSONDecodeError as exc:
-                    raise ConfigError(f"{path}:{number}: not JSON ({exc})") from None
-                if not isinstance(line, dict):
-                    raise ConfigError(f"{path}:{number}: expected a JSON object; got {type(line).__name__}")
-                kind, value, timestamp = _kind_of(line)
-                records.add(kind, value, timestamp)
-    return records
-
-
-def write_dump(path: str | Path, dump: Iterable[tuple[str, Any, float | None]]) -> int:
-    """Write ``(kind, value, timestamp_ms)`` records as JSON lines; return how many."""
-    count = 0
-    with Path(path).open("wb") as handle:
-        for kind, value, timestamp in dump:
-            handle.write(orjson.dumps({"kind": kind, "timestamp": timestamp, "value": value}) + b"\n")
-            count += 1
-    return count
-
-
-# -- Kafka --------------------------------------------------------------------------------------------
-async def _read_topics(options: Mapping[str, Any], topics: Mapping[str, str], idle_seconds: float,
-                       timeout: float) -> list[tuple[str, Any, float | None]]:
-    """Every record of ``topics`` (kind -> topic) from the beginning to the end offsets seen at start."""
-    from aiokafka import AIOKafkaConsumer
-
-    partitions = await _partitions(options, topics.values())
-    kind_of = {topic: kind for kind, topic in topics.items()}
-    out: list[tuple[str, Any, float | None]] = []
-    if not partitions:
-        return out
-    consumer = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                                max_partition_fetch_bytes=4 << 20)
-    await consumer.start()
-    try:
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        end = await consumer.end_offsets(partitions)
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        deadline = time.monotonic() + timeout
-        last_data = time.monotonic()
-        while remaining and time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500, max_records=20_000)
-            for tp, messages in batches.items():
-                kind = kind_of[tp.topic]
-                for message in messages:
-                    if message.offset < end[tp]:
-                        value = message.value if kind != "event" else _event_id_only(message.value)
-                        out.append((kind, value, float(message.timestamp)))
-                if messages:
-                    last_data = time.monotonic()
-            for tp in list(remaining):
-                if await consumer.position(tp) >= end[tp]:
-                    remaining.discard(tp)
-            if remaining and time.monotonic() - last_data > idle_seconds:
-                break
-        if remaining:
-            import logging
-
-            logging.getLogger(__name__).warning(
-                "stopped reading %d partition(s) before their end offset (idle %.0f s / timeout %.0f s): %s",
-                len(remaining), idle_seconds, timeout, ", ".join(f"{tp.topic}[{tp.partition}]" for tp in remaining))
-    finally:
-        await consumer.stop()
-    return [(kind, _parse(value), timestamp) for kind, value, timestamp in out]
-
-
-async def _partitions(options: Mapping[str, Any], topics: Iterable[str]) -> list[Any]:
-    """Every partition of the topics that exist (a DLQ topic nobody wrote to may not: it holds nothing)."""
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**options)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [topic for topic in dict.fromkeys(topics) if topic in existing]
-        described = await admin.describe_topics(wanted) if wanted else []
-    finally:
-        await admin.close()
-    return [TopicPartition(entry["topic"], part["partition"]) for entry in described
-            for part in sorted(entry["partitions"], key=lambda p: p["partition"])]
-
-
-def _event_id_only(value: bytes | None) -> Any:
-    """Input events only matter for their id (the send time is the record's timestamp): keep them small."""
-    try:
-        parsed = orjson.loads(value) if value is not None else None
-    except orjson.JSONDecodeError:
-        return None
-    return {"id": parsed.get("id")} if isinstance(parsed, dict) else None
-
-
-def _parse(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return orjson.loads(value)
-        except orjson.JSONDecodeError:
-            return value.decode("utf-8", "replace")
-    return value
-
-
-def read_kafka(options: Mapping[str, Any], topics: Mapping[str, str], *, idle_seconds: float = 5.0,
-               timeout: float = 300.0) -> list[tuple[str, Any, float | None]]:
-    """Synchronous wrapper: ``(kind, value, timestamp_ms)`` for every record of the given topics."""
-    for kind in topics:
-        if kind not in KINDS:
-            raise ConfigError(f"unknown record kind {kind!r}; expected one of {', '.join(KINDS)}")
-    return asyncio.run(_read_topics(options, topics, idle_seconds, timeout))
 
 
 # -- computations -------------------------------------------------------------------------------------
@@ -345,18 +55,10 @@ def percentile(values: Sequence[float] | np.ndarray, q: float) -> float | None:
 
 
 def roc_auc(y: np.ndarray, score: np.ndarray) -> float | None:
-    """Area under the ROC curve (Mann-Whitney, ties counted half); None when only one class is present."""
-    y = np.asarray(y).astype(bool)
-    score = np.asarray(score, dtype=np.float64)
-    positives = int(y.sum())
-    negatives = y.size - positives
-    if positives == 0 or negatives == 0:
-        return None
-    _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
-    ends = np.cumsum(counts)
-    average_rank = (ends - counts + 1 + ends) / 2.0  # 1-based ranks start+1..end, averaged over ties
-    ranks = average_rank[inverse]
-    return float((ranks[y].sum() - positives * (positives + 1) / 2.0) / (positives * negatives))
+    """Area under the ROC curve; None when only one class is present."""
+    from scorer.monitor.accuracy import auc
+
+    return auc(np.asarray(y).astype(bool), score)
 
 
 def _probability(prediction: Any) -> float:
@@ -607,104 +309,3 @@ def checks(summary: Mapping[str, Any], expect_swaps: int = 0) -> list[dict[str, 
                     "detail": f"{drift['after_drift_old_version']['accuracy']} on the old version after the drift, "
                               f"{drift['after_swap_new_version']['accuracy']} on v{drift['new_version']}"})
     return out
-
-
-# -- output -------------------------------------------------------------------------------------------
-def write_summary(summary: Mapping[str, Any], path: str | Path) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(summary, indent=2, sort_keys=False, default=_jsonable) + "\n")
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, np.floating):
-        return float(value)
-    raise TypeError(f"not JSON-able: {type(value).__name__}")
-
-
-def _fmt(value: Any, suffix: str = "") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}{suffix}" if abs(value) < 10 else f"{value:,.1f}{suffix}"
-    if isinstance(value, int):
-        return f"{value:,}{suffix}"
-    return f"{value}{suffix}"
-
-
-def render(summary: Mapping[str, Any], console: Any = None) -> None:
-    """Print the summary as rich tables: totals, swaps, the drifted city, then per city and version."""
-    from rich.console import Console
-    from rich.table import Table
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:  # a log file or a pipe: wide enough that no column wraps
-            console = Console(width=140)
-    totals = Table(title="scorer demo: summary", show_header=False, title_justify="left")
-    totals.add_column("figure", style="bold")
-    totals.add_column("value", justify="right")
-    latency = summary["latency_ms"]
-    for name, value in (
-        ("events in the stream", _fmt(summary["stream_events"])),
-        ("events sent to Kafka", _fmt(summary["events_sent"])),
-        ("predictions", _fmt(summary["predictions"])),
-        ("dead letters", _fmt(summary["dead_letters"])),
-        ("duplicates (re-scored after a restart)", _fmt(summary["duplicates"])),
-        ("lost (no prediction, no dead letter)", _fmt(summary["lost"])),
-        ("send rate (events/s, while sending)", _fmt(summary["events_per_second"])),
-        ("scoring rate (predictions/s, while scoring)", _fmt(summary.get("predictions_per_second"))),
-        ("end-to-end latency p50", _fmt(latency["p50"], " ms")),
-        ("end-to-end latency p99", _fmt(latency["p99"], " ms")),
-        ("accuracy, all cities", _fmt(summary["overall"]["accuracy"])),
-    ):
-        totals.add_row(name, value)
-    machine = summary.get("environment")
-    if machine:
-        totals.add_row("machine", f"{machine['cpus']} CPUs, load {machine['load_1m']:.1f} (1 min)")
-    console.print(totals)
-
-    if summary["swaps"]:
-        swaps = Table(title="live swaps", title_justify="left")
-        for column in ("city", "how", "from", "to", "seen", "first on new", "last on old", "old after swap"):
-            swaps.add_column(column, justify="left" if column in ("city", "how") else "right")
-        for swap in summary["swaps"]:
-            swaps.add_row(swap["segment"], swap["method"], _fmt(swap["from_version"]), _fmt(swap["to_version"]),
-                          "yes" if swap["observed"] else "[red]NO[/red]", _fmt(swap["delay_ms"], " ms"),
-                          _fmt(swap["old_version_last_scored_ms"], " ms"),
-                          _fmt(swap["events_sent_after_swap_on_old_version"]))
-        console.print(swaps)
-        console.print("  first on new: the city's first prediction on the new version, after the row was written; "
-                      "last on old: its last prediction on the old one;\n  old after swap: events sent after the "
-                      "write but still scored by the old version.", style="dim")
-
-    drift = summary.get("drift")
-    if drift:
-        title = f"drifted city {drift['city']} (drift from {drift['drift_first_id']})"
-        table = Table(title=title, title_justify="left")
-        for column in ("phase", "events", "accuracy", "AUC"):
-            table.add_column(column, justify="left" if column == "phase" else "right")
-        for label, key in (("before the drift", "before_drift"),
-                           ("after the drift, old version", "after_drift_old_version"),
-                           (f"after the swap, v{drift['new_version']}", "after_swap_new_version")):
-            row = drift[key]
-            table.add_row(label, _fmt(row["n"]), _fmt(row["accuracy"]), _fmt(row["auc"]))
-        console.print(table)
-
-    per_city = Table(title="per city and version", title_justify="left")
-    for column in ("city", "version", "events", "accuracy", "AUC"):
-        per_city.add_column(column, justify="left" if column == "city" else "right")
-    for segment, versions in summary["metrics"].items():
-        for version, row in versions.items():
-            per_city.add_row(segment, version, _fmt(row["n"]), _fmt(row["accuracy"]), _fmt(row["auc"]))
-    console.print(per_city)
-
-    checks_table = Table(title="checks", title_justify="left")
-    checks_table.add_column("check")
-    checks_table.add_column("result")
-    checks_table.add_column("detail")
-    for check in summary["checks"]:
-        result = "[green]ok[/green]" if check["ok"] else "[red]FAILED[/red]"
-        checks_table.add_row(check["name"], result, check["detail"])
-    console.print(checks_table)

@@ -210,9 +210,8 @@ class ModelWeights:
         if magic != MAGIC:
             raise InvalidWeights(f"weights blob does not start with {MAGIC!r}; got {bytes(magic)!r}")
         if head_len > len(blob) - _PREFIX.size:
-            raise InvalidWeights(
-                f"weights header claims {head_len} bytes but only {len(blob) - _PREFIX.size} follow the prefix"
-            )
+            raise InvalidWeights(f"weights header claims {head_len} bytes but only "
+                                 f"{len(blob) - _PREFIX.size} follow the prefix")
         header = _parse_header(bytes(blob[_PREFIX.size : _PREFIX.size + head_len]))
         body = blob[_PREFIX.size + head_len :]
         expected_offset = 0
@@ -234,9 +233,8 @@ class ModelWeights:
             expected_offset = offset + nbytes
             specs.append((name, dtype, shape, offset, nbytes))
         if expected_offset != len(body):
-            raise InvalidWeights(
-                f"weights data section has {len(body)} bytes; the header accounts for {expected_offset}"
-            )
+            raise InvalidWeights(f"weights data section has {len(body)} bytes; the header accounts for "
+                                 f"{expected_offset}")
         arrays = {
             name: np.frombuffer(body, dtype=dtype, count=nbytes // dtype.itemsize, offset=offset).reshape(shape)
             for name, dtype, shape, offset, nbytes in specs

@@ -1,7 +1,7 @@
 """Live accuracy: rolling metrics per (model, segment, version) over the last W labelled outcomes.
 
-Each tracked key owns a ring buffer of (score, truth) pairs; the metrics are exact over the ring (AUC by
-ranks with ties averaged, as scikit-learn). A ring starts small and doubles up to its capacity, so a
+Each tracked key owns a ring buffer of (score, truth) pairs; the metrics are exact over the ring (AUC and
+binary log loss from scikit-learn). A ring starts small and doubles up to its capacity, so a
 segment that sees ten labels holds ten rows, and the registry keeps at most ``max_keys`` rings (least
 recently fed dropped), so memory is bounded by ``max_keys * capacity * 16`` bytes whatever the traffic.
 
@@ -36,26 +36,18 @@ def task_of(classes: Sequence[Any] | None) -> str:
     return BINARY if len(classes) == 2 else MULTICLASS
 
 
-def rank_average(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, ties sharing their average rank."""
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
-    ends = np.r_[starts[1:], ordered.size]
-    ranks = np.empty(values.size, dtype=np.float64)
-    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
-    return ranks
-
-
 def auc(positive: np.ndarray, score: np.ndarray) -> float | None:
-    """ROC AUC (Mann-Whitney); None with a single class present, where it is undefined."""
+    """ROC AUC (scikit-learn's); None with a single class present, where it is undefined (not 0.5).
+
+    The one AUC of the project: live accuracy, training holdout metrics and the demo report all use it.
+    """
+    from sklearn.metrics import roc_auc_score
+
     positive = np.asarray(positive, dtype=bool)
     n_pos = int(positive.sum())
-    n_neg = positive.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if n_pos == 0 or n_pos == positive.size:
         return None
-    ranks = rank_average(np.asarray(score, dtype=np.float64))
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    return float(roc_auc_score(positive, np.asarray(score, dtype=np.float64)))
 
 
 def metrics_of(task: str, score: np.ndarray, truth: np.ndarray) -> dict[str, Any]:
@@ -69,12 +61,14 @@ def metrics_of(task: str, score: np.ndarray, truth: np.ndarray) -> dict[str, Any
     if n == 0:
         return {"n": 0, "roc_auc": None, "log_loss": None, "accuracy": None}
     if task == BINARY:
+        from sklearn.metrics import log_loss
+
         p = np.clip(score, LOG_EPSILON, 1 - LOG_EPSILON)
         positive = truth > 0.5
         return {
             "n": n,
             "roc_auc": auc(positive, score),
-            "log_loss": float(-np.mean(np.where(positive, np.log(p), np.log1p(-p)))),
+            "log_loss": float(log_loss(positive, np.column_stack([1.0 - p, p]), labels=[False, True])),
             # argmax of [1 - p, p] picks the negative class on a tie, as predict() does
             "accuracy": float(np.mean((score > 0.5) == positive)),
         }

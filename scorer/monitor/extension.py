@@ -92,7 +92,7 @@ def worker_monitoring(options: MonitorOptions, metrics: Any = None
                 await observer.flush()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - monitoring must never stop the worker
+            except Exception:  # monitoring must never stop the worker
                 log.exception("drift flush failed")
 
     drift_flush.observer = observer  # type: ignore[attr-defined]  # for tests and the /models page

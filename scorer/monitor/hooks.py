@@ -9,30 +9,16 @@ skips a failing hook, and these catch their own model errors too.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import numpy as np
-import orjson
 
 from scorer.monitor.observer import DriftObserver
 from scorer.monitor.topics import SHADOW_TOPIC
-from scorer.stream.cache import LoadedModel
+from scorer.stream.batch import ExtraMessage, Scored, format_outputs, prediction_values, utc_stamp
 from scorer.stream.events import feature_matrix
-from scorer.stream.scoring import ExtraMessage, ScoredGroup, utc_stamp
+from scorer.stream.scoring import ScoredGroup
 
 log = logging.getLogger(__name__)
-
-
-def format_outputs(model: LoadedModel, output: np.ndarray) -> tuple[list[Any], list[Any]]:
-    """(prediction values, predicted labels) in the prediction message's format (see issue 5)."""
-    n = output.shape[0]
-    if model.kind == "regression":
-        return np.asarray(output, dtype=np.float64).reshape(n).tolist(), [None] * n
-    labels = model.labels or ()
-    chosen = [labels[i] for i in np.asarray(output).argmax(axis=1).tolist()]
-    if model.kind == "binary":
-        return np.asarray(output[:, 1], dtype=np.float64).tolist(), chosen
-    return np.asarray(output, dtype=np.float64).tolist(), chosen
 
 
 class ShadowHook:
@@ -73,17 +59,14 @@ class ShadowHook:
             if not events:
                 return []
             values, labels = format_outputs(shadow, shadow.predictor.predict(X))
-        except Exception:  # noqa: BLE001 - a broken shadow must not touch live scoring
+        except Exception:  # a broken shadow must not touch live scoring
             self.failures += len(group.events)
             log.exception("shadow %s failed on %d events", shadow.what, len(group.events))
             return []
-        scored_at = utc_stamp()
-        model, segment, version = group.model, group.segment, shadow.version
         self.scored += len(events)
-        return [(self.topic, event.id.encode(), orjson.dumps({
-            "id": event.id, "model": model, "segment": segment, "version": version, "canary": False,
-            "shadow": True, "prediction": value, "label": label, "scored_at": scored_at,
-        })) for event, value, label in zip(events, values, labels, strict=True)]
+        head = Scored(group.model, group.segment, shadow.version, False, utc_stamp(), shadow=True)
+        return [(self.topic, event.id.encode(), value)
+                for event, value in zip(events, prediction_values(head, events, values, labels), strict=True)]
 
 
 class DriftHook:
@@ -95,5 +78,4 @@ class DriftHook:
     def __call__(self, group: ScoredGroup) -> None:
         # The version's own segment (a fallback segment serves others): its training stats are the reference.
         scored_by = group.scored_by
-        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X, group.output,
-                              [e.id for e in group.events])
+        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X)

@@ -95,8 +95,7 @@ class DriftObserver:
         self._held_rows: dict[tuple[str, str, int], int] = {}
         self._held_total = 0
 
-    def observe(self, model: str, segment: str, version: int, X: np.ndarray, predictions: Any = None,
-                ids: Sequence[str] | None = None) -> None:
+    def observe(self, model: str, segment: str, version: int, X: np.ndarray) -> None:
         """Count one scored group's rows (X in the served model's feature order). Never raises into the caller."""
         key = (model, segment, version)
         try:
@@ -117,7 +116,7 @@ class DriftObserver:
                 self._bin(key)
             elif self._held_total >= _MAX_HELD_ROWS:
                 self._bin_all()
-        except Exception:  # noqa: BLE001 - monitoring must never fail a scoring batch
+        except Exception:  # monitoring must never fail a scoring batch
             log.exception("drift observe failed for %s/%s version %s", model, segment, version)
 
     def _bin(self, key: tuple[str, str, int]) -> None:
@@ -128,7 +127,7 @@ class DriftObserver:
         X = held[0] if len(held) == 1 else np.concatenate(held)
         try:
             snapshot, alerts = self.monitor.observe(key, np.asarray(X, dtype=np.float64))
-        except Exception:  # noqa: BLE001 - a bad matrix (e.g. wrong width) loses its rows, nothing else
+        except Exception:  # a bad matrix (e.g. wrong width) loses its rows, nothing else
             log.exception("drift binning failed for %s/%s version %s", *key)
             return
         if snapshot is not None:
@@ -154,7 +153,7 @@ class DriftObserver:
         for key in wanted:
             try:
                 found = await asyncio.to_thread(self._load, *key)
-            except Exception:  # noqa: BLE001 - store unavailable: ask again at the next flush
+            except Exception:  # store unavailable: ask again at the next flush
                 log.warning("no drift reference yet for %s/%s version %s (store error)", *key, exc_info=True)
                 self._wanted.add(key)
                 continue
@@ -178,7 +177,7 @@ class DriftObserver:
         self._pending.clear()
         try:
             await self._send(batch)
-        except Exception:  # noqa: BLE001 - Kafka hiccup: keep them for the next flush
+        except Exception:  # Kafka hiccup: keep them for the next flush
             log.warning("publishing %d drift messages failed; retrying at the next flush", len(batch), exc_info=True)
             self._pending.extendleft(reversed(batch))
             return 0

@@ -57,29 +57,19 @@ def dumps(value: dict[str, Any]) -> bytes:
 async def ensure_topics(settings: Settings, topics: MonitorTopics, partitions: int = 4) -> list[str]:
     """Create the monitoring topics that do not exist yet (snapshots compacted); returns the ones created.
 
-    Topics that exist are left as they are; a broker that refuses (no permission) is not fatal here, since
-    the topics may be auto-created on first write.
+    A broker that refuses (no permission, unreachable) is not fatal here: the topics may be auto-created on
+    first write, and the publisher reports failed sends itself.
     """
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import KafkaError
+    from scorer.errors import BrokerUnavailable
+    from scorer.kafka import TopicSpec
+    from scorer.kafka import ensure_topics as ensure
 
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    wanted = {topics.drift: TopicSpec(partitions, COMPACTED), topics.metrics: TopicSpec(partitions, COMPACTED),
+              topics.alerts: TopicSpec(partitions)}
     try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        wanted = [NewTopic(topics.drift, partitions, 1, topic_configs=COMPACTED),
-                  NewTopic(topics.metrics, partitions, 1, topic_configs=COMPACTED),
-                  NewTopic(topics.alerts, partitions, 1)]
-        missing = [topic for topic in wanted if topic.name not in existing]
-        if missing:
-            await admin.create_topics(missing)
-        return [topic.name for topic in missing]
-    except KafkaError:
+        return await ensure(settings, wanted)
+    except BrokerUnavailable:
         return []
-    finally:
-        await admin.close()
 
 
 async def read_latest(settings: Settings, topic: str, *, prefix: str = "", timeout: float = 15.0
@@ -162,11 +152,9 @@ class Publisher:
         self._producer: Any = None
 
     async def start(self) -> None:
-        from aiokafka import AIOKafkaProducer
+        from scorer.kafka import new_producer
 
-        from scorer.kafka import aiokafka_options
-
-        self._producer = AIOKafkaProducer(**aiokafka_options(self._settings), linger_ms=5, acks="all")
+        self._producer = new_producer(self._settings, linger_ms=5)
         await self._producer.start()
 
     async def stop(self) -> None:

@@ -3,11 +3,11 @@
 One process consumes the events, predictions, shadow predictions, labels and alerts topics; joins them by
 id (``scorer.monitor.join``, bounded); keeps rolling live metrics per version (published to
 ``model-metrics``, accuracy drops to ``model-alerts``); keeps recent labelled rows per segment; and drives
-``RetrainPolicy``. Its actions run one at a time in a background task so consuming never stops: refit with
-``trainers.segment.fit_segment`` (in a thread), publish the version with its holdout metrics and training
-statistics, start it as canary (or shadow), and later promote or retire it. Every pointer change goes
-through the store with ``actor`` = the worker and a compact JSON ``reason`` holding the evidence, so the
-activation log tells the whole story, and ``scorer rollback`` stays the human veto.
+``RetrainPolicy``. Its actions (:mod:`scorer.retrain.actions`) run one at a time in a background task so
+consuming never stops: refit with the fit function it was handed (in a thread), publish the version with its
+holdout metrics and training statistics, start it as canary (or shadow), and later promote or retire it.
+Every pointer change goes through the store with ``actor`` = the worker and a compact JSON ``reason`` holding
+the evidence, so the activation log tells the whole story, and ``scorer rollback`` stays the human veto.
 
 This worker holds writer credentials (it publishes versions); the scoring workers stay read-only.
 Run one per model set: two retrain workers on the same segments would race each other's trials.
@@ -17,31 +17,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import orjson
 
 from scorer.config import Settings
-from scorer.monitor.accuracy import LiveMetrics, MetricsConfig, outcome, task_of
+from scorer.errors import ConfigError
+from scorer.monitor.accuracy import LiveMetrics, outcome, task_of
 from scorer.monitor.join import LabelJoin
 from scorer.monitor.topics import (
-    ALERTS_TOPIC,
-    LABELS_TOPIC,
-    METRICS_TOPIC,
-    SHADOW_TOPIC,
     Publisher,
     segment_key,
     version_key,
 )
-from scorer.retrain.policy import Decision, Fit, RetrainConfig, RetrainPolicy
+from scorer.retrain.actions import Actions, baseline
+from scorer.retrain.config import RetrainGauges, WorkerConfig
+from scorer.retrain.policy import Decision, Fit, RetrainPolicy
+from scorer.retrain.refit import RefitFn
 from scorer.retrain.window import TrainingWindows
+from scorer.store.base import ModelStore
 
 log = logging.getLogger(__name__)
 
@@ -49,69 +48,14 @@ _MAX_WAITING = 2000
 """Joined items held per (model, segment, version) while its description is being read from the store."""
 
 
-@dataclass(frozen=True)
-class RetrainTopics:
-    events: str = "events"
-    predictions: str = "predictions"
-    shadow: str = SHADOW_TOPIC
-    labels: str = LABELS_TOPIC
-    alerts: str = ALERTS_TOPIC
-    metrics: str = METRICS_TOPIC
-
-
-@dataclass(frozen=True)
-class WorkerConfig:
-    models: tuple[str, ...] = ()
-    """Models to look after; empty means every model with an active_models row at start."""
-    topics: RetrainTopics = field(default_factory=RetrainTopics)
-    retrain: RetrainConfig = field(default_factory=RetrainConfig)
-    metrics: MetricsConfig = field(default_factory=MetricsConfig)
-    join_ttl: float = 3600.0
-    """Seconds an event waits for its label."""
-    join_max: int = 200_000
-    """Events waiting for labels at once (oldest dropped beyond this)."""
-    window_rows: int = 2000
-    """Labelled rows kept per segment for refits."""
-    max_segments: int = 2000
-    """Segments with training rows kept at once."""
-    metrics_interval: float = 5.0
-    poll_interval: float = 2.0
-    group_id: str | None = None
-    """Kafka consumer group; default ``<app_id>-retrain``."""
-    from_beginning: bool = False
-    """Read the topics from their start when the group has no committed offsets (default: from now on)."""
-    monitor_only: bool = False
-    """Join and publish live metrics, never retrain."""
-    web_port: int | None = None
-    """Serve Prometheus metrics (live metric per version, actions, join state) on this port."""
-
-
-class RetrainGauges:
-    """Prometheus series of the retrain worker, in its own registry."""
-
-    def __init__(self) -> None:
-        from prometheus_client import CollectorRegistry, Counter, Gauge
-
-        self.registry = CollectorRegistry(auto_describe=True)
-        r = self.registry
-        self.live = Gauge("scorer_live_metric", "Rolling metric of a version over its last labelled outcomes",
-                          ["model", "segment", "version", "metric"], registry=r)
-        self.outcomes = Gauge("scorer_live_outcomes", "Labelled outcomes seen per version",
-                              ["model", "segment", "version"], registry=r)
-        self.actions = Counter("scorer_retrain_actions", "Retrain steps taken, by kind", ["action"], registry=r)
-        self.triggers = Counter("scorer_retrain_triggers", "Retrain triggers, by reason", ["reason"], registry=r)
-        self.pending = Gauge("scorer_label_join_pending", "Events waiting for their label", registry=r)
-        self.dropped = Gauge("scorer_label_join_dropped", "Events whose label never came, by cause",
-                             ["cause"], registry=r)
-
-
-class RetrainWorker:
+class RetrainWorker(Actions):
     """The service; ``await run(stop)`` until ``stop`` is set. ``ready`` is set once partitions are assigned."""
 
-    def __init__(self, settings: Settings, config: WorkerConfig, *, store: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, settings: Settings, config: WorkerConfig, *, store: ModelStore | None = None,
+                 fit: RefitFn | None = None, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.config = config
+        self._fit_fn = fit
         self.policy = RetrainPolicy(config.retrain)
         self.join = LabelJoin(ttl=config.join_ttl, max_entries=config.join_max, clock=clock)
         self.live = LiveMetrics(config.metrics)
@@ -149,10 +93,8 @@ class RetrainWorker:
             self._store = await asyncio.to_thread(CassandraModelStore, self.settings)
         if not self._models:
             self._models = set(await asyncio.to_thread(self._store.models))
-        if not self.config.monitor_only:
-            # scikit-learn takes seconds to import: do it now, in a thread, not in the loop at the first refit
-            # (a loop blocked that long misses Kafka heartbeats and loses its partitions).
-            await asyncio.to_thread(importlib.import_module, "trainers.segment")
+        if not self.config.monitor_only and self._fit_fn is None:
+            raise ConfigError("a retrain worker that retrains needs a fit function (or monitor_only)")
         await self._poll_pointers()
         if self.config.web_port is not None:
             from prometheus_client import start_http_server
@@ -263,7 +205,7 @@ class RetrainWorker:
     async def _fetch_info(self, key: tuple[str, str, int]) -> None:
         try:
             info = await asyncio.to_thread(self._store.version_info, *key)
-        except Exception:  # noqa: BLE001 - the store is down: keep the items, retry on the next arrival
+        except Exception:  # the store is down: keep the items, retry on the next arrival
             log.exception("reading %s/%s version %s failed", *key)
             self._fetching.discard(key)
             return
@@ -328,7 +270,7 @@ class RetrainWorker:
         for model in sorted(self._models):
             try:
                 rows = await asyncio.to_thread(self._store.active, model)
-            except Exception:  # noqa: BLE001 - keep going on the pointers we know; retried next poll
+            except Exception:  # keep going on the pointers we know; retried next poll
                 log.exception("reading active_models of %s failed", model)
                 self._count("store_errors")
                 continue
@@ -373,7 +315,7 @@ class RetrainWorker:
             if role == "live" and info is not None and not self.config.monitor_only:
                 metric = self.config.retrain.metric_for(window.task)
                 example_window = self.windows.get(model, segment)
-                evidence = self.policy.check_live(model, segment, version, window, _baseline(info, metric), now,
+                evidence = self.policy.check_live(model, segment, version, window, baseline(info, metric), now,
                                                   example_window.total if example_window else 0)
                 if evidence is not None:
                     self._count("triggers.accuracy")
@@ -388,7 +330,7 @@ class RetrainWorker:
         if messages:
             try:
                 await self._publisher.send_many(messages)
-            except Exception:  # noqa: BLE001 - metrics are soft state: the next interval publishes again
+            except Exception:  # metrics are soft state: the next interval publishes again
                 log.exception("publishing live metrics failed")
                 self._dirty |= dirty
 
@@ -402,7 +344,7 @@ class RetrainWorker:
                     await self._fit(action)
                 else:
                     await self._decide(action)
-            except Exception as exc:  # noqa: BLE001 - one segment's failure must not stop the others
+            except Exception as exc:  # one segment's failure must not stop the others
                 log.exception("retrain action %s failed", action)
                 self.policy.fit_failed(action.model, action.segment, self._clock())
                 self._record(action.model, action.segment, "failed", {"error": str(exc)[:300]})
@@ -411,87 +353,6 @@ class RetrainWorker:
         self.gauges.actions.labels(what).inc()
         self.decisions.append({"model": model, "segment": segment, "what": what, "at": self._clock(), **evidence})
 
-    async def _fit(self, fit: Fit) -> None:
-        from trainers.segment import SkipSegment, TrainConfig, fit_segment, prepare_target
-
-        cfg = self.config.retrain
-        info = self._infos.get((fit.model, fit.segment, fit.live_version))
-        window = self.windows.get(fit.model, fit.segment)
-        if info is None or window is None:
-            raise RuntimeError(f"{fit.model}/{fit.segment}: no description or rows for live version {fit.live_version}")
-        X, y = window.latest(fit.rows)
-        task = "regression" if info.classes is None else "classification"
-        arch = cfg.arch or (info.metrics or {}).get("arch")
-        train_config = TrainConfig(arch=arch, task=task, min_rows=min(cfg.min_train_rows, max(len(y), 2)),
-                                   test_size=cfg.test_size, seed=window.total, params=dict(cfg.params))
-        try:
-            result = await asyncio.to_thread(fit_segment, X, prepare_target(y, task), train_config,
-                                             segment=fit.segment, feature_names=info.feature_names, task=task)
-        except SkipSegment as exc:
-            self.policy.fit_failed(fit.model, fit.segment, self._clock())
-            self._record(fit.model, fit.segment, "fit_skipped", {"reason": str(exc)})
-            return
-        metric = cfg.metric_for(task_of(info.classes))
-        evidence = {"trigger": fit.reason, **fit.evidence, "rows": int(len(y)), "from": fit.live_version,
-                    "holdout": {metric: _round(result.metrics.get(metric))}}
-        version = await asyncio.to_thread(self._store.publish, fit.model, fit.segment, result.weights,
-                                          metrics=result.metrics, stats=result.stats, author=cfg.actor)
-        evidence["version"] = version
-        reason = _reason(f"retrained on {fit.reason}", evidence)
-        if cfg.mode == "canary":
-            await asyncio.to_thread(self._store.canary, fit.model, fit.segment, version, cfg.canary_fraction,
-                                    actor=cfg.actor, reason=reason)
-        else:
-            await asyncio.to_thread(self._store.shadow, fit.model, fit.segment, version, actor=cfg.actor,
-                                    reason=reason)
-        self._last_write[(fit.model, fit.segment)] = self._clock()
-        await self._notify(fit.model, fit.segment, cfg.mode, version)
-        self.policy.trial_started(fit.model, fit.segment, version, task_of(info.classes), self._clock())
-        self._record(fit.model, fit.segment, f"trial_{cfg.mode}", evidence)
-        log.info("%s/%s: version %s on %s trial (%s)", fit.model, fit.segment, version, cfg.mode, evidence)
-
-    async def _decide(self, decision: Decision) -> None:
-        cfg = self.config.retrain
-        evidence = {**decision.evidence, "candidate_version": decision.candidate, "live_version": decision.live_version}
-        model, segment = decision.model, decision.segment
-        if decision.promote:
-            reason = _reason("candidate beat live", evidence)
-            if cfg.mode == "canary":
-                await asyncio.to_thread(self._store.promote, model, segment, actor=cfg.actor, reason=reason)
-            else:
-                await asyncio.to_thread(self._store.activate, model, segment, decision.candidate, actor=cfg.actor,
-                                        reason=reason)
-                await asyncio.to_thread(self._store.shadow, model, segment, None, actor=cfg.actor, reason=reason)
-        else:
-            reason = _reason("candidate retired: not better than live", evidence)
-            if cfg.mode == "canary":
-                await asyncio.to_thread(self._store.retire_canary, model, segment, actor=cfg.actor, reason=reason)
-            else:
-                await asyncio.to_thread(self._store.shadow, model, segment, None, actor=cfg.actor, reason=reason)
-        self._last_write[(model, segment)] = self._clock()
-        await self._notify(model, segment, "promote" if decision.promote else "retire",
-                           decision.candidate if decision.promote else decision.live_version)
-        self.policy.finished(model, segment, decision.promote, self._clock())
-        self._record(model, segment, "promoted" if decision.promote else "retired", evidence)
-        log.info("%s/%s: candidate %s %s (%s)", model, segment, decision.candidate,
-                 "promoted" if decision.promote else "retired", evidence)
-
-
-    async def _notify(self, model: str, segment: str, action: str, version: int) -> None:
-        """A model-changes notice so scoring workers follow now rather than at their next poll (best effort)."""
-        from datetime import UTC, datetime
-
-        topic = getattr(self.settings, "changes_topic", None)
-        if not topic:
-            return
-        try:
-            await self._publisher.send(topic, model.encode(), {
-                "model": model, "segment": segment, "action": action, "version": version,
-                "at": datetime.now(UTC).isoformat()})
-        except Exception:  # noqa: BLE001 - the scoring workers' poll catches the change anyway
-            log.warning("could not publish a model-changes notice for %s/%s", model, segment, exc_info=True)
-
-
 def _number(value: Any) -> float:
     if value is None or isinstance(value, bool):
         return float("nan")
@@ -499,18 +360,3 @@ def _number(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return float("nan")
-
-
-def _round(value: Any) -> float | None:
-    return None if value is None else round(float(value), 5)
-
-
-def _baseline(info: Any, metric: str) -> float | None:
-    value = (info.metrics or {}).get(metric)
-    return float(value) if isinstance(value, int | float) else None
-
-
-def _reason(summary: str, evidence: dict[str, Any]) -> str:
-    """The activation log's reason: a short phrase and the evidence as compact JSON, within the store's limit."""
-    text = f"{summary} {orjson.dumps(evidence, default=str).decode()}"
-    return text if len(text) <= 1900 else text[:1897] + "..."

@@ -10,13 +10,14 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 
 from scorer.errors import ChecksumMismatch, ConfigError
 
-from .base import Activation
+from .base import Activation, default_actor
 
 DEFAULT_CHUNK_SIZE = 256 * 1024
 MAX_CHUNK_SIZE = 1024 * 1024
@@ -185,3 +186,20 @@ def prune_plan(versions: Sequence[int], protected: Iterable[int | None], keep: i
     guard = {version for version in protected if version is not None}
     ordered = sorted(set(versions), reverse=True)
     return [version for version in ordered[keep:] if version not in guard]
+
+
+def now_ms() -> datetime:
+    """UTC now at millisecond precision, so what a store returns equals what Cassandra stores."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def where(model: str, segment: str | None = None, version: int | None = None) -> str:
+    """``model``, ``model/segment`` or ``model/segment version N``: how messages name what they concern."""
+    text = model if segment is None else f"{model}/{segment}"
+    return text if version is None else f"{text} version {version}"
+
+
+def who_and_why(actor: str | None, reason: str | None) -> tuple[str, str | None]:
+    """The actor (default: this process's user@host) and reason recorded with a pointer change, checked."""
+    return check_text(actor, "actor") or default_actor(), check_text(reason, "reason")

@@ -19,6 +19,9 @@ import faust
 import orjson
 
 from scorer.config import Settings
+from scorer.kafka import ensure_topics
+from scorer.stream.agent import AgentReader
+from scorer.stream.direct import DirectConsumer
 from scorer.stream.metrics import CONTENT_TYPE, WorkerMetrics
 from scorer.stream.scoring import BatchHook
 from scorer.stream.worker import ScoringWorker, WorkerConfig
@@ -55,13 +58,8 @@ def input_topic(app: faust.App, name: str) -> Any:
 
 
 def new_app(app_id: str, config: WorkerConfig, **options: Any) -> faust.App:
-    """A faust App on the worker's stack (with :class:`~scorer.stream.fast_consumer.FastConsumer` unless
-    ``config.fast_consumer`` is off)."""
-    from scorer.stream.fast_consumer import ScorerApp
-
-    app = ScorerApp(app_id, **options)
-    app.fast_consumer = config.fast_consumer
-    return app
+    """A faust App on the worker's stack (``config`` is for callers that build options from it)."""
+    return faust.App(app_id, **options)
 
 
 def faust_options(settings: Settings, config: WorkerConfig) -> dict[str, Any]:
@@ -97,26 +95,24 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
                metrics: WorkerMetrics | None = None, **faust_options_extra: Any) -> faust.App:
     """A faust app that scores ``config.input_topic``; ``hooks`` run per scored group, ``tasks`` run with it."""
     runtime = ScoringWorker(settings, config, store_factory=store_factory, metrics=metrics, hooks=hooks)
-    app_id = config.resolved_app_id(settings)
+    app_id = settings.app_id
     app = new_app(app_id, config, **{**faust_options(settings, config), **faust_options_extra})
     setattr(app, WORKER_ATTR, runtime)
 
+    reader: DirectConsumer | AgentReader
     if config.consumer == "direct":
-        from scorer.stream.direct import DirectConsumer
-
         # faust's consumer would join the same group with its own assignor; the direct reader is the member.
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
         reader = DirectConsumer(settings, runtime, group_id=app_id)
         app.task(reader.run)
     else:
-        runtime.assignment = lambda: sorted(tp.partition for tp in app.consumer.assignment()
-                                            if tp.topic == config.input_topic)
-        topic = input_topic(app, config.input_topic)
+        reader = AgentReader(app, runtime)
+        agent_reader = reader
 
         async def score(stream: Any) -> None:
-            await runtime.run_agent(stream)
+            await agent_reader.run(stream)
 
-        app.agent(topic, name=f"{app_id}.score", concurrency=1)(score)
+        app.agent(input_topic(app, config.input_topic), name=f"{app_id}.score", concurrency=1)(score)
 
     def guarded(name: str, body: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -124,7 +120,7 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
                 await body()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a background task must never take the worker down
+            except Exception:  # a background task must never take the worker down
                 log.exception("%s stopped with an error", name)
         run.__name__ = run.__qualname__ = name
         return run
@@ -150,10 +146,11 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
 
     @app.page("/models")
     async def models_page(web: Any, request: Any) -> Any:
-        return web.bytes(orjson.dumps(runtime.describe(), option=orjson.OPT_INDENT_2),
+        return web.bytes(orjson.dumps(runtime.describe(reader.assignment()), option=orjson.OPT_INDENT_2),
                          content_type="application/json")
 
     async def on_shutdown(sender: Any = None, **kwargs: Any) -> None:
+        await reader.stop()  # stop taking input; what was taken is delivered and confirmed
         await runtime.stop()
 
     app.on_before_shutdown.connect(on_shutdown)
@@ -164,30 +161,6 @@ def worker_of(app: faust.App) -> ScoringWorker:
     return getattr(app, WORKER_ATTR)
 
 
-async def ensure_topics(settings: Settings, topics: dict[str, int]) -> list[str]:
-    """Create the missing topics (name -> partitions); returns the ones created. Existing ones are left as is."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-    from aiokafka.errors import TopicAlreadyExistsError
-
-    from scorer.kafka import aiokafka_options
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [NewTopic(name, partitions, 1) for name, partitions in topics.items() if name not in existing]
-        created = []
-        for new in missing:
-            try:
-                await admin.create_topics([new])
-                created.append(new.name)
-            except TopicAlreadyExistsError:
-                pass
-        return created
-    finally:
-        await admin.close()
-
-
 def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "info",
                hooks: Sequence[BatchHook] = (), tasks: Iterable[Task] = (), metrics: WorkerMetrics | None = None,
                extra_topics: dict[str, int] | None = None,
@@ -196,7 +169,7 @@ def run_worker(settings: Settings, config: WorkerConfig, *, loglevel: str = "inf
     topics = {config.input_topic: config.partitions, config.output_topic: config.partitions,
               config.dlq_topic: config.partitions, **(extra_topics or {})}
     if config.follow_changes:
-        topics[config.changes_topic] = 1
+        topics[settings.changes_topic] = 1
 
     async def setup() -> list[str]:
         created = await ensure_topics(settings, topics)

@@ -21,12 +21,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from scorer.kafka import aiokafka_options
-from scorer.stream.worker import input_seconds
+from scorer.stream.batch import Batch, input_seconds
 
 if TYPE_CHECKING:
     from scorer.config import Settings
@@ -44,6 +45,8 @@ class DirectConsumer(ConsumerRebalanceListener):
         self.config = worker.config
         self.group_id = group_id
         self.consumer: AIOKafkaConsumer | None = None
+        self._inflight: deque[Batch] = deque()
+        """Batches handed to the worker, oldest first, until their outputs are confirmed."""
         self._delivered: dict[TopicPartition, int] = {}
         """Next offset to commit per partition: everything before it has its outputs on the broker."""
         self._committed: dict[TopicPartition, int] = {}
@@ -61,7 +64,6 @@ class DirectConsumer(ConsumerRebalanceListener):
         """Read, score and commit until cancelled; on cancellation finish the batch in hand and commit it."""
         worker, cfg = self.worker, self.config
         self._task = asyncio.current_task()
-        worker.stop_intake = self.stop
         await worker.ready.wait()
         self.consumer = AIOKafkaConsumer(
             **aiokafka_options(self.settings), group_id=self.group_id, enable_auto_commit=False,
@@ -72,7 +74,6 @@ class DirectConsumer(ConsumerRebalanceListener):
         )
         self.consumer.subscribe([cfg.input_topic], listener=self)
         await self.consumer.start()
-        worker.assignment = self.assignment
         confirmer = worker.start_pipeline()
         window_ms = max(1, int(cfg.batch_window_ms))
         try:
@@ -81,7 +82,7 @@ class DirectConsumer(ConsumerRebalanceListener):
                 if fetched:
                     async with self._taking:
                         await self._take(fetched)
-                elif self._due():
+                if self._due():
                     await self.commit()
         except asyncio.CancelledError:
             worker.draining = True
@@ -100,14 +101,19 @@ class DirectConsumer(ConsumerRebalanceListener):
         if not batches:
             return
         records = [record for part in batches.values() for record in part]
-        offsets = {tp: part[-1].offset + 1 for tp, part in batches.items()}
+        batch = Batch(records, sent_at=input_seconds(records, 0.001),
+                      source={tp: part[-1].offset + 1 for tp, part in batches.items()})
+        self._inflight.append(batch)
+        await self.worker.submit(batch)
 
-        async def delivered() -> None:
-            self._delivered.update(offsets)
-            if self._due():
-                await self.commit()
-
-        await self.worker.handle_guarded(records, delivered, input_seconds(records, 0.001))
+    def _collect(self) -> None:
+        """Mark the offsets of the batches whose outputs are confirmed, oldest first, stopping at the first not."""
+        inflight = self._inflight
+        while inflight:
+            delivered = inflight[0].delivered
+            if delivered is None or not delivered.done() or delivered.cancelled() or delivered.exception():
+                return
+            self._delivered.update(inflight.popleft().source)
 
     def _due(self) -> bool:
         return time.monotonic() - self._last_commit >= self.config.commit_interval
@@ -115,6 +121,7 @@ class DirectConsumer(ConsumerRebalanceListener):
     async def commit(self) -> None:
         """Commit every delivered offset not committed yet (a failure is logged: those events may be re-scored)."""
         self._last_commit = time.monotonic()
+        self._collect()
         if self.consumer is None:
             return
         owned = self.consumer.assignment()
@@ -146,7 +153,7 @@ class DirectConsumer(ConsumerRebalanceListener):
         consumer, self.consumer = self.consumer, None
         try:
             await consumer.stop()
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.exception("stopping the input consumer failed")
 
     # ------------------------------------------------------------------ ConsumerRebalanceListener

@@ -55,7 +55,7 @@ def read_rows(path: Path, segment_col: str, features: Sequence[str] | None = Non
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from trainers.data import is_numeric_type, read_table
+    from scorer.tables import is_numeric_type, read_table
 
     text = [segment_col] + ([id_col] if id_col else [])
     columns = None if features is None else list(dict.fromkeys([*text, *features]))
@@ -98,15 +98,13 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
 async def send_rows(settings: Settings, rows: EventRows, model: str, topic: str, *, rate: float | None = None,
                     progress: Progress | None = None, chunk: int = 500) -> int:
     """Produce every row (keyed by id) and wait for all acknowledgements; returns the count sent."""
-    from aiokafka import AIOKafkaProducer
-
-    from scorer.kafka import aiokafka_options
+    from scorer.kafka import new_producer
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ConfigError(f"--rate must be a positive number of events per second; got {rate}")
     if rate is not None:
         chunk = max(1, min(chunk, int(rate / 20) or 1))  # about 20 sends a second keeps pacing smooth
-    producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=5, max_batch_size=1 << 20)
+    producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20)
     await producer.start()
     sent = 0
     try:

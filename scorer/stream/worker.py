@@ -16,99 +16,20 @@ import asyncio
 import gc
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from pathlib import Path
-from typing import Any, Literal
-
-import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import Any
 
 from scorer.config import Settings
+from scorer.kafka.notices import Notice, follow_notices
+from scorer.stream.batch import Batch
 from scorer.stream.cache import ModelCache, is_transient
-from scorer.stream.events import Limits
+from scorer.stream.config import WorkerConfig
 from scorer.stream.metrics import WorkerMetrics
-from scorer.stream.notices import Notice, follow_notices
-from scorer.stream.scoring import BatchHook, BatchResult, BatchScorer, decode
+from scorer.stream.scoring import BatchHook, BatchScorer
 from scorer.stream.sink import KafkaSink
 
 log = logging.getLogger(__name__)
-
-
-class WorkerConfig(BaseModel):
-    """Options of one ``scorer worker`` (the CLI flags); Kafka and Cassandra access come from Settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    input_topic: str = "events"
-    output_topic: str = "predictions"
-    dlq_topic: str = "events-dlq"
-    changes_topic: str = "model-changes"
-    follow_changes: bool = True
-    """Read ``changes_topic`` for immediate refreshes (the poll runs regardless)."""
-    models: tuple[str, ...] = ()
-    """Models served; empty: every model that has active rows or shows up in events."""
-    app_id: str | None = None
-    """Consumer group / faust app id (None: Settings.app_id). Workers with the same id split partitions."""
-    poll_interval: float = Field(1.0, gt=0, le=3600)
-    batch_size: int = Field(1000, ge=1, le=100_000)
-    batch_window_ms: float = Field(10.0, gt=0, le=60_000)
-    max_models: int = Field(10_000, ge=1)
-    """(model, segment) entries kept in memory; the least recently used beyond this are evicted."""
-    fallback_segment: str | None = "__default__"
-    web_port: int = Field(6066, ge=1, le=65535)
-    web_host: str = "0.0.0.0"  # noqa: S104 - a worker's metrics page is meant to be scraped
-    web_enabled: bool = True
-    partitions: int = Field(8, ge=1, le=10_000)
-    """Partitions of topics the worker creates when they are missing."""
-    max_message_bytes: int = Field(256 * 1024, ge=64)
-    max_features: int = Field(1024, ge=1)
-    max_raw_chars: int = Field(16 * 1024, ge=16)
-    predict_attempts: int = Field(5, ge=1)
-    send_attempts: int = Field(5, ge=1)
-    commit_interval: float = Field(1.0, gt=0)
-    session_timeout: float = Field(10.0, ge=2, le=300)
-    """Kafka group session timeout: how long a killed worker's partitions wait before another takes them."""
-    drain_timeout: float = Field(30.0, gt=0)
-    datadir: Path | None = None
-    stream_buffer: int = Field(4096, ge=1)
-    """faust's per-partition stream buffer (stream_buffer_maxsize)."""
-    producer_linger_ms: float = Field(1.0, ge=0)
-    consumer: Literal["direct", "faust"] = "direct"
-    """How the input topic is read: ``direct`` (whole aiokafka fetches, offsets committed after delivery;
-    scorer.stream.direct) or ``faust`` (a faust agent taking ``noack_take`` batches, acked after delivery)."""
-    fast_consumer: bool = True
-    """With ``consumer="faust"``: faust's fetch loop without four tasks per message when delivery cannot block
-    (scorer.stream.fast_consumer)."""
-    pipeline_depth: int = Field(2, ge=0, le=64)
-    """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
-
-    @field_validator("models", mode="before")
-    @classmethod
-    def _split(cls, value: object) -> object:
-        if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
-        return value
-
-    def limits(self) -> Limits:
-        return Limits(max_message_bytes=self.max_message_bytes, max_features=self.max_features,
-                      max_raw_chars=self.max_raw_chars)
-
-    def resolved_app_id(self, settings: Settings) -> str:
-        return self.app_id or settings.app_id
-
-    def resolved_datadir(self, settings: Settings) -> Path:
-        return self.datadir or Path(tempfile.gettempdir()) / "scorer-faust" / self.resolved_app_id(settings)
-
-
-OnDelivered = Callable[[], Awaitable[None]]
-"""Run once a batch's outputs are all on the broker: acks its events (faust) or marks its offsets (direct)."""
-
-
-def input_seconds(records: Sequence[Any], scale: float) -> np.ndarray:
-    """The records' Kafka timestamps in seconds (faust Messages carry seconds, aiokafka records milliseconds)."""
-    return np.fromiter((r.timestamp for r in records), np.float64, len(records)) * scale
 
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
@@ -151,11 +72,7 @@ class ScoringWorker:
         self._notices_ready = asyncio.Event()
         self._wake = asyncio.Event()
         self._current: asyncio.Future | None = None
-        self._pending: asyncio.Queue | None = None
-        self.stop_intake: Callable[[], Awaitable[None]] | None = None
-        """Set by a reader that runs outside faust's agents (the direct reader): ``stop`` calls it first."""
-        self.assignment: Callable[[], list[int]] = list
-        """Input partitions currently assigned to this worker (set by the app factory)."""
+        self._pending: asyncio.Queue[tuple[Batch, list[Awaitable[Any]] | None]] | None = None
         self.batches = 0
         self.events_in = 0
         self.started_at = time.time()
@@ -169,9 +86,7 @@ class ScoringWorker:
 
     async def start(self) -> None:
         """Connect to the store (retrying while it is down), preload models, open the output producer."""
-        from aiokafka import AIOKafkaProducer
-
-        from scorer.kafka import aiokafka_options
+        from scorer.kafka import new_producer
 
         attempt = 0
         while self.store is None:
@@ -191,14 +106,14 @@ class ScoringWorker:
             try:
                 await self.cache.start()
                 break
-            except Exception as exc:  # noqa: BLE001 - retried
+            except Exception as exc:  # retried
                 if not is_transient(exc):
                     raise
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
                 await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
-        self._producer = AIOKafkaProducer(
-            **aiokafka_options(self.settings), acks="all", linger_ms=self.config.producer_linger_ms,
+        self._producer = new_producer(
+            self.settings, linger_ms=self.config.producer_linger_ms,
             max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
         )
         await self._producer.start()
@@ -219,8 +134,6 @@ class ScoringWorker:
     async def stop(self) -> None:
         """Finish the batch in hand (bounded by drain_timeout), then close the producer and the store."""
         self._stopped.set()
-        if self.stop_intake is not None:
-            await self.stop_intake()
         current = self._current
         if (current is not None and not current.done()) or (self._pending is not None and self._pending.qsize()):
             self.draining = True
@@ -229,7 +142,7 @@ class ScoringWorker:
         if self._producer is not None:
             try:
                 await self._producer.stop()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 log.exception("stopping the output producer failed")
             self._producer = None
         if self.store is not None:
@@ -251,7 +164,7 @@ class ScoringWorker:
                 await self.cache.refresh_all()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a poll must never crash the worker
+            except Exception:  # a poll must never crash the worker
                 log.exception("model poll failed")
 
     async def notices_loop(self) -> None:
@@ -265,30 +178,10 @@ class ScoringWorker:
             if notice.model in self.cache._served:
                 await self.cache.refresh(notice.model)
 
-        await follow_notices(self.settings, self.config.changes_topic, on_notice, stopped=self._stopped,
+        await follow_notices(self.settings, self.settings.changes_topic, on_notice, stopped=self._stopped,
                              ready=self._notices_ready)
 
     # ------------------------------------------------------------------ the batch loop
-
-    async def run_agent(self, stream: Any) -> None:
-        """The faust agent body (``consumer="faust"``): noack_take batches, each handled to the end even when
-        the worker is stopping; a batch's events are acked once its outputs are confirmed."""
-        await self.ready.wait()
-        window = self.config.batch_window_ms / 1000.0
-        confirmer = self.start_pipeline()
-        try:
-            async for events in stream.noack_take(self.config.batch_size, within=window):
-                records = [event.message for event in events]
-
-                async def acked(events: Sequence[Any] = events) -> None:
-                    ack = stream.ack
-                    for event in events:
-                        await ack(event)
-
-                await self.handle_guarded(records, acked, input_seconds(records, 1.0))
-        finally:
-            if confirmer is not None:
-                confirmer.cancel()
 
     def start_pipeline(self) -> asyncio.Future | None:
         """With ``pipeline_depth`` > 0: the queue of sent batches and the task confirming them in order."""
@@ -297,9 +190,14 @@ class ScoringWorker:
         self._pending = asyncio.Queue(self.config.pipeline_depth)
         return asyncio.ensure_future(self._confirm_loop())
 
-    async def handle_guarded(self, records: Sequence[Any], on_delivered: OnDelivered, sent_at: np.ndarray) -> None:
-        """``handle`` one batch; when cancelled (SIGTERM, rebalance) the batch in hand is finished first."""
-        task = self._current = asyncio.ensure_future(self.handle(records, on_delivered, sent_at))
+    async def submit(self, batch: Batch) -> None:
+        """Take one batch: score it and queue its outputs (or, without a pipeline, deliver them).
+
+        ``batch.delivered`` resolves once every output is on the broker, batches strictly in order; the reader
+        confirms its input then. When cancelled (SIGTERM, rebalance) the batch in hand is finished first.
+        """
+        batch.delivered = asyncio.get_running_loop().create_future()
+        task = self._current = asyncio.ensure_future(self.handle(batch))
         try:
             await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -325,57 +223,58 @@ class ScoringWorker:
         except BaseException:  # noqa: BLE001, S110 - unconfirmed events are redelivered: nothing is lost
             pass
 
-    async def handle(self, records: Sequence[Any], on_delivered: OnDelivered, sent_at: np.ndarray) -> None:
-        """Score one batch and send its outputs; ``on_delivered`` (ack or commit its input) runs once every
-        output is confirmed, batches strictly in order. ``sent_at``: the inputs' Kafka timestamps (seconds)."""
-        started = time.perf_counter()
-        result = await self.process(records)
+    async def handle(self, batch: Batch) -> None:
+        """Score one batch and send its outputs; ``batch.delivered`` resolves once every output is confirmed."""
+        await self.process(batch)
         if self._pending is None:
-            await self.deliver(result, records)
-            await self._confirmed(records, result, on_delivered, sent_at, started)
+            await self.deliver(batch)
+            self._confirmed(batch)
             return
         try:
-            futures = await self.send_outputs(result, records)
+            futures: list[Awaitable[Any]] | None = await self.send_outputs(batch)
         except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - could not even queue: the confirmer resends with retries
             futures = None
-        await self._pending.put((records, result, futures, on_delivered, sent_at, started))
+        await self._pending.put((batch, futures))
 
     async def _confirm_loop(self) -> None:
         assert self._pending is not None
         while True:
-            records, result, futures, on_delivered, sent_at, started = await self._pending.get()
+            batch, futures = await self._pending.get()
             try:
                 delivered = False
                 if futures is not None:
                     outcomes = await asyncio.gather(*futures, return_exceptions=True)
                     delivered = not any(isinstance(o, BaseException) for o in outcomes)
                 if not delivered:
-                    await self.deliver(result, records)  # resend with retries (fatal when they run out)
-                await self._confirmed(records, result, on_delivered, sent_at, started)
+                    await self.deliver(batch)  # resend with retries (fatal when they run out)
+                self._confirmed(batch)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - never confirm past a batch that was not delivered
+            except Exception as exc:  # never confirm past a batch that was not delivered
+                if batch.delivered is not None and not batch.delivered.done():
+                    batch.delivered.set_exception(exc)
                 self.fatal(exc)
                 raise
             finally:
                 self._pending.task_done()
 
-    async def _confirmed(self, records: Sequence[Any], result: BatchResult, on_delivered: OnDelivered,
-                         sent_at: np.ndarray, started: float) -> None:
-        await on_delivered()
-        self.scorer.record_metrics(result)
-        self.metrics.e2e.observe_many(time.time() - sent_at)
-        self.metrics.batch_seconds.observe(time.perf_counter() - started)
-        self.metrics.batch_size.observe(len(records))
+    def _confirmed(self, batch: Batch) -> None:
+        if batch.delivered is not None and not batch.delivered.done():
+            batch.delivered.set_result(None)
+        self.scorer.record_metrics(batch.result)
+        if batch.sent_at is not None:
+            self.metrics.e2e.observe_many(time.time() - batch.sent_at)
+        self.metrics.batch_seconds.observe(time.perf_counter() - batch.started)
+        self.metrics.batch_size.observe(len(batch))
         self.metrics.batches.inc()
         self.batches += 1
-        self.events_in += len(records)
+        self.events_in += len(batch)
 
-    async def process(self, records: Sequence[Any]) -> BatchResult:
-        """Decode and score, retrying in place while the store is down or a model raises."""
-        events, invalid = decode(records, self.limits)
+    async def process(self, batch: Batch) -> None:
+        """Decode, resolve and score, retrying in place while the store is down or a model raises."""
+        self.scorer.decode(batch)
         attempt = 0
         model_attempts = 0
         while True:
@@ -383,7 +282,7 @@ class ScoringWorker:
             if self.draining and attempt > 1:
                 raise asyncio.CancelledError("stopping: the batch is left unacknowledged")
             try:
-                groups, resolved = await self.scorer.resolve(events)
+                await self.scorer.resolve(batch)
             except Exception as exc:  # noqa: BLE001 - the store is needed for a model not loaded yet
                 self.metrics.batch_retries.labels("store").inc()
                 if attempt == 1 or attempt % 20 == 0:
@@ -392,9 +291,9 @@ class ScoringWorker:
                 continue
             model_attempts += 1
             last = model_attempts >= self.config.predict_attempts
-            result = self.scorer.score(records, events, invalid, groups, resolved, dead_letter_failures=last)
+            result = self.scorer.score(batch, final_attempt=last)
             if not result.failures:
-                return result
+                return
             self.metrics.batch_retries.labels("model").inc()
             failure = result.failures[0]
             log.warning("model %s raised on %d event(s) (attempt %d of %d, batch retried): %s: %s",
@@ -407,10 +306,11 @@ class ScoringWorker:
             return record.partition
         return None
 
-    async def send_outputs(self, result: BatchResult, records: Sequence[Any]) -> list[Awaitable[Any]]:
+    async def send_outputs(self, batch: Batch) -> list[Awaitable[Any]]:
         """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
         assert self.sink is not None
         cfg = self.config
+        result, records = batch.result, batch.records
         hint = self._partition_hint
         futures: list[Awaitable[Any]] = []
         if result.predictions:
@@ -427,14 +327,14 @@ class ScoringWorker:
                 futures += await self.sink.send_many(topic, messages)
         return futures
 
-    async def deliver(self, result: BatchResult, records: Sequence[Any]) -> None:
+    async def deliver(self, batch: Batch) -> None:
         """Send every output of a batch and wait for the broker's acknowledgement of each (or give up)."""
         cfg = self.config
         attempt = 0
         while True:
             attempt += 1
             try:
-                futures = await self.send_outputs(result, records)
+                futures = await self.send_outputs(batch)
                 outcomes = await asyncio.gather(*futures, return_exceptions=True)
                 errors = [o for o in outcomes if isinstance(o, BaseException)]
                 if not errors:
@@ -442,7 +342,7 @@ class ScoringWorker:
                 raise errors[0]
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - retried, then fatal
+            except Exception as exc:  # retried, then fatal
                 self.metrics.batch_retries.labels("send").inc()
                 if attempt >= cfg.send_attempts:
                     self.fatal(exc)
@@ -453,18 +353,13 @@ class ScoringWorker:
 
     # ------------------------------------------------------------------ reporting
 
-    def _assigned(self) -> list[int]:
-        try:
-            return self.assignment()
-        except Exception:  # noqa: BLE001 - not assigned yet, or the consumer is restarting
-            return []
-
-    def describe(self) -> dict[str, Any]:
+    def describe(self, partitions: Sequence[int] = ()) -> dict[str, Any]:
+        """The /models page: the cache's entries, and this worker's state (``partitions``: the reader's)."""
         out = self.cache.describe()
         out["worker"] = {
             "ready": self.ready.is_set(), "batches": self.batches, "events": self.events_in,
             "notices_ready": self._notices_ready.is_set() or not self.config.follow_changes,
-            "partitions": self._assigned(),
+            "partitions": list(partitions),
             "input_topic": self.config.input_topic, "output_topic": self.config.output_topic,
             "dlq_topic": self.config.dlq_topic, "uptime_s": round(time.time() - self.started_at, 1),
         }

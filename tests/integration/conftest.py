@@ -12,11 +12,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cassandra.cluster import Session
 
 from scorer import schema
 from scorer.config import Settings, load_settings
+from scorer.kafka import delete_topics, ensure_topics
 from scorer.store.connection import connect
 
 
@@ -73,28 +73,16 @@ def bootstrap(base_settings: Settings) -> str:
 
 
 @pytest.fixture
-def new_topic(bootstrap: str) -> Iterator[Callable[..., str]]:
+def new_topic(base_settings: Settings) -> Iterator[Callable[..., str]]:
     """Factory for uuid-named topics (deleted at teardown)."""
     created: list[str] = []
 
     def make(prefix: str = "t", partitions: int = 1) -> str:
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        asyncio.run(_admin(bootstrap, create=[NewTopic(name, partitions, 1)]))
+        asyncio.run(ensure_topics(base_settings, {name: partitions}))
         created.append(name)
         return name
 
     yield make
     if created:
-        asyncio.run(_admin(bootstrap, delete=created))
-
-
-async def _admin(bootstrap: str, create: list[NewTopic] | None = None, delete: list[str] | None = None) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        if create:
-            await admin.create_topics(create)
-        if delete:
-            await admin.delete_topics(delete)
-    finally:
-        await admin.close()
+        asyncio.run(delete_topics(base_settings, created))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from stream_support import (
+from support.stream import (
     SCORER,
     Collector,
     Topics,
@@ -110,7 +110,7 @@ class Stack:
     def scrape(self, port: int) -> str:
         import urllib.request
 
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
             return response.read().decode()
 
     def wait_worker_ready(self, timeout: float = 90) -> None:
@@ -120,7 +120,7 @@ class Stack:
         while time.monotonic() < deadline:
             self.check_alive()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/models", timeout=2) as r:  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/models", timeout=2) as r:
                     state = orjson.loads(r.read())
                 if state["worker"]["ready"]:
                     return

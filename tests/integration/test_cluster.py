@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from support.store import logistic
 
 from devstack.stack import CassandraNode
 from scorer import schema
@@ -27,7 +28,6 @@ from scorer.config import Settings, load_settings
 from scorer.errors import StoreUnavailable
 from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
-from tests.integration.store_helpers import logistic
 
 pytestmark = pytest.mark.slow
 
@@ -82,7 +82,7 @@ def ring_settings(ring: list[CassandraNode]) -> Iterator[Settings]:
 
 
 def _wait_until_up(store: CassandraModelStore, address: str, timeout: float = 60) -> None:
-    cluster = store._session.cluster  # noqa: SLF001 - test-only look at the driver's view of the ring
+    cluster = store._session.cluster  # test-only look at the driver's view of the ring
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if any(host.address == address and host.is_up for host in cluster.metadata.all_hosts()):

@@ -19,12 +19,12 @@ from typing import Any
 import numpy as np
 import pytest
 from cassandra.cluster import Session
+from support.store import logistic, weights_for_arch
 
 from scorer.config import Settings
 from scorer.errors import ChecksumMismatch, InvalidWeights, NotFound, StoreError
 from scorer.models import ModelWeights, build
 from scorer.store import CassandraModelStore
-from tests.integration.store_helpers import logistic, weights_for_arch
 
 MAGIC_AND_LENGTH = struct.Struct("<8sI")
 SMALL = 16 * 1024 * 1024

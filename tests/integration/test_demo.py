@@ -5,38 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient
+from support.net import free_port
 
 from scorer.config import Settings
+from scorer.kafka import delete_topics
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-async def _delete_topics(bootstrap: str, prefix: str, group: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        names = [t for t in await admin.list_topics() if t.startswith(prefix) or t.startswith(group)]
-        if names:
-            await admin.delete_topics(names)
-    finally:
-        await admin.close()
-
-
 @pytest.mark.slow
-def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: Settings, bootstrap: str,
+def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: Settings,
                                                                     tmp_path: Path) -> None:
     run = f"t{uuid.uuid4().hex[:10]}"
     report = tmp_path / "report"
@@ -49,7 +32,7 @@ def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: S
         "DEMO_TRAIN_ROWS": "400",
         "DEMO_DATA_DIR": str(tmp_path / "data"),
         "DEMO_REPORT_DIR": str(report),
-        "DEMO_WEB_PORT": str(_free_port()),
+        "DEMO_WEB_PORT": str(free_port()),
         "VENV": str(ROOT / ".venv"),
     }
     # As `make demo > demo.log 2>&1`: both streams into one file opened with truncation.
@@ -59,7 +42,8 @@ def test_short_demo_runs_end_to_end_with_both_swaps_and_nothing_lost(settings: S
             result = subprocess.run(["bash", str(ROOT / "scripts" / "demo.sh")], env=env, stdout=sink,
                                     stderr=subprocess.STDOUT, text=True, timeout=420, check=False)
     finally:
-        asyncio.run(_delete_topics(bootstrap, f"demo-{run}-", f"scorer-demo-{run}"))
+        asyncio.run(delete_topics(settings, prefix=f"demo-{run}-"))
+        asyncio.run(delete_topics(settings, prefix=f"scorer-demo-{run}"))
     output = demo_log.read_text()
     log = report / "worker.log"
     worker_lines = [line for line in (log.read_text().splitlines() if log.is_file() else [])

@@ -9,16 +9,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.net import free_port
 
 from devstack.stack import _pid_alive, _port_in_use
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def stack(*args: str, env: dict[str, str] | None = None, timeout: float = 200) -> subprocess.CompletedProcess:
@@ -29,7 +24,7 @@ def stack(*args: str, env: dict[str, str] | None = None, timeout: float = 200) -
 @pytest.fixture
 def side_kafka(tmp_path: Path) -> dict[str, str]:
     """Environment for a second, throw-away Kafka on free ports with its own data directory."""
-    return {"SCORER_KAFKA_PORT": str(_free_port()), "SCORER_KAFKA_CONTROLLER_PORT": str(_free_port()),
+    return {"SCORER_KAFKA_PORT": str(free_port()), "SCORER_KAFKA_CONTROLLER_PORT": str(free_port()),
             "SCORER_KAFKA_DATA": str(tmp_path / "kafka")}
 
 

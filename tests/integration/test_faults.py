@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 from cassandra.cluster import Session
-from fault_support import (
+from support.faults import (
     SteadyProducer,
     account,
     accounting_row,
@@ -33,15 +33,15 @@ from fault_support import (
     read_topic,
     record_fault,
 )
-from store_helpers import logistic
-from stream_support import Collector, Topics, WorkerProcess, event, make_topics, metric_value, workers
+from support.store import logistic
+from support.stream import Collector, Topics, WorkerProcess, event, make_topics, metric_value, workers
 
 from devstack.stack import CassandraNode, KafkaNode
 from scorer import schema
 from scorer.config import Settings, load_settings
+from scorer.kafka.notices import publish_notice_async
 from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
-from scorer.stream.notices import publish_notice_async
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from cassandra.cluster import Session
-from store_helpers import logistic
+from support.store import logistic
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore

@@ -10,7 +10,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cassandra.cluster import Session
+from support.net import free_port
 
 from scorer.config import Settings
 
@@ -38,12 +38,6 @@ def _commands(block: str) -> list[str]:
         if line and not line.startswith("#"):
             out.append(line)
     return out
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _tour() -> list[str]:
@@ -71,7 +65,7 @@ def test_cli_tour_runs_as_written(settings: Settings, new_topic, tmp_path: Path)
             argv[0] = SCORER
             if argv[1] == "worker":
                 argv += ["--input-topic", events, "--output-topic", predictions, "--dlq-topic", dlq,
-                         "--web-port", str(_free_port())]
+                         "--web-port", str(free_port())]
                 worker = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                           stderr=(tmp_path / "worker.log").open("w"))
                 continue

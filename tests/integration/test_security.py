@@ -27,6 +27,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from cassandra import Unauthorized
+from support.net import free_port
+from support.store import logistic
 
 from devstack.secure import (
     Authority,
@@ -42,19 +44,12 @@ from scorer.errors import BrokerUnavailable, StoreError, StoreUnavailable
 from scorer.kafka import aiokafka_options, check_connection, faust_broker_options
 from scorer.store import CassandraModelStore
 from scorer.store.connection import connect
-from tests.integration.store_helpers import logistic
 
 pytestmark = pytest.mark.slow
 
 ADDRESS = "127.0.0.3"
 SCORER = str(Path(sys.executable).parent / "scorer")
 SUPERUSER = ("cassandra", "cassandra")  # Cassandra's built-in superuser on a fresh node
-
-
-def _free_port(address: str = ADDRESS) -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
 
 
 @dataclass(frozen=True)
@@ -76,7 +71,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
 @pytest.fixture(scope="module")
 def cassandra_node(pki: Pki, tmp_path_factory: pytest.TempPathFactory) -> Iterator[CassandraNode]:
     node = secure_cassandra(tmp_path_factory.mktemp("secure-cassandra"), pki.server, address=ADDRESS,
-                            port=_free_port(), storage_port=_free_port(), heap="512M")
+                            port=free_port(ADDRESS), storage_port=free_port(ADDRESS), heap="512M")
     try:
         assert node.up(), f"{ADDRESS}:{node.port} answered before we started it"
         _wait_for_superuser(node, pki)
@@ -109,7 +104,8 @@ def kafka_users() -> dict[str, str]:
 def kafka_node(pki: Pki, kafka_users: dict[str, str], tmp_path_factory: pytest.TempPathFactory
                ) -> Iterator[KafkaNode]:
     node = secure_kafka(tmp_path_factory.mktemp("secure-kafka"), pki.server, kafka_users, address=ADDRESS,
-                        port=_free_port(), sasl_port=_free_port(), controller_port=_free_port(), heap="384m")
+                        port=free_port(ADDRESS), sasl_port=free_port(ADDRESS), controller_port=free_port(ADDRESS),
+                        heap="384m")
     try:
         assert node.up(), f"{ADDRESS}:{node.port} answered before we started it"
         yield node

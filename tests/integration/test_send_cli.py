@@ -10,7 +10,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 from aiokafka import AIOKafkaConsumer
-from stream_support import run_cli
+from support.stream import run_cli
 
 from scorer.config import Settings
 

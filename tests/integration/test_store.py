@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 from cassandra.cluster import Session
-from store_helpers import big_mlp, logistic, snapshot, weights_for_arch
+from support.store import big_mlp, logistic, snapshot, weights_for_arch
 
 from scorer.config import Settings
 from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, StoreError, StoreUnavailable

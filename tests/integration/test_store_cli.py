@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from cassandra.cluster import Session
 from click.testing import CliRunner, Result
-from store_helpers import logistic, snapshot
+from support.store import logistic, snapshot
 
 from scorer.cli import main
 from scorer.config import Settings

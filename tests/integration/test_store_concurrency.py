@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from store_helpers import logistic
+from support.store import logistic
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from store_helpers import logistic
+from support.store import logistic
 
 from scorer.config import Settings
 from scorer.errors import ConfigError, NotFound, StoreError

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import orjson
 import pytest
-from store_helpers import logistic
-from stream_support import Collector, WorkerProcess, event, make_topics, metric_value, produce_sync, workers
+from support.store import logistic
+from support.stream import Collector, WorkerProcess, event, make_topics, metric_value, produce_sync, workers
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore
@@ -115,7 +115,8 @@ def test_malformed_events_get_specific_dead_letters_and_good_ones_are_scored(
         messages.append((tag.encode(), raw))
     messages.append((b"good-last", event("good-last", "A", FEATURES)[1]))
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
-    # The faust agent on faust's stock consumer here, so that path stays covered (most tests use the direct reader)
+    # The faust agent (on faust's stock consumer) here, so that path stays covered; most tests use the direct
+    # reader. --stock-consumer is still accepted, for scripts written when it chose between two faust paths.
     worker = WorkerProcess(settings, topics, extra_args=["--fallback-segment", "", "--max-message-bytes", "4096",
                                                          "--max-features", "50", "--consumer", "faust",
                                                          "--stock-consumer"])

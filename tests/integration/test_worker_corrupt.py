@@ -18,9 +18,9 @@ from collections.abc import Callable
 
 import pytest
 from cassandra.cluster import Session
-from fault_support import SteadyProducer, account, read_topic
-from store_helpers import logistic
-from stream_support import Collector, WorkerProcess, event, make_topics, metric_value, workers
+from support.faults import SteadyProducer, account, read_topic
+from support.store import logistic
+from support.stream import Collector, WorkerProcess, event, make_topics, metric_value, workers
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore

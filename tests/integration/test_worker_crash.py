@@ -8,8 +8,8 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
-from store_helpers import logistic
-from stream_support import Collector, WorkerProcess, event, make_topics, produce_sync, workers
+from support.store import logistic
+from support.stream import Collector, WorkerProcess, event, make_topics, produce_sync, workers
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore

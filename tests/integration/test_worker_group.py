@@ -9,8 +9,8 @@ from collections.abc import Callable
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from store_helpers import logistic
-from stream_support import (
+from support.store import logistic
+from support.stream import (
     Collector,
     WorkerProcess,
     event,
@@ -106,7 +106,7 @@ def test_cli_change_publishes_a_notice_and_survives_kafka_being_unreachable(
         store.publish(MODEL, "N", logistic(1, 4))
     changes = new_topic("changes", 1)
     env = {"SCORER_CHANGES_TOPIC": changes}
-    from stream_support import cli_env
+    from support.stream import cli_env
 
     done = run_cli(settings, "canary", MODEL, "N", "2", "--fraction", "0.25", env=cli_env(settings, **env))
     assert done.returncode == 0, done.stderr

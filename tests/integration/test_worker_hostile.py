@@ -13,8 +13,8 @@ from collections.abc import Callable
 import numpy as np
 import orjson
 import pytest
-from store_helpers import logistic
-from stream_support import Collector, WorkerProcess, event, make_topics, metric_value, produce_sync, workers
+from support.store import logistic
+from support.stream import Collector, WorkerProcess, event, make_topics, metric_value, produce_sync, workers
 
 from scorer.config import Settings
 from scorer.store import CassandraModelStore

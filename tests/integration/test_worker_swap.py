@@ -14,8 +14,8 @@ from collections.abc import Callable
 import numpy as np
 import pytest
 from cassandra.cluster import Session
-from store_helpers import logistic
-from stream_support import (
+from support.store import logistic
+from support.stream import (
     Collector,
     WorkerProcess,
     event,

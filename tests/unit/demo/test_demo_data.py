@@ -84,7 +84,7 @@ def test_a_model_of_the_old_truth_fails_after_the_drift_and_one_of_the_retrain_f
     stream = make_stream(config)
     index = np.arange(config.events)
 
-    def fit(X: np.ndarray, y: np.ndarray):  # noqa: ANN202
+    def fit(X: np.ndarray, y: np.ndarray):
         return make_pipeline(SimpleImputer(strategy="median"), StandardScaler(), LogisticRegression()).fit(X, y)
 
     v1 = fit(*_xy(make_training(config), "SFO"))

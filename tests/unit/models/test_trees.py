@@ -23,6 +23,7 @@ from sklearn.ensemble import (
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 from threadpoolctl import threadpool_limits
 
+import scorer.models.tree_layout as tree_layout
 import scorer.models.trees as trees
 from scorer.errors import InvalidWeights, UnsupportedModel
 from scorer.models import ModelWeights, build
@@ -187,8 +188,8 @@ def test_both_layouts_and_compaction_agree(monkeypatch: pytest.MonkeyPatch, make
     ref = est.predict_proba(Xt)
     padded = build(w)
     assert padded._complete
-    monkeypatch.setattr(trees, "_PAD_FACTOR", 0.0)
-    monkeypatch.setattr(trees, "_PAD_SLACK_BYTES", 0)
+    monkeypatch.setattr(tree_layout, "_PAD_FACTOR", 0.0)
+    monkeypatch.setattr(tree_layout, "_PAD_SLACK_BYTES", 0)
     plain = build(w)
     assert not plain._complete
     for model in (padded, plain):
@@ -200,7 +201,7 @@ def test_both_layouts_and_compaction_agree(monkeypatch: pytest.MonkeyPatch, make
 
 
 def test_deep_unbalanced_trees_use_the_plain_layout(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(trees, "_PAD_SLACK_BYTES", 0)  # decide by the padding ratio alone, as for big models
+    monkeypatch.setattr(tree_layout, "_PAD_SLACK_BYTES", 0)  # decide by the padding ratio alone, as for big models
     X, y = data(9, n=600, n_features=3, n_classes=0, nan=0.1)
     est = fitted(HistGradientBoostingRegressor(max_iter=5, max_leaf_nodes=40, min_samples_leaf=2), X, y)
     model = build(export(est))

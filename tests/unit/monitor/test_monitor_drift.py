@@ -185,14 +185,21 @@ def test_bad_stats_are_refused_with_the_feature_named() -> None:
         DriftReference.from_stats(("a",), {})
 
 
-def test_chi2_survival_is_close_to_scipy() -> None:
-    from scipy.stats import chi2
+def test_homogeneity_p_value_is_scipys_chi_square_test() -> None:
+    from scipy.stats import chi2_contingency, chisquare
 
-    from scorer.monitor.drift import chi2_survival
+    from scorer.monitor.drift import homogeneity
 
-    dof = np.repeat(np.arange(2, 40), 5)
-    x = chi2.ppf(np.tile([0.5, 0.9, 0.99, 0.999, 0.9999], 38), dof)
-    assert np.allclose(chi2_survival(x, dof), chi2.sf(x, dof), rtol=0.35, atol=1e-3)
+    train_counts = np.array([30.0, 50.0, 15.0, 5.0])
+    live = np.array([[20.0, 25.0, 10.0, 5.0]])
+    # Two-sample (training rows known): the contingency test of the two count rows.
+    p_two, _ = homogeneity(train_counts / train_counts.sum(), live, np.array([train_counts.sum()]))
+    want = chi2_contingency(np.vstack([live[0], train_counts]), correction=False).pvalue
+    assert p_two[0] == pytest.approx(want, rel=1e-12)
+    # Goodness of fit (no training rows): the live counts against the training shares.
+    p_fit, _ = homogeneity(train_counts / train_counts.sum(), live, np.array([0.0]))
+    want = chisquare(live[0], train_counts / train_counts.sum() * live[0].sum()).pvalue
+    assert p_fit[0] == pytest.approx(want, rel=1e-12)
 
 
 def test_noise_does_not_alert_but_real_shifts_do() -> None:

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from sklearn.linear_model import LogisticRegression
 
 from scorer.models import ModelWeights
+from scorer.stream.batch import Batch
 from scorer.stream.cache import ModelCache, Target, assemble, prepare
 from scorer.stream.events import (
     BAD_FEATURES,
@@ -76,7 +77,7 @@ def nested(depth: int, inner: str = "1") -> str:
     return "[" * depth + inner + "]" * depth
 
 
-def at_stack_depth(frames: int, fn, *args):  # noqa: ANN001, ANN202 - test helper
+def at_stack_depth(frames: int, fn, *args):  # test helper
     """Call ``fn`` under ``frames`` extra Python frames: a worker decodes deep inside faust and asyncio."""
     if frames <= 0:
         return fn(*args)
@@ -381,9 +382,10 @@ def test_hostile_batch_every_message_gets_exactly_one_output(items: list[tuple[b
         else:
             values.append(bad)
     records = [Msg(None, v, offset=i) for i, v in enumerate(values)]
-    events, invalid = decode_batch(values, scorer.limits)
-    groups, resolved = asyncio.run(scorer.resolve(events))
-    result = scorer.score(records, events, invalid, groups, resolved)
+    batch = Batch(records)
+    scorer.decode(batch)
+    asyncio.run(scorer.resolve(batch))
+    result = scorer.score(batch)
 
     outputs = [i for _, _, i in result.predictions] + [i for _, _, i in result.dead_letters]
     assert sorted(outputs) == list(range(len(values))), "each message has exactly one output"

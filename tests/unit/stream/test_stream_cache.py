@@ -18,6 +18,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from scorer.models import ModelWeights
+from scorer.stream.batch import Batch, format_outputs
 from scorer.stream.cache import (
     LRU,
     ModelCache,
@@ -31,7 +32,7 @@ from scorer.stream.cache import (
     prepare,
     target_of,
 )
-from scorer.stream.events import MISSING_FEATURE, MODEL_ERROR, UNKNOWN_MODEL, UNKNOWN_SEGMENT, decode_batch
+from scorer.stream.events import MISSING_FEATURE, MODEL_ERROR, UNKNOWN_MODEL, UNKNOWN_SEGMENT
 from scorer.stream.scoring import BatchScorer
 from trainers import export
 
@@ -77,9 +78,7 @@ def test_lru_evicts_least_recently_used() -> None:
     assert lru.put("c", 3) == [("b", 2)]
     assert lru.keys() == ["a", "c"]
     assert lru.peek("a") == 1 and lru.keys() == ["a", "c"]  # peek does not touch recency
-    assert lru.replace("a", 10) and lru.keys() == ["a", "c"]
-    assert not lru.replace("zzz", 1)
-    assert lru.put("d", 4) == [("a", 10)]
+    assert lru.put("d", 4) == [("a", 1)]
     assert "c" in lru and "a" not in lru and len(lru) == 2
     with pytest.raises(ValueError):
         LRU(0)
@@ -225,12 +224,18 @@ def event(i: int, segment: str, **features: object) -> bytes:
     return orjson.dumps({"id": f"e-{i}", "model": "m", "segment": segment, "features": features})
 
 
+def run_batch(scorer: BatchScorer, records: list) -> object:
+    """decode -> resolve -> score, as the worker runs a batch."""
+    batch = Batch(records)
+    scorer.decode(batch)
+    asyncio.run(scorer.resolve(batch))
+    return scorer.score(batch)
+
+
 def score(c: ModelCache, values: list[bytes], hooks: tuple = ()) -> tuple[list[dict], list[dict], BatchScorer, object]:
     records = [Msg(None, v, offset=i) for i, v in enumerate(values)]
     scorer = BatchScorer(c, hooks=hooks)
-    events, invalid = decode_batch(values)
-    groups, resolved = asyncio.run(scorer.resolve(events))
-    result = scorer.score(records, events, invalid, groups, resolved)
+    result = run_batch(scorer, records)
     preds = [orjson.loads(v) for _, v, _ in result.predictions]
     dead = [orjson.loads(v) for _, v, _ in result.dead_letters]
     return preds, dead, scorer, result
@@ -308,12 +313,13 @@ def test_a_failing_model_is_reported_then_dead_lettered_on_the_last_attempt() ->
     values = [event(1, "R", a=1.0), event(2, "R", a=2.0)]
     records = [Msg(None, v) for v in values]
     scorer = BatchScorer(c)
-    events, invalid = decode_batch(values)
-    groups, resolved = asyncio.run(scorer.resolve(events))
-    first = scorer.score(records, events, invalid, groups, resolved)
+    batch = Batch(records)
+    scorer.decode(batch)
+    asyncio.run(scorer.resolve(batch))
+    first = scorer.score(batch)
     assert first.predictions == [] and first.dead_letters == []
     assert len(first.failures) == 1 and first.failures[0].indices == [0, 1]
-    last = scorer.score(records, events, invalid, groups, resolved, dead_letter_failures=True)
+    last = scorer.score(batch, final_attempt=True)
     assert last.failures == [] and len(last.dead_letters) == 2
     assert orjson.loads(last.dead_letters[0][1])["error"] == (
         "model m/R v3 failed to score: FloatingPointError: boom")
@@ -321,10 +327,8 @@ def test_a_failing_model_is_reported_then_dead_lettered_on_the_last_attempt() ->
 
 
 def test_binary_labels_follow_argmax_including_ties() -> None:
-    from scorer.stream.scoring import _format
-
     model = prepare("m", "s", 1, binary_weights())
-    values, labels = _format(model, np.array([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]))
+    values, labels = format_outputs(model, np.array([[0.5, 0.5], [0.2, 0.8], [0.9, 0.1]]))
     assert values == [0.5, 0.8, 0.1]
     assert labels == [0, 1, 0]  # a tie goes to the first class, as with argmax
 

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 
 from scorer.config import load_settings
+from scorer.kafka.notices import Notice, decode_notice, encode_notice, try_publish_notice
 from scorer.stream.metrics import BulkHistogram, WorkerMetrics
-from scorer.stream.notices import Notice, decode_notice, encode_notice, try_publish_notice
 from scorer.stream.sink import key_partition
 from scorer.stream.worker import WorkerConfig, _backoff
 
@@ -29,9 +29,10 @@ def test_worker_config_defaults_and_validation() -> None:
         with pytest.raises(ValidationError):
             WorkerConfig(**bad)
     settings = load_settings(app_id="fleet")
-    assert WorkerConfig().resolved_app_id(settings) == "fleet"
-    assert WorkerConfig(app_id="mine").resolved_app_id(settings) == "mine"
     assert WorkerConfig().resolved_datadir(settings).name == "fleet"
+    for moved in ({"app_id": "mine"}, {"changes_topic": "c"}):  # settings now, one place for each
+        with pytest.raises(ValidationError):
+            WorkerConfig(**moved)
 
 
 def test_backoff_grows_and_is_capped() -> None:
@@ -96,14 +97,10 @@ def test_histogram_helper_is_a_collector() -> None:
     assert registry.get_sample_value("x_seconds_count") == 3
 
 
-def test_worker_apps_use_the_fast_consumer_unless_told_not_to() -> None:
+def test_worker_apps_run_faust_stock_transport() -> None:
     from faust.transport.drivers.aiokafka import Transport
 
     from scorer.stream.app import new_app
-    from scorer.stream.fast_consumer import FastConsumer, FastTransport, fast_consumer_supported
 
-    assert fast_consumer_supported()  # the installed faust is the version FastConsumer reproduces
-    fast = new_app("t-fast", WorkerConfig(), broker="kafka://127.0.0.1:9092")
-    assert type(fast.transport) is FastTransport and fast.transport.Consumer is FastConsumer
-    stock = new_app("t-stock", WorkerConfig(fast_consumer=False), broker="kafka://127.0.0.1:9092")
-    assert type(stock.transport) is Transport
+    app = new_app("t-stock", WorkerConfig(), broker="kafka://127.0.0.1:9092")
+    assert type(app.transport) is Transport

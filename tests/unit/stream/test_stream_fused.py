@@ -14,8 +14,8 @@ from sklearn.preprocessing import StandardScaler
 
 from scorer.models import ModelWeights, build
 from scorer.models.linear import LogisticModel
+from scorer.stream.batch import Batch
 from scorer.stream.cache import ModelCache, Target, assemble, prepare
-from scorer.stream.events import decode_batch
 from scorer.stream.scoring import BatchScorer
 from trainers import export
 
@@ -93,15 +93,16 @@ def test_a_batch_over_many_segments_scores_the_same_fused_or_not(monkeypatch: py
     calls: list[int] = []
     kernel = LogisticModel.predict_fused.__func__  # type: ignore[attr-defined]
 
-    def spy(cls, models, X, owner):  # noqa: ANN001, ANN202
+    def spy(cls, models, X, owner):
         calls.append(len(models))
         return kernel(cls, models, X, owner)
 
     monkeypatch.setattr(LogisticModel, "predict_fused", classmethod(spy))
     scorer = BatchScorer(cache)
-    events, invalid = decode_batch(values)
-    groups, resolved = asyncio.run(scorer.resolve(events))
-    result = scorer.score(records, events, invalid, groups, resolved)
+    batch = Batch(records)
+    scorer.decode(batch)
+    asyncio.run(scorer.resolve(batch))
+    result = scorer.score(batch)
     assert len(result.dead_letters) == 1 and b"e-300" in records[result.dead_letters[0][2]].value
     assert len(result.predictions) == 599
     assert calls == [21]  # every logistic segment and the canary version in one call; scaled linear ones alone

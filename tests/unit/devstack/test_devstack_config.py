@@ -9,7 +9,7 @@ import yaml
 
 from devstack.stack import KafkaNode, kafka_cluster_id
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def _compose() -> dict:
@@ -24,7 +24,7 @@ def _pom_version(kind: str, artifact: str) -> str:
 
 
 def _server_properties() -> dict[str, str]:
-    node = KafkaNode(name="x", address="127.0.0.1", port=9092, state=Path("/tmp/x"), heap="1m")  # noqa: S108
+    node = KafkaNode(name="x", address="127.0.0.1", port=9092, state=Path("/tmp/x"), heap="1m")
     props = {}
     for line in node.render_properties().splitlines():
         if "=" in line and not line.startswith("#"):

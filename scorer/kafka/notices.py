@@ -12,12 +12,13 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict
 
 from scorer.config import Settings
+from scorer.kafka.options import aiokafka_options, describe_failure
+from scorer.kafka.producer import new_producer
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +38,21 @@ class Notice(BaseModel):
     at: str
 
 
+def notice_fields(model: str, segment: str | None, action: str, version: int | None,
+                  at: datetime | None = None) -> dict[str, object]:
+    """The JSON object of one notice (for publishers that serialise it themselves)."""
+    at = at or datetime.now(UTC)
+    return {"model": model, "segment": segment, "action": action, "version": version, "at": at.isoformat()}
+
+
+def notice_key(model: str) -> bytes:
+    """Notices are keyed by model, so one model's notices stay in order on one partition."""
+    return model.encode()
+
+
 def encode_notice(model: str, segment: str | None, action: str, version: int | None,
                   at: datetime | None = None) -> bytes:
-    at = at or datetime.now(UTC)
-    return orjson.dumps({"model": model, "segment": segment, "action": action, "version": version,
-                         "at": at.isoformat()})
+    return orjson.dumps(notice_fields(model, segment, action, version, at))
 
 
 def decode_notice(raw: bytes | None) -> Notice | None:
@@ -55,23 +66,16 @@ def decode_notice(raw: bytes | None) -> Notice | None:
         return None
 
 
-def _aiokafka_options(settings: Settings) -> dict[str, Any]:
-    from scorer.kafka import aiokafka_options
-
-    return aiokafka_options(settings)
-
-
 async def publish_notice_async(settings: Settings, model: str, segment: str | None, action: str,
                                version: int | None, *, topic: str = DEFAULT_TOPIC, timeout: float = 5.0) -> None:
     """Publish one notice and wait for the broker's acknowledgement (raises on failure or timeout)."""
-    from aiokafka import AIOKafkaProducer
-
-    producer = AIOKafkaProducer(**_aiokafka_options(settings), acks="all", request_timeout_ms=int(timeout * 1000))
+    producer = new_producer(settings, request_timeout_ms=int(timeout * 1000))
 
     async def run() -> None:
         await producer.start()
         try:
-            await producer.send_and_wait(topic, encode_notice(model, segment, action, version), key=model.encode())
+            await producer.send_and_wait(topic, encode_notice(model, segment, action, version),
+                                        key=notice_key(model))
         finally:
             await producer.stop()
 
@@ -95,8 +99,6 @@ def try_publish_notice(settings: Settings, model: str, segment: str | None, acti
     try:
         publish_notice(settings, model, segment, action, version, topic=topic, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - reported as a warning line by the caller
-        from scorer.kafka import describe_failure
-
         reason = "timed out" if isinstance(exc, TimeoutError) else describe_failure(settings, exc)
         return (f"the change is live, but its {topic!r} notice was not sent ({reason}); "
                 f"workers pick it up at their next poll")
@@ -116,13 +118,13 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
     stopped = stopped or asyncio.Event()
     warned = False
     while not stopped.is_set():
-        consumer = AIOKafkaConsumer(**_aiokafka_options(settings), group_id=None, enable_auto_commit=False,
+        consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
                                     auto_offset_reset="latest")
         try:
             await consumer.start()
             partitions = consumer.partitions_for_topic(topic)
             if not partitions:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - topic may be brand new
+                await consumer._client.force_metadata_update()  # topic may be brand new
                 partitions = consumer.partitions_for_topic(topic)
             if not partitions:
                 raise RuntimeError(f"topic {topic!r} does not exist")
@@ -145,7 +147,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
                             continue
                         try:
                             await on_notice(notice)
-                        except Exception:  # noqa: BLE001 - one notice must not stop the listener
+                        except Exception:  # one notice must not stop the listener
                             log.exception("handling notice %s failed", notice)
         except asyncio.CancelledError:
             raise

@@ -15,7 +15,7 @@ from scorer.models import ModelWeights
 from trainers import export
 
 # The models conformance cases: one list of example estimators covering every registered architecture.
-_CASES_DIR = Path(__file__).resolve().parents[1] / "unit" / "models"
+_CASES_DIR = Path(__file__).resolve().parents[2] / "unit" / "models"
 if str(_CASES_DIR) not in sys.path:
     sys.path.insert(0, str(_CASES_DIR))
 

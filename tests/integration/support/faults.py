@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import socket
 import threading
 import time
 from collections import Counter
@@ -23,25 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-ROOT = Path(__file__).resolve().parents[2]
+from scorer.config import load_settings
+from scorer.kafka import ensure_topics
+from support.net import free_port  # noqa: F401 - part of this module's helpers
+
+ROOT = Path(__file__).resolve().parents[3]
 REPORT = ROOT / "reports" / "faults.json"
 
 
-def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((address, 0))
-        return sock.getsockname()[1]
-
-
 async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, partitions, 1) for name, partitions in topics.items()])
-    finally:
-        await admin.close()
+    await ensure_topics(load_settings().model_copy(update={"kafka": f"kafka://{bootstrap}"}), topics)
 
 
 async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
@@ -187,7 +178,7 @@ class Accounting:
 
 
 def account(input_ids: Iterable[str], outputs: list[Any], window: tuple[float, float] | None = None) -> Accounting:
-    """Compare the ids on the input topic with outputs (stream_support.Out records of predictions and dead letters).
+    """Compare the ids on the input topic with outputs (support.stream.Out records of predictions and dead letters).
 
     ``window`` (start, end): only gaps between outputs received inside it count for ``max_gap_s``.
     """

@@ -163,7 +163,8 @@ def test_worker_turns_a_drift_alert_of_the_live_version_into_a_trigger() -> None
     import orjson
 
     from scorer.config import load_settings
-    from scorer.retrain.worker import RetrainWorker, WorkerConfig
+    from scorer.retrain.config import WorkerConfig
+    from scorer.retrain.worker import RetrainWorker
 
     worker = RetrainWorker(load_settings(), WorkerConfig(models=("delay",)), store=object())
     worker.policy.pointer("delay", "ORD", 3, None, None, now=0)

@@ -9,7 +9,7 @@ import pytest
 
 from scorer.config import load_settings
 from scorer.errors import ConfigError
-from scorer.kafka import (
+from scorer.kafka.options import (
     _short_reason,
     aiokafka_options,
     bootstrap_servers,

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,19 +26,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from scorer.config import Settings
+from support.net import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCORER = str(Path(sys.executable).parent / "scorer")
 
 
 LOG_DIR = Path(tempfile.gettempdir()) / "scorer-worker-logs"
 """Worker logs outlive pytest's rotated tmp dirs, for reading after a failure."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def cli_env(settings: Settings, **extra: str) -> dict[str, str]:
@@ -101,7 +95,7 @@ class WorkerProcess:
         return self
 
     def get(self, path: str, timeout: float = 2.0) -> bytes:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:  # noqa: S310
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=timeout) as response:
             return response.read()
 
     def models(self) -> dict[str, Any]:

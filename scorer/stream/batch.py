@@ -1,0 +1,155 @@
+"""A batch: one unit of work that decode -> resolve -> score -> deliver -> confirm each fill in.
+
+A reader builds a :class:`Batch` from the messages it took (with whatever it needs to confirm them later:
+offsets to commit, faust events to ack) and hands it to the worker; the worker fills in the decoded events,
+the models that serve them, the outputs, and finally resolves ``delivered`` once every output is on the
+broker. The reader watches ``delivered`` and confirms its input: nobody calls back into anybody.
+
+Also here: the one place a prediction message is built (live predictions and shadow outputs share it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+import orjson
+
+from scorer.stream.cache import LoadedModel, Serving, Unservable
+from scorer.stream.events import Event, Invalid
+
+_dumps = orjson.dumps
+
+Key = tuple[str, str]
+ExtraMessage = tuple[str, bytes | None, bytes]
+"""(topic, key, value) a hook wants sent with the batch."""
+
+
+class InputRecord(Protocol):
+    """What the scorer reads from a Kafka message (faust's Message and aiokafka's ConsumerRecord both fit)."""
+
+    key: bytes | None
+    value: bytes | None
+    topic: str
+    partition: int
+    offset: int
+    timestamp: Any
+
+
+@dataclass(slots=True, eq=False)
+class Part:
+    """Events of one (model, segment) scored by one version: one row slice of its layout's matrix."""
+
+    key: Key
+    serving: Serving
+    scored_by: LoadedModel
+    canary: bool
+    events: list[Event]
+    X: np.ndarray | None = None
+    nonfinite: np.ndarray | None = None
+    """Per-cell non-finite mask of ``X`` (None when every value is finite)."""
+    output: np.ndarray | None = None
+    """Set when a fused kernel already scored this part."""
+
+
+@dataclass(slots=True)
+class ModelFailure:
+    """A part whose predict raised: retried with the batch, dead-lettered only when retries run out."""
+
+    scored_by: LoadedModel
+    error: BaseException
+    indices: list[int]
+
+
+@dataclass(slots=True)
+class BatchResult:
+    """Outputs of one batch, ready to send. ``predictions`` and ``dead_letters`` are (key, value, input index)."""
+
+    predictions: list[tuple[bytes, bytes, int]] = field(default_factory=list)
+    dead_letters: list[tuple[bytes | None, bytes, int]] = field(default_factory=list)
+    extra: list[ExtraMessage] = field(default_factory=list)
+    failures: list[ModelFailure] = field(default_factory=list)
+    counts: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(slots=True, eq=False)
+class Batch:
+    """Input messages and everything the worker learns about them on the way to the broker."""
+
+    records: Sequence[InputRecord]
+    sent_at: np.ndarray | None = None
+    """The inputs' Kafka timestamps in seconds (for end-to-end latency)."""
+    source: Any = None
+    """The reader's own handle to confirm the batch (offsets to commit, or faust events to ack)."""
+    events: list[Event] = field(default_factory=list)
+    invalid: list[Invalid] = field(default_factory=list)
+    groups: dict[Key, list[Event]] = field(default_factory=dict)
+    resolved: dict[Key, Serving | Unservable] = field(default_factory=dict)
+    result: BatchResult = field(default_factory=BatchResult)
+    started: float = field(default_factory=time.perf_counter)
+    delivered: asyncio.Future[None] | None = None
+    """Done once every output is acknowledged by the broker (batches of one worker finish in order)."""
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def input_seconds(records: Sequence[Any], scale: float) -> np.ndarray:
+    """The records' Kafka timestamps in seconds (faust Messages carry seconds, aiokafka records milliseconds)."""
+    return np.fromiter((r.timestamp for r in records), np.float64, len(records)) * scale
+
+
+# ------------------------------------------------------------------------------------------ prediction messages
+
+def utc_stamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Scored:
+    """What every prediction message of one part shares."""
+
+    model: str
+    segment: str
+    """The event's own segment (a fallback-served event keeps its segment here)."""
+    version: int
+    canary: bool
+    scored_at: str
+    shadow: bool = False
+
+
+def format_outputs(model: LoadedModel, output: np.ndarray) -> tuple[list[Any], list[Any]]:
+    """Model output -> (prediction values, labels) as plain Python lists, in the prediction format.
+
+    Binary: P(classes[1]) and the label of the larger column (ties go to the first, like argmax);
+    multiclass: every class probability and the argmax label; regression: the value and no label.
+    """
+    n = output.shape[0]
+    if model.kind == "regression":
+        return np.asarray(output, dtype=np.float64).reshape(n).tolist(), [None] * n
+    labels = model.labels or ()
+    if model.kind == "binary":
+        first, second = labels
+        positive = output[:, 1]
+        chosen = [second if win else first for win in (positive > output[:, 0]).tolist()]
+        return positive.astype(np.float64, copy=False).tolist(), chosen
+    winners = output.argmax(axis=1).tolist()
+    return output.astype(np.float64, copy=False).tolist(), [labels[i] for i in winners]
+
+
+def prediction_values(head: Scored, events: Sequence[Event], values: list[Any], labels: list[Any]) -> list[bytes]:
+    """The JSON prediction message of each event (the public prediction format; shadows add ``"shadow": true``)."""
+    model, segment, version, canary, scored_at = head.model, head.segment, head.version, head.canary, head.scored_at
+    if head.shadow:
+        return [_dumps({"id": e.id, "model": model, "segment": segment, "version": version, "canary": False,
+                        "shadow": True, "prediction": v, "label": label, "scored_at": scored_at})
+                for e, v, label in zip(events, values, labels, strict=True)]
+    return [_dumps({"id": e.id, "model": model, "segment": segment, "version": version, "canary": canary,
+                    "prediction": v, "label": label, "scored_at": scored_at})
+            for e, v, label in zip(events, values, labels, strict=True)]

@@ -1,0 +1,231 @@
+"""What a worker serves: loaded model versions, targets, Servings, the LRU, and the pure decisions around them.
+
+Pure pieces of the model cache (:mod:`scorer.stream.cache`): canary selection, building and warming a
+version (``prepare``), what a pointer row asks for (``Target``), what one (model, segment) serves
+(``Serving``), what a swap must load (``missing_versions``), the LRU, and which store errors are worth a
+retry. No I/O here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import numpy as np
+
+from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, ScorerError
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+# ------------------------------------------------------------------------------------------- canary
+
+_TWO_64 = float(2**64)
+
+
+def canary_point(event_id: str) -> float:
+    """Where an event id falls in [0, 1): blake2b of its UTF-8 bytes, so every run and worker agree."""
+    digest = hashlib.blake2b(event_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / _TWO_64
+
+
+def in_canary(event_id: str, fraction: float) -> bool:
+    """True for the ``fraction`` of ids whose point is below it (the same ids whatever else is running)."""
+    return fraction > 0.0 and canary_point(event_id) < fraction
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LoadedModel:
+    """One built, warmed model version, ready to score, plus what output formatting needs."""
+
+    model: str
+    segment: str
+    version: int
+    predictor: Any
+    """A ``scorer.models.Model``: ``predict(X)`` with X (n, n_features) float64 in ``feature_names`` order."""
+    feature_names: tuple[str, ...]
+    accepts_missing: bool
+    kind: str
+    """``binary`` (prediction = P(classes[1])), ``multiclass`` (list of probabilities) or ``regression``."""
+    labels: tuple[Any, ...] | None
+    loaded_at: datetime
+    load_seconds: float
+
+    @property
+    def what(self) -> str:
+        return f"{self.model}/{self.segment} v{self.version}"
+
+
+def prepare(model: str, segment: str, version: int, weights: Any, load_seconds: float = 0.0) -> LoadedModel:
+    """Build and warm weights into a :class:`LoadedModel` (raises InvalidWeights if it cannot score)."""
+    from scorer.models import build
+
+    started = time.perf_counter()
+    predictor = build(weights)
+    classes = predictor.classes
+    if classes is None:
+        kind = "regression"
+        labels = None
+    else:
+        kind = "binary" if len(classes) == 2 else "multiclass"
+        labels = tuple(c.item() if isinstance(c, np.generic) else c for c in classes)
+    try:
+        # Warm: one real predict, so the first batch pays nothing extra and a model that cannot score is refused
+        # here, while the old one still serves.
+        out = predictor.predict(np.zeros((1, predictor.n_features), dtype=np.float64))
+    except Exception as exc:  # any failure to score means this version is not servable
+        raise InvalidWeights(f"{model}/{segment} v{version} does not score a row of zeros: "
+                             f"{type(exc).__name__}: {exc}") from exc
+    expected = (1, len(classes)) if classes is not None else (1,)
+    if np.shape(out) != expected:
+        raise InvalidWeights(f"{model}/{segment} v{version} returns shape {np.shape(out)} for one row; "
+                             f"expected {expected}")
+    return LoadedModel(
+        model=model, segment=segment, version=version, predictor=predictor,
+        feature_names=tuple(predictor.feature_names), accepts_missing=bool(predictor.accepts_missing),
+        kind=kind, labels=labels, loaded_at=datetime.now(UTC),
+        load_seconds=load_seconds + (time.perf_counter() - started),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """What an ``active_models`` row asks a segment to serve."""
+
+    version: int
+    canary_version: int | None = None
+    canary_fraction: float = 0.0
+    shadow_version: int | None = None
+
+    def versions(self) -> tuple[int, ...]:
+        out = [self.version]
+        for extra in (self.canary_version, self.shadow_version):
+            if extra is not None and extra not in out:
+                out.append(extra)
+        return tuple(out)
+
+
+def target_of(row: Any) -> Target | None:
+    """The :class:`Target` of an ActiveModel row, or None when it names no primary version.
+
+    A canary needs both a version and a fraction strictly between 0 and 1; otherwise it is ignored.
+    """
+    if row is None or row.version is None:
+        return None
+    canary_version = row.canary_version
+    fraction = row.canary_fraction
+    if canary_version is None or fraction is None or not 0.0 < float(fraction) < 1.0 or canary_version == row.version:
+        canary_version, fraction = None, 0.0
+    return Target(int(row.version), canary_version, float(fraction), getattr(row, "shadow_version", None))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Serving:
+    """What one (model, segment) serves right now. Replaced as a whole, never mutated."""
+
+    model: str
+    segment: str
+    """The segment whose ``active_models`` row this is (the fallback segment when events' own has none)."""
+    target: Target
+    primary: LoadedModel
+    canary: LoadedModel | None = None
+    canary_fraction: float = 0.0
+    shadow: LoadedModel | None = None
+
+    def loaded(self) -> dict[int, LoadedModel]:
+        out = {self.primary.version: self.primary}
+        for extra in (self.canary, self.shadow):
+            if extra is not None:
+                out[extra.version] = extra
+        return out
+
+
+def assemble(model: str, segment: str, target: Target, loaded: Mapping[int, LoadedModel]) -> Serving:
+    """The Serving for ``target`` from built versions (every version of the target must be in ``loaded``)."""
+    canary = loaded[target.canary_version] if target.canary_version is not None else None
+    shadow = loaded[target.shadow_version] if target.shadow_version is not None else None
+    return Serving(model, segment, target, loaded[target.version], canary, target.canary_fraction if canary else 0.0,
+                   shadow)
+
+
+def missing_versions(serving: Serving | None, target: Target) -> list[int]:
+    """Versions ``target`` needs that ``serving`` does not already hold (those must be loaded first)."""
+    have = serving.loaded() if serving is not None else {}
+    return [v for v in target.versions() if v not in have]
+
+
+class LRU(Generic[K, V]):
+    """A size-bounded mapping that forgets the least recently used key first."""
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError(f"LRU capacity must be at least 1; got {capacity}")
+        self.capacity = capacity
+        self._data: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def peek(self, key: K) -> V | None:
+        return self._data.get(key)
+
+    def put(self, key: K, value: V) -> list[tuple[K, V]]:
+        """Insert or replace (as most recent); returns the evicted items."""
+        self._data[key] = value
+        self._data.move_to_end(key)
+        evicted = []
+        while len(self._data) > self.capacity:
+            evicted.append(self._data.popitem(last=False))
+        return evicted
+
+    def keys(self) -> list[K]:
+        return list(self._data)
+
+    def items(self) -> list[tuple[K, V]]:
+        return list(self._data.items())
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+@dataclass(frozen=True, slots=True)
+class Unservable:
+    """Why events of a (model, segment) cannot be scored: the dead letter's reason and its class."""
+
+    reason: str
+    kind: str
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Store failures worth retrying (the store is down or busy), as opposed to bad data or names."""
+    if isinstance(exc, NotFound | ChecksumMismatch | InvalidWeights | ConfigError):
+        return False
+    return isinstance(exc, ScorerError | OSError | TimeoutError) or "cassandra" in type(exc).__module__
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """Everything the cache holds for one cached (model, segment): one record, replaced field by field."""
+
+    serving: Serving
+    """What it serves now (replaced as a whole by a swap)."""
+    blocked: Target | None = None
+    """A newer target that failed to load: the row asks for it, ``serving`` still serves."""
+    swap: tuple[Target, asyncio.Task[None]] | None = None
+    """The swap in flight, and the target it is loading."""

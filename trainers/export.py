@@ -83,6 +83,10 @@ def export(estimator: Any, feature_names: Sequence[str] | None = None) -> ModelW
         _check_fitted(est)
     first = steps[0] if steps else final
     n_features = getattr(first, "n_features_in_", None)
+    if n_features is None and hasattr(first, "num_feature"):  # a bare lightgbm.Booster
+        n_features = first.num_feature()
+    if n_features is None and hasattr(first, "num_features"):  # a bare xgboost.Booster
+        n_features = first.num_features()
     if not isinstance(n_features, int | np.integer):
         raise UnsupportedModel(f"cannot export {type(first).__name__}: it has no n_features_in_ (is it fitted?)")
     names = _feature_names(first, int(n_features), feature_names)
@@ -113,7 +117,7 @@ def export(estimator: Any, feature_names: Sequence[str] | None = None) -> ModelW
 def _unwrap(estimator: Any) -> tuple[list[Any], Any]:
     """Flatten (nested) Pipelines into preprocessing steps and the final estimator."""
     if not isinstance(estimator, Pipeline):
-        if not isinstance(estimator, BaseEstimator):
+        if not isinstance(estimator, BaseEstimator) and type(estimator) not in _EXPORTERS:
             raise UnsupportedModel(f"cannot export {type(estimator).__name__}: not a scikit-learn estimator")
         return [], estimator
     flat: list[Any] = []
@@ -138,6 +142,8 @@ def _unwrap(estimator: Any) -> tuple[list[Any], Any]:
 
 
 def _check_fitted(est: Any) -> None:
+    if not isinstance(est, BaseEstimator):  # a bare library booster is fitted by construction
+        return
     try:
         check_is_fitted(est)
     except NotFittedError:

@@ -124,13 +124,18 @@ def describe_change(entry: Activation) -> str:
 
 
 def _read_weights(path: Path) -> ModelWeights:
+    from scorer.errors import UnsupportedModel
     from scorer.models import ModelWeights
 
     if not path.is_file():
         raise ConfigError(f"--weights {str(path)!r} is not a readable file")
     try:
+        if path.suffix.lower() in (".txt", ".json", ".ubj"):  # LightGBM / XGBoost model files
+            from scorer.importers import read_model_file
+
+            return read_model_file(path)
         return ModelWeights.load(path)
-    except InvalidWeights:
+    except (InvalidWeights, UnsupportedModel):
         raise
     except Exception as exc:  # noqa: BLE001 - any unreadable file is one error line
         raise InvalidWeights(f"cannot read weights from {str(path)!r}: {type(exc).__name__}: {exc}") from None

@@ -2,7 +2,9 @@
 
 # One import line per exporter module.
 # isort: off
+from trainers.exporters import lightgbm  # noqa: F401
 from trainers.exporters import linear  # noqa: F401
 from trainers.exporters import mlp  # noqa: F401
 from trainers.exporters import trees  # noqa: F401
+from trainers.exporters import xgboost  # noqa: F401
 # isort: on

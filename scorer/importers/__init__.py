@@ -1,13 +1,19 @@
 """Readers for other libraries' model files (pure Python/numpy, no library needed, no code executed)."""
 
+from __future__ import annotations
+
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from scorer.errors import UnsupportedModel
+
+if TYPE_CHECKING:
+    from scorer.models import ModelWeights
 
 SUFFIXES = (".txt", ".json", ".ubj")
 
 
-def read_model_file(path: Path):  # noqa: ANN201 - ModelWeights, imported lazily
+def read_model_file(path: Path) -> ModelWeights:
     """A LightGBM ``.txt`` or XGBoost ``.json``/``.ubj`` file -> ModelWeights (refused with one line)."""
     from scorer.importers.lightgbm import read_lightgbm_text
     from scorer.importers.xgboost import read_xgboost_json, read_xgboost_ubj

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from scorer.errors import UnsupportedModel
-from scorer.models.trees import MAX_DEPTH
+from scorer.models.tree_layout import MAX_DEPTH, pack_trees
 
 MAX_BYTES = 512 * 1024 * 1024
 MAX_TREES = 100_000
@@ -186,17 +186,7 @@ def read_lightgbm_text(data: bytes | str, classes: tuple | None = None) -> Impor
             raise _fail(f"tree {i} splits on a feature beyond max_feature_idx")
         if _depth(b["left"], b["right"]) > MAX_DEPTH:
             raise _fail(f"tree {i} is deeper than {MAX_DEPTH}")
-    sizes = [b["left"].size for b in blocks]
-    arrays = {
-        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        "feature": np.concatenate([b["feature"] for b in blocks]).astype(np.int32),
-        "threshold": np.concatenate([b["threshold"] for b in blocks]).astype(np.float64),
-        "left": np.concatenate([b["left"] for b in blocks]).astype(np.int32),
-        "right": np.concatenate([b["right"] for b in blocks]).astype(np.int32),
-        "missing_left": np.concatenate([b["missing_left"] for b in blocks]).astype(np.uint8),
-        "value": np.ascontiguousarray(np.concatenate([b["value"] for b in blocks]), dtype=np.float64),
-        "baseline": np.zeros(k, dtype=np.float64),
-    }
+    arrays = {**pack_trees(blocks, with_missing=True), "baseline": np.zeros(k, dtype=np.float64)}
     if is_classifier:
         classes = tuple(classes) if classes is not None else tuple(range(max(k, 2)))
     else:

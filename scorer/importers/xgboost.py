@@ -17,7 +17,7 @@ import numpy as np
 
 from scorer.errors import UnsupportedModel
 from scorer.importers.lightgbm import MAX_BYTES, MAX_TREES, Imported
-from scorer.models.trees import MAX_DEPTH
+from scorer.models.tree_layout import MAX_DEPTH, pack_trees
 
 # objective -> (link, classifier, base_score -> margin)
 _OBJECTIVES = {
@@ -146,17 +146,7 @@ def read_xgboost(model: dict) -> Imported:
         baseline = np.array([to_margin(b) for b in base] * (k if len(base) == 1 else 1), dtype=np.float64)
     except (ValueError, ZeroDivisionError):
         raise _fail(f"base_score {base} is outside the objective's range") from None
-    sizes = [b["left"].size for b in blocks]
-    arrays = {
-        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        "feature": np.concatenate([b["feature"] for b in blocks]).astype(np.int32),
-        "threshold": np.concatenate([b["threshold"] for b in blocks]).astype(np.float64),
-        "left": np.concatenate([b["left"] for b in blocks]).astype(np.int32),
-        "right": np.concatenate([b["right"] for b in blocks]).astype(np.int32),
-        "missing_left": np.concatenate([b["missing_left"] for b in blocks]).astype(np.uint8),
-        "value": np.ascontiguousarray(np.concatenate([b["value"] for b in blocks]), dtype=np.float64),
-        "baseline": baseline,
-    }
+    arrays = {**pack_trees(blocks, with_missing=True), "baseline": baseline}
     classes = tuple(range(max(k, 2))) if is_classifier else None
     names = tuple(learner.get("feature_names") or ()) or tuple(f"f{j}" for j in range(n_features))
     return Imported("hist_boosted", arrays, classes, {"link": link, "source": "xgboost"}, names)

@@ -7,6 +7,8 @@ is cheap). A mixin of the tree ensemble models: it reads arrays through ``Model.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 
 from scorer.errors import InvalidWeights
@@ -33,6 +35,27 @@ def _floor_f32(t: np.ndarray) -> np.ndarray:
     up = t32.astype(np.float64) > t
     t32[up] = np.nextafter(t32[up], np.float32(-np.inf))
     return t32
+
+
+def pack_trees(blocks: Sequence[Mapping[str, np.ndarray]], *, with_missing: bool) -> dict[str, np.ndarray]:
+    """Per-tree node arrays (local child indices, -1 at leaves) -> the stored layout, trees end to end.
+
+    Each block has ``feature``, ``threshold``, ``left``, ``right``, ``value`` and, ``with_missing``,
+    ``missing_left``. Every writer of tree arrays (the scikit-learn exporters, the LightGBM and XGBoost
+    readers) packs through here.
+    """
+    sizes = [b["left"].size for b in blocks]
+    arrays = {
+        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        "feature": np.concatenate([b["feature"] for b in blocks]).astype(np.int32),
+        "threshold": np.concatenate([b["threshold"] for b in blocks]).astype(np.float64),
+        "left": np.concatenate([b["left"] for b in blocks]).astype(np.int32),
+        "right": np.concatenate([b["right"] for b in blocks]).astype(np.int32),
+        "value": np.ascontiguousarray(np.concatenate([b["value"] for b in blocks]), dtype=np.float64),
+    }
+    if with_missing:
+        arrays["missing_left"] = np.concatenate([b["missing_left"] for b in blocks]).astype(np.uint8)
+    return arrays
 
 
 class TreeLayout:

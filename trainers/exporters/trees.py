@@ -6,7 +6,6 @@ whatever scikit-learn keeps there, so equal trees give equal bytes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -24,7 +23,7 @@ from sklearn.ensemble import (
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from scorer.errors import UnsupportedModel
-from scorer.models.trees import MAX_DEPTH
+from scorer.models.tree_layout import MAX_DEPTH, pack_trees
 from trainers.export import Exported, register_exporter
 
 # scikit-learn's loss link classes -> the link names the boosted architectures know
@@ -35,22 +34,6 @@ _LINKS = {
     "HalfLogitLink": "half_logit",
     "MultinomialLogit": "softmax",
 }
-
-
-def _pack(blocks: Sequence[dict[str, np.ndarray]], name: str, *, with_missing: bool) -> dict[str, np.ndarray]:
-    """Concatenate per-tree node arrays (local child indices, -1 at leaves) into the stored layout."""
-    sizes = [b["left"].size for b in blocks]
-    arrays = {
-        "offsets": np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        "feature": np.concatenate([b["feature"] for b in blocks]).astype(np.int32),
-        "threshold": np.concatenate([b["threshold"] for b in blocks]).astype(np.float64),
-        "left": np.concatenate([b["left"] for b in blocks]).astype(np.int32),
-        "right": np.concatenate([b["right"] for b in blocks]).astype(np.int32),
-        "value": np.ascontiguousarray(np.concatenate([b["value"] for b in blocks]), dtype=np.float64),
-    }
-    if with_missing:
-        arrays["missing_left"] = np.concatenate([b["missing_left"] for b in blocks]).astype(np.uint8)
-    return arrays
 
 
 def _sk_tree(tree: Any, name: str, value: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,7 +90,7 @@ def export_forest(est: Any) -> Exported:
         if value.shape[1:] != (1, width):
             raise UnsupportedModel(f"cannot export {name}: tree value shape {value.shape[1:]} is not (1, {width})")
         blocks.append(_sk_tree(t.tree_, name, value[:, 0, :]))
-    return Exported(arch="forest", arrays=_pack(blocks, name, with_missing=True), classes=classes)
+    return Exported(arch="forest", arrays=pack_trees(blocks, with_missing=True), classes=classes)
 
 
 def _link(est: Any, name: str) -> str:
@@ -141,7 +124,7 @@ def export_gbt(est: Any) -> Exported:
         link = _link(est, name)
     else:
         classes, link = None, "identity"  # GradientBoostingRegressor.predict returns the raw sum
-    arrays = _pack(blocks, name, with_missing=False)
+    arrays = pack_trees(blocks, with_missing=False)
     arrays["baseline"] = np.ascontiguousarray(baseline, dtype=np.float64)
     return Exported(arch="boosted", arrays=arrays, classes=classes, metadata={"link": link})
 
@@ -176,7 +159,7 @@ def export_hgb(est: Any) -> Exported:
                     "value": nodes["value"],
                 }
             )
-    arrays = _pack(blocks, name, with_missing=True)
+    arrays = pack_trees(blocks, with_missing=True)
     arrays["baseline"] = np.ascontiguousarray(np.asarray(est._baseline_prediction).reshape(-1), dtype=np.float64)
     classes = _classes(est, name) if is_classifier(est) else None
     return Exported(arch="hist_boosted", arrays=arrays, classes=classes, metadata={"link": _link(est, name)})

@@ -279,7 +279,7 @@ def load_model(store: ModelStore, model: str, segment: str, version: int | None 
             raise NotFound(f"{where(model, segment)} has no active version")
         version = pointer.version
     weights = store.load(model, segment, version)
-    return (loader or MemberLoader()).resolve(store, (model, segment, version), weights)
+    return (loader if loader is not None else MemberLoader()).resolve(store, (model, segment, version), weights)
 
 
 # ------------------------------------------------------------------------------------------ pruning

@@ -307,3 +307,28 @@ def _collect(store: ModelStore, refs: list[MemberRef], model: str, live: str,
             info = store.version_info(*_key(ref))
             if info is not None and info.arch == ARCH:
                 _collect(store, references(info.metadata), model, live, out, depth + 1)
+
+
+def members_of(store: ModelStore, info: VersionInfo | None) -> list[str]:
+    """An ensemble version's members, one line each, for ``scorer show`` ([] for other versions)."""
+    if info is None or info.arch != ARCH:
+        return []
+    return describe(store.load(info.model, info.segment, info.version))
+
+
+def describe(weights: ModelWeights) -> list[str]:
+    """One line per member of ensemble weights (with its weight), for ``scorer show``."""
+    meta = weights.metadata
+    w = weights.arrays.get("weights")
+    lines = []
+    for i, spec in enumerate(meta.get("members") or []):
+        if spec.get("kind") == "ref":
+            text = f"{where(spec['model'], spec['segment'], spec['version'])} (sha256 {str(spec['checksum'])[:12]})"
+        else:
+            est = (spec.get("metadata") or {}).get("estimator")
+            text = f"embedded {spec.get('arch')}" + (f" ({est})" if est else "")
+        lines.append(f"{i}: {text}" + (f", weight {float(w[i]):.4g}" if w is not None and i < len(w) else ""))
+    stack = meta.get("stack")
+    if isinstance(stack, dict):
+        lines.append(f"meta-model: {stack.get('arch')}{' with passthrough' if stack.get('passthrough') else ''}")
+    return lines

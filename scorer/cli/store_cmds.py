@@ -273,6 +273,7 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> 
     from rich.markup import escape
     from rich.table import Table
 
+    from scorer.ensemble import members_of
     from scorer.errors import NotFound
 
     with open_store(cli) as store:
@@ -288,6 +289,7 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> 
                 version, note = infos[0].version, " (newest; none is active)"
         info = store.version_info(model, segment, version)
         history = store.activations(model, segment, limit=5)
+        members = members_of(store, info)
     if info is None:
         raise NotFound(f"{model}/{segment} version {version} does not exist or is not complete")
     table = Table(show_header=False, title=f"{model}/{segment} version {version}{note}", title_justify="left")
@@ -311,6 +313,7 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> 
         ("stats", f"{len(info.stats)} entries: {', '.join(list(info.stats)[:10])}" if info.stats else "-"),
         ("metadata", orjson.dumps(dict(info.metadata), option=orjson.OPT_SORT_KEYS).decode()[:600]
          if info.metadata else "-"),
+        *([("combine", str(info.metadata.get("combine"))), ("members", "\n".join(members))] if members else []),
         ("recent changes", "; ".join(f"{_when(a.at)} {a.action} {a.from_version or 'none'}->{a.to_version}"
                                      for a in history) or "-"),
     ]
@@ -350,9 +353,13 @@ def export_cmd(cli: CliContext, model: str, segment: str, version: int | None, o
 @click.option("--keep", required=True, type=click.IntRange(min=1), help="Newest versions to keep per segment.")
 @pass_cli
 def prune_cmd(cli: CliContext, model: str, segment: str | None, keep: int) -> None:
-    """Delete old versions beyond the newest N; active, canary, shadow and rollback targets are kept."""
+    """Delete old versions beyond the newest N; live versions, rollback targets, live ensembles' members stay."""
+    from scorer.ensemble import live_references
     with open_store(cli) as store:
+        needed = live_references(store, model)  # reported below; store.prune keeps them itself
         gone = store.prune(model, segment, keep=keep)
+    for (seg, version), user in sorted((k, u) for k, u in needed.items() if segment in (None, k[0])):
+        say(f"  {seg}: kept {version}, referenced by live ensemble {user}")
     by_segment: dict[str, list[int]] = {}
     for seg, version in gone:
         by_segment.setdefault(seg, []).append(version)

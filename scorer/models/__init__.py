@@ -13,6 +13,7 @@ from scorer.models.weights import ModelWeights
 from scorer.models import linear  # noqa: F401
 from scorer.models import mlp  # noqa: F401
 from scorer.models import trees  # noqa: F401
+from scorer.models import ensemble  # noqa: F401
 # isort: on
 
 __all__ = ["Model", "ModelWeights", "archs", "build", "get", "register"]

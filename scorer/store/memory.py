@@ -92,10 +92,15 @@ class MemoryModelStore:
             segments = [rules.check_segment(segment) for segment, *_ in items]
             if len(set(segments)) != len(segments):
                 raise ConfigError(f"publish {model}: a segment is given twice")
-            out: dict[str, int] = {}
-            for segment, weights, metrics, stats in items:
+            for segment, weights, *_ in items:
                 if not isinstance(weights, ModelWeights):
                     raise ConfigError(f"publish {rules.where(model, segment)}: weights must be ModelWeights")
+                if weights.arch == "ensemble":
+                    from scorer.ensemble import check_references  # its members are read from this store
+
+                    check_references(self, model, segment, weights)
+            out: dict[str, int] = {}
+            for segment, weights, metrics, stats in items:
                 data = weights.to_bytes()
                 version = 1 + max((v for (m, s, v) in self._versions if (m, s) == (model, segment)), default=0)
                 info = VersionInfo(model, segment, version, weights.arch, tuple(weights.feature_names),
@@ -242,11 +247,15 @@ class MemoryModelStore:
         with self._lock:
             rules.prune_plan([], (), keep)
             segments = sorted({s for m, s, _ in self._versions if m == model and segment in (None, s)})
+            from scorer.ensemble import live_references  # versions live ensembles use are kept
+
+            needed = live_references(self, model)
             doomed: list[tuple[str, int]] = []
             for seg in segments:
                 newest_first = sorted((v for m, s, v in self._versions if (m, s) == (model, seg)), reverse=True)
                 pointer = self._pointers.get((model, seg))
                 protected = [pointer.version, pointer.canary_version, pointer.shadow_version] if pointer else []
+                protected.extend(v for s, v in needed if s == seg)
                 target = rules.rollback_target(reversed(self._log.get((model, seg), [])))
                 if target is not None:
                     protected.append(target.from_version)

@@ -282,12 +282,16 @@ class Pointers:
     def prune(self, model: str, segment: str | None = None, *, keep: int) -> list[tuple[str, int]]:
         """Delete versions (row, then chunks) beyond the newest ``keep`` per segment.
 
-        Never deleted: the active, canary and shadow versions and the version a rollback would return to.
+        Never deleted: the active, canary and shadow versions, the version a rollback would return to, and
+        every version a live ensemble references (of any model).
         Also removes the chunks of publishes that crashed before their version row (older than an hour).
         """
         rules.check_model(model)
         rules.prune_plan([], (), keep)  # validates keep before anything is read
         segments = [rules.check_segment(segment)] if segment is not None else self._segments(model)
+        from scorer.ensemble import live_references  # versions that live ensembles reference are kept
+
+        needed = live_references(self, model)
         pointers = self.active(model)
         names = ("version_numbers", "claims", "activation_log")
         reads = self._concurrent([(self._q[name], (model, seg)) for seg in segments for name in names])
@@ -301,6 +305,7 @@ class Pointers:
                         if row.status == COMPLETE]
             pointer = pointers.get(seg)
             protected = [pointer.version, pointer.canary_version, pointer.shadow_version] if pointer else []
+            protected.extend(v for s, v in needed if s == seg)
             log_what = f"read activation log of {rules.where(model, seg)}"
             target = rules.rollback_target(self._activation(row) for row in self._rows(log_rs, log_what))
             if target is not None:

@@ -130,6 +130,10 @@ class Publishing:
         except Exception as exc:  # whatever breaks a model build makes the weights invalid
             raise InvalidWeights(f"publish {where}: weights do not build a model ({type(exc).__name__}: {exc})") \
                 from exc
+        if weights.arch == "ensemble":
+            from scorer.ensemble import check_references  # its members are read from this store
+
+            check_references(self, model, segment, weights)
         classes = None if weights.classes is None else orjson.dumps(
             list(weights.classes), option=orjson.OPT_SERIALIZE_NUMPY).decode()
         return {

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from scorer.ensemble import MemberLoader
 from scorer.errors import ConfigError
 from scorer.stream.cache_store import StoreSide
 from scorer.stream.events import MODEL_UNAVAILABLE, UNKNOWN_MODEL, UNKNOWN_SEGMENT
@@ -86,6 +87,8 @@ class ModelCache(StoreSide):
         self.max_backoff = max_backoff
         self.metrics = metrics if metrics is not None else WorkerMetrics()
         self._prepare = prepare_fn
+        self.members = MemberLoader()
+        """Members of referenced ensembles, each built once while an ensemble uses it."""
         self._entries: LRU[Key, Entry] = LRU(max_models)
         self._rows: dict[str, dict[str, Any]] = {}  # model -> segment -> ActiveModel (latest read)
         self._read_at: dict[str, float] = {}  # model -> monotonic time of the latest successful read

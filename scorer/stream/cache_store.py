@@ -18,6 +18,7 @@ from scorer.stream.events import UNKNOWN_MODEL
 from scorer.stream.serving import LoadedModel, Unservable, is_transient
 
 if TYPE_CHECKING:
+    from scorer.ensemble import MemberLoader
     from scorer.store import ModelStore
     from scorer.stream.metrics import WorkerMetrics
 
@@ -42,6 +43,7 @@ class StoreSide:
     store_error: str | None
     store_failures: int
     _prepare: Callable[..., LoadedModel]
+    members: MemberLoader
     _failed: dict[VersionKey, str]
     _rows: dict[str, dict[str, Any]]
     _read_at: dict[str, float]
@@ -70,6 +72,8 @@ class StoreSide:
                     out[key] = weights
                 else:
                     try:
+                        if weights.arch == "ensemble":  # referenced members: loaded once, verified, bound
+                            weights = self.members.resolve(self.store, key, weights)
                         out[key] = self._prepare(key[0], key[1], key[2], weights, read_seconds)
                     except Exception as exc:  # noqa: BLE001 - reported per version below
                         out[key] = exc if isinstance(exc, ScorerError) else InvalidWeights(

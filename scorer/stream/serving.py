@@ -67,11 +67,12 @@ class LoadedModel:
 
 
 def prepare(model: str, segment: str, version: int, weights: Any, load_seconds: float = 0.0) -> LoadedModel:
-    """Build and warm weights into a :class:`LoadedModel` (raises InvalidWeights if it cannot score)."""
-    from scorer.models import build
+    """Build and warm weights (or an already built Model, e.g. a bound ensemble) into a :class:`LoadedModel`
+    (raises InvalidWeights if it cannot score)."""
+    from scorer.models import Model, build
 
     started = time.perf_counter()
-    predictor = build(weights)
+    predictor = weights if isinstance(weights, Model) else build(weights)
     classes = predictor.classes
     if classes is None:
         kind = "regression"

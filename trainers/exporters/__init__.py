@@ -2,6 +2,7 @@
 
 # One import line per exporter module.
 # isort: off
+from trainers.exporters import ensemble  # noqa: F401
 from trainers.exporters import lightgbm  # noqa: F401
 from trainers.exporters import linear  # noqa: F401
 from trainers.exporters import mlp  # noqa: F401

@@ -156,7 +156,9 @@ def test_corrupt_pointers_are_refused_and_the_old_model_keeps_serving(
     for segment, version in {MISSING: 3, TRUNCATED: 3, BAD_SUM: 3, ALTERED: 2, CONTROL: 2}.items():
         entry = after_state["models"][MODEL][segment]
         assert entry["version"] == version and entry["pending"] is None, (segment, entry)
-        seq = [o.value["version"] for o in sorted(predictions, key=lambda o: o.received)
+        # In scoring order: outputs of consecutive batches land on different partitions, which the collector
+        # may read in either order, so its receive time is not the order the worker served them in.
+        seq = [o.value["version"] for o in sorted(predictions, key=lambda o: (o.value["scored_at"], o.received))
                if o.value["segment"] == segment]
         assert seq == sorted(seq), f"{segment} went back to an older version"
     assert metric_value(after_metrics, "scorer_swaps_blocked") == 0

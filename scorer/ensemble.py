@@ -274,10 +274,9 @@ def load_model(store: ModelStore, model: str, segment: str, version: int | None 
                loader: MemberLoader | None = None) -> Model:
     """A version (default: the active one) built and ready to score offline, members bound and verified."""
     if version is None:
-        pointer = store.active(model, segment).get(segment)
-        if pointer is None or pointer.version is None:
-            raise NotFound(f"{where(model, segment)} has no active version")
-        version = pointer.version
+        from scorer.store.base import active_version
+
+        version = active_version(store, model, segment)
     weights = store.load(model, segment, version)
     return (loader if loader is not None else MemberLoader()).resolve(store, (model, segment, version), weights)
 

@@ -16,7 +16,8 @@ import click
 import orjson
 
 from scorer.cli.base import CliContext, main, pass_cli
-from scorer.errors import ConfigError, InvalidWeights
+from scorer.errors import ConfigError, InvalidWeights, NotFound
+from scorer.store.base import active_version
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -248,8 +249,6 @@ def versions_cmd(cli: CliContext, model: str, segment: str | None, as_json: bool
                                 option=orjson.OPT_INDENT_2).decode())
         return
     if not infos:
-        from scorer.errors import NotFound
-
         raise NotFound(f"no versions of {model}" + (f"/{segment}" if segment else "") + " (nothing published)")
     table = Table(title=f"versions of {model}" + (f"/{segment}" if segment else ""), title_justify="left")
     for column in ("segment", "version", "state", "arch", "features", "size", "metrics", "created (UTC)", "author",
@@ -274,7 +273,6 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> 
     from rich.table import Table
 
     from scorer.ensemble import members_of
-    from scorer.errors import NotFound
 
     with open_store(cli) as store:
         pointer = store.active(model, segment).get(segment)
@@ -331,14 +329,12 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> 
 @pass_cli
 def export_cmd(cli: CliContext, model: str, segment: str, version: int | None, out_path: Path) -> None:
     """Write a version's weights (default: the live one) to an .npz, checksum verified."""
-    from scorer.errors import NotFound
-
     with open_store(cli) as store:
         if version is None:
-            pointer = store.active(model, segment).get(segment)
-            if pointer is None or pointer.version is None:
-                raise NotFound(f"{model}/{segment} has no active version; give VERSION")
-            version = pointer.version
+            try:
+                version = active_version(store, model, segment)
+            except NotFound as exc:
+                raise NotFound(f"{exc}; give VERSION") from None
         weights = store.load(model, segment, version)
     try:
         weights.save(out_path)

@@ -139,3 +139,13 @@ def default_actor() -> str:
     except (KeyError, OSError):  # no passwd entry and no $USER, e.g. in a bare container
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+def active_version(store: ModelStore, model: str, segment: str) -> int:
+    """The segment's live version; NotFound when it has none (the store's own errors pass through)."""
+    from scorer.errors import NotFound
+
+    pointer = store.active(model, segment).get(segment)
+    if pointer is None or pointer.version is None:
+        raise NotFound(f"{model}/{segment} has no active version")
+    return pointer.version

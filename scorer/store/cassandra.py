@@ -49,7 +49,7 @@ from scorer.errors import (
 from scorer.models import ModelWeights
 
 from . import rules
-from .base import ActiveModel, Progress, VersionInfo
+from .base import ActiveModel, Progress, VersionInfo, active_version
 from .claims import PlainClaims
 from .connection import connect
 from .cql import COMPLETE, PAGE_BYTES, STATEMENTS, aware, in_groups
@@ -280,10 +280,7 @@ class CassandraModelStore(Publishing, Pointers):
         rules.check_model(model)
         rules.check_segment(segment)
         if version is None:
-            pointer = self.active(model, segment).get(segment)
-            if pointer is None or pointer.version is None:
-                raise NotFound(f"{rules.where(model, segment)} has no active version")
-            version = pointer.version
+            version = active_version(self, model, segment)
         key = (model, segment, version)
         result = self.load_many([key])[key]
         if isinstance(result, Exception):

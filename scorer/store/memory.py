@@ -20,7 +20,7 @@ from scorer.errors import ConfigError, NotFound, ScorerError, StoreError
 from scorer.models import ModelWeights
 
 from . import rules
-from .base import Activation, ActiveModel, Progress, PublishItem, VersionInfo
+from .base import Activation, ActiveModel, Progress, PublishItem, VersionInfo, active_version
 
 Key = tuple[str, str, int]
 
@@ -129,10 +129,7 @@ class MemoryModelStore:
 
     def load(self, model: str, segment: str, version: int | None = None) -> ModelWeights:
         if version is None:
-            pointer = self.active(model, segment).get(segment)
-            if pointer is None or pointer.version is None:
-                raise NotFound(f"{rules.where(model, segment)} has no active version")
-            version = pointer.version
+            version = active_version(self, model, segment)
         result = self.load_many([(model, segment, version)])[(model, segment, version)]
         if isinstance(result, Exception):
             raise result

@@ -1,0 +1,234 @@
+"""Categorical inputs: values (strings or integers) -> category codes, and the one-hot column layout.
+
+``metadata["categorical"]`` lists the model's categorical inputs, in feature order, each
+``{"feature": name, "categories": [...], "missing": M, "unknown": U}``: the categories (all strings or
+all integers, the encoder's own order) give codes 0..n-1. A missing input (None or NaN) becomes ``M``: a
+code, null (NaN: the kernel or an imputer handles it) or ``"unknown"`` (the unknown rule applies). A value
+not among the categories becomes ``U``: a code, null (NaN) or ``"error"`` (the row is refused, naming the
+feature and the value). A string where integer categories are expected, or a number where strings are,
+is always refused. Numeric inputs pass through as float64.
+
+This runs before every other preprocessing step, so the rest of the model sees only numbers: ordinal
+codes for trees, code columns expanded by the ``columns`` step (:class:`ColumnsLayout`) for one-hot.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from scorer.errors import CategoryError, InvalidWeights
+
+UNKNOWN_CATEGORY = "unknown_category"
+CATEGORY_TYPE = "category_type"
+_F64 = np.dtype(np.float64)
+
+
+def _is_missing(v: Any) -> bool:
+    return v is None or (isinstance(v, float | np.floating) and math.isnan(v))
+
+
+class _Column:
+    """One categorical input: lookup table, rules, and the sorted numeric view for float input."""
+
+    __slots__ = ("index", "name", "categories", "strings", "lut", "missing", "unknown", "sorted", "order")
+
+    def __init__(self, index: int, spec: dict, what: str) -> None:
+        name, cats = spec.get("feature"), spec.get("categories")
+        if not isinstance(cats, list) or not cats:
+            raise InvalidWeights(f"{what}: categorical input {name!r} needs a non-empty categories list")
+        strings = all(isinstance(c, str) for c in cats)
+        if not strings and not all(isinstance(c, int) and not isinstance(c, bool) for c in cats):
+            raise InvalidWeights(f"{what}: categories of {name!r} must be all strings or all integers")
+        if len(set(cats)) != len(cats):
+            raise InvalidWeights(f"{what}: categories of {name!r} repeat a value")
+        self.index, self.name, self.categories, self.strings = index, name, tuple(cats), strings
+        self.lut = {c: float(k) for k, c in enumerate(cats)}
+        self.missing = self._rule(spec.get("missing"), "unknown", what)
+        self.unknown = self._rule(spec.get("unknown"), "error", what)
+        if not strings:
+            vals = np.asarray(cats, dtype=np.float64)
+            self.order = np.argsort(vals, kind="stable")
+            self.sorted = vals[self.order]
+
+    def _rule(self, rule: Any, word: str, what: str) -> Any:
+        if rule is None:
+            return math.nan
+        if rule == word:
+            return rule
+        if isinstance(rule, int | float) and not isinstance(rule, bool):
+            return float(rule)
+        raise InvalidWeights(f"{what}: categorical input {self.name!r}: rule {rule!r}; valid: a code, null, {word!r}")
+
+    def bad(self, row: int, value: Any, model: str) -> float:
+        """The code of a value the lookup missed (missing, unknown), or raise CategoryError."""
+        if _is_missing(value):
+            if self.missing != "unknown":
+                return self.missing
+        elif isinstance(value, bool) or (self.strings != isinstance(value, str | np.str_)):
+            want = "string" if self.strings else "integer"
+            got = f"{type(value).__name__} {value!r}"[:60]
+            raise CategoryError(f"{model}: feature '{self.name}' takes {want} categories; got {got}",
+                                row=row, feature=self.name, kind=CATEGORY_TYPE)
+        if self.unknown == "error":
+            shown = repr(value)[:40]
+            raise CategoryError(f"{model}: feature '{self.name}' has unknown category {shown} "
+                                f"(known: {len(self.categories)} categories, handle_unknown='error')",
+                                row=row, feature=self.name, kind=UNKNOWN_CATEGORY)
+        return self.unknown
+
+    def encode_objects(self, col: Any, model: str) -> np.ndarray:
+        get, miss = self.lut.get, -7.5  # -7.5 is never a code
+        codes = [get(v, miss) if type(v) is not bool else miss for v in col]
+        out = np.array(codes, dtype=np.float64)
+        for r in np.flatnonzero(out == miss).tolist():
+            out[r] = self.bad(r, col[r], model)
+        return out
+
+    def encode_numbers(self, col: np.ndarray, model: str) -> np.ndarray:
+        nan = np.isnan(col)
+        if self.strings:
+            if not nan.all():
+                r = int(np.flatnonzero(~nan)[0])
+                self.bad(r, float(col[r]), model)
+            return np.full(col.shape, self.missing if self.missing != "unknown" else self.bad(0, None, model))
+        pos = np.minimum(np.searchsorted(self.sorted, col), self.sorted.size - 1)
+        hit = self.sorted[pos] == col
+        out = self.order[pos].astype(np.float64)
+        if not hit.all():
+            for r in np.flatnonzero(~hit).tolist():
+                out[r] = self.bad(r, None if nan[r] else float(col[r]), model)
+        return out
+
+
+class CategoricalInputs:
+    """The input stage of a model with categorical inputs (see the module docstring)."""
+
+    def __init__(self, specs: Any, feature_names: tuple[str, ...], what: str) -> None:
+        if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs) or not specs:
+            raise InvalidWeights(f"{what}: metadata 'categorical' must be a non-empty list of objects")
+        position = {n: i for i, n in enumerate(feature_names)}
+        self.columns: list[_Column] = []
+        for spec in specs:
+            extra = set(spec) - {"feature", "categories", "missing", "unknown"}
+            if extra or spec.get("feature") not in position:
+                raise InvalidWeights(f"{what}: bad categorical input {str(spec)[:80]} (unknown feature or keys)")
+            self.columns.append(_Column(position[spec["feature"]], spec, what))
+        if len({c.index for c in self.columns}) != len(self.columns):
+            raise InvalidWeights(f"{what}: a feature is listed twice in metadata 'categorical'")
+        self.by_name = {c.name: c for c in self.columns}
+        cat = {c.index for c in self.columns}
+        self.numeric = np.array([i for i in range(len(feature_names)) if i not in cat], dtype=np.intp)
+        self.n_features = len(feature_names)
+        self.what = what
+
+    def levels(self) -> dict[str, list]:
+        """Feature name -> its categories, for ``scorer show`` and the stream's decoder."""
+        return {c.name: list(c.categories) for c in self.columns}
+
+    def encode(self, X: Any) -> np.ndarray:
+        """Rows (float ndarray, 2-D object array or DataFrame in feature order) -> float64 codes and numbers.
+
+        Raises CategoryError (its ``row`` says which) or ValueError for a shape or a numeric column that is
+        not a number.
+        """
+        if type(X) is np.ndarray and X.dtype.kind == "f":
+            out = np.array(X, dtype=np.float64, order="C", copy=True)
+            if out.ndim == 2 and out.shape[1] == self.n_features:
+                for c in self.columns:
+                    out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
+            return out
+        arr = X if type(X) is np.ndarray else np.asarray(X, dtype=object)
+        if arr.ndim != 2 or arr.shape[1] != self.n_features or not arr.shape[0]:
+            return np.empty((0, self.n_features)) if arr.ndim == 2 and arr.shape[1] == self.n_features else arr
+        out = np.empty(arr.shape, dtype=np.float64)
+        if self.numeric.size:
+            try:
+                num = arr[:, self.numeric]
+                if num.dtype == object:
+                    if any(type(v) is str or type(v) is bool for v in num.ravel().tolist()):
+                        raise TypeError("a string or boolean in a numeric column")
+                    num = np.where(np.equal(num, None), np.nan, num)
+                out[:, self.numeric] = num.astype(np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"{self.what}: a numeric feature holds a non-number: {exc}") from None
+        for c in self.columns:
+            col = arr[:, c.index]
+            out[:, c.index] = c.encode_numbers(col.astype(np.float64), self.what) if col.dtype.kind in "fiu" \
+                else c.encode_objects(col, self.what)
+        return out
+
+
+class ColumnsLayout:
+    """The ``columns`` step: a ColumnTransformer's output, parts in order, one-hot parts expanded.
+
+    Arrays ``source`` (P,) input column per part, ``n_codes`` (P,) 0 for a numeric part (the value is
+    copied) or the number of codes of a one-hot part, ``slots`` (sum n_codes,) each code's output column
+    within its part (-1: all zeros, as a dropped or ignored category), ``width`` (P,) each part's width.
+    A code outside [0, n_codes) (NaN, the -1 of an ignored unknown) gives all zeros.
+    """
+
+    def __init__(self, model: Any, i: int, width_in: int) -> None:
+        self.source = model._array(f"pre{i}.source", ndim=1, dtype="int64")
+        p = self.source.size
+        self.n_codes = model._array(f"pre{i}.n_codes", shape=(p,), dtype="int64")
+        self.width = model._array(f"pre{i}.width", shape=(p,), dtype="int64")
+        self.slots = model._array(f"pre{i}.slots", shape=(int(self.n_codes.sum()),), dtype="int64")
+        what = model._what()
+        if p == 0 or (self.source < 0).any() or (self.source >= width_in).any() or (self.n_codes < 0).any():
+            raise InvalidWeights(f"{what}: pre{i}.source/n_codes out of range for {width_in} input column(s)")
+        if ((self.n_codes == 0) & (self.width != 1)).any() or (self.width < 1).any():
+            raise InvalidWeights(f"{what}: pre{i}.width must be 1 for numeric parts and >= 1 for one-hot parts")
+        self.offsets = np.concatenate([[0], np.cumsum(self.width)])
+        self.code_base = np.concatenate([[0], np.cumsum(self.n_codes)])
+        for k in np.flatnonzero(self.n_codes).tolist():
+            s = self.slots[self.code_base[k] : self.code_base[k + 1]]
+            if (s < -1).any() or (s >= self.width[k]).any():
+                raise InvalidWeights(f"{what}: pre{i}.slots of part {k} must be in [-1, {self.width[k]})")
+        self.width_out = int(self.offsets[-1])
+        self.numeric_parts = np.flatnonzero(self.n_codes == 0)
+        self.onehot_parts = np.flatnonzero(self.n_codes > 0)
+
+    def code_index(self, X: np.ndarray, table_base: np.ndarray) -> np.ndarray:
+        """(n, one-hot parts) indices into a per-part table laid end to end (each n_codes + 1 long, the
+        last entry standing for "no column")."""
+        parts = self.onehot_parts
+        codes = X[:, self.source[parts]]
+        n = self.n_codes[parts]
+        ok = (codes >= 0) & (codes < n)
+        idx = np.where(ok, codes, n).astype(np.intp)
+        idx += table_base
+        return idx
+
+    def expand(self, X: np.ndarray) -> np.ndarray:
+        """The dense output (for kernels that need it: MLP, trees behind one-hot)."""
+        out = np.zeros((X.shape[0], self.width_out))
+        num = self.numeric_parts
+        out[:, self.offsets[num]] = X[:, self.source[num]]
+        rows = np.arange(X.shape[0])
+        for k in self.onehot_parts.tolist():
+            n = int(self.n_codes[k])
+            table = np.append(self.slots[self.code_base[k] : self.code_base[k + 1]], -1)
+            c = X[:, self.source[k]]
+            slot = table[np.where((c >= 0) & (c < n), c, n).astype(np.intp)]
+            hit = slot >= 0
+            out[rows[hit], self.offsets[k] + slot[hit]] = 1.0
+        return out
+
+    def fold(self, coef: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """A linear layer over the output, ``coef`` (width_out, k), as (numeric sources, their coef (m, k),
+        table (sum(n_codes + 1), k), table base per one-hot part): the decision is
+        ``X[:, sources] @ coef_num + table[code_index(X)].sum(parts)``, no dense one-hot."""
+        num = self.numeric_parts
+        rows, bases, at = [], [], 0
+        for k in self.onehot_parts.tolist():
+            s = np.append(self.slots[self.code_base[k] : self.code_base[k + 1]], -1)
+            t = np.where((s >= 0)[:, None], coef[np.maximum(s, 0) + self.offsets[k]], 0.0)
+            rows.append(t)
+            bases.append(at)
+            at += s.size
+        table = np.concatenate(rows) if rows else np.zeros((0, coef.shape[1]))
+        return (self.source[num].astype(np.intp), np.ascontiguousarray(coef[self.offsets[num]]),
+                np.ascontiguousarray(table), np.asarray(bases, dtype=np.intp))

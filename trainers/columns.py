@@ -19,7 +19,7 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
 
 from scorer.errors import UnsupportedModel
 
@@ -60,6 +60,8 @@ def is_column_front(step: Any) -> bool:
 
 
 def _branch_steps(trans: Any) -> list[Any]:
+    if isinstance(trans, FunctionTransformer) and trans.func is None and trans.inverse_func is None:
+        return []  # a passthrough (what a fitted ColumnTransformer keeps for remainder='passthrough')
     if isinstance(trans, Pipeline):
         out = []
         for _n, s in trans.steps:
@@ -205,8 +207,8 @@ def _slots(enc: Any, j: int, probes: list, cats_all: list[list]) -> np.ndarray:
     for c, cats in enumerate(cats_all):
         X[:, c] = cats[0] if cats else np.nan
     X[:, j] = probes
-    if all(not isinstance(v, str) for v in probes):
-        X = X.astype(np.float64) if all(not isinstance(c[0], str) for c in cats_all if c) else X
+    if all(np.asarray(c).dtype.kind in "iuf" for c in enc.categories_):
+        X = X.astype(np.float64)  # fitted on a numeric array: transform one the same way
     out = enc.transform(X)
     out = out.toarray() if hasattr(out, "toarray") else np.asarray(out)
     start = int(sum(enc._n_features_outs[:j]))

@@ -107,9 +107,14 @@ class Model:
         regressors (n,) like ``predict``. A DataFrame-like input (with ``columns``) is reordered by name.
         """
         if self.categorical is not None:
-            X = self.categorical.encode(self._reorder(X))
-        elif type(X) is not np.ndarray or X.dtype is not _F64 or not X.flags.c_contiguous:
+            return self.predict_encoded(self.categorical.encode(self._reorder(X)))
+        if type(X) is not np.ndarray or X.dtype is not _F64 or not X.flags.c_contiguous:
             X = self._coerce(X)
+        return self.predict_encoded(X)
+
+    def predict_encoded(self, X: np.ndarray) -> np.ndarray:
+        """``predict`` on rows whose categorical inputs are already codes (``self.categorical.encode``);
+        the same as ``predict`` for a numeric-only model. X: float64, C-contiguous, feature order."""
         shape = X.shape
         if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
             return self._odd_shape(X)
@@ -292,7 +297,10 @@ class Model:
         return width
 
     def _add_impute(self, i: int, width: int) -> int:
-        fill = self._array(f"pre{i}.fill", shape=(width,))
+        # NaN fills leave a column as it is (columns outside a ColumnTransformer branch's imputer)
+        fill = self._array(f"pre{i}.fill", shape=(width,), finite=False)
+        if np.isinf(fill).any():
+            raise InvalidWeights(f"{self._what()}: pre{i}.fill has inf")
         keep = self._array(f"pre{i}.keep", ndim=1, dtype="int64", optional=True)
         if keep is not None:
             if keep.size == 0 or keep[0] < 0 or keep[-1] >= width or (keep.size > 1 and (np.diff(keep) <= 0).any()):
@@ -300,7 +308,7 @@ class Model:
                     f"{self._what()}: pre{i}.keep must be increasing column indices in [0, {width}); "
                     f"got {keep.tolist()}"
                 )
-        self._imputes = True
+        self._imputes = self._imputes or bool(np.isfinite(fill).all())
         isnan, where = np.isnan, np.where
 
         if keep is None:

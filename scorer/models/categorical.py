@@ -122,17 +122,47 @@ class CategoricalInputs:
         cat = {c.index for c in self.columns}
         self.numeric = np.array([i for i in range(len(feature_names)) if i not in cat], dtype=np.intp)
         self.n_features = len(feature_names)
+        self.names = feature_names
         self.what = what
+
+    def _check_numbers(self, num: np.ndarray) -> None:
+        for r, row in enumerate(num.tolist()):
+            for k, v in enumerate(row):
+                if not (v is None or (type(v) is not bool and isinstance(v, int | float | np.number))):
+                    name = self.names[int(self.numeric[k])]
+                    raise CategoryError(f"{self.what}: feature '{name}' takes numbers; got {type(v).__name__} "
+                                        f"{repr(v)[:40]}", row=r, feature=name, kind=CATEGORY_TYPE)
+
+    def sample_row(self) -> np.ndarray:
+        """One valid row (first category, zeros): what a worker warms a new version with."""
+        row = np.zeros((1, self.n_features), dtype=object)
+        for c in self.columns:
+            row[0, c.index] = c.categories[0]
+        return row
+
+    def encode_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+        """``encode`` that sets bad rows aside: (codes of the kept rows, kept row positions,
+        [(row, reason, kind)] for the others). For streams: one bad event must not cost the batch."""
+        keep = np.arange(X.shape[0])
+        errors: list[tuple[int, str, str]] = []
+        while keep.size:
+            try:
+                return self.encode(X[keep], strict=True), keep, errors
+            except CategoryError as exc:
+                errors.append((int(keep[exc.row]), str(exc), exc.kind))
+                keep = np.delete(keep, exc.row)
+        return np.empty((0, self.n_features)), keep, errors
 
     def levels(self) -> dict[str, list]:
         """Feature name -> its categories, for ``scorer show`` and the stream's decoder."""
         return {c.name: list(c.categories) for c in self.columns}
 
-    def encode(self, X: Any) -> np.ndarray:
+    def encode(self, X: Any, *, strict: bool = False) -> np.ndarray:
         """Rows (float ndarray, 2-D object array or DataFrame in feature order) -> float64 codes and numbers.
 
-        Raises CategoryError (its ``row`` says which) or ValueError for a shape or a numeric column that is
-        not a number.
+        Raises CategoryError (its ``row`` says which) or ValueError for a numeric column that is not a number.
+        Numeric columns convert as numpy does (as scikit-learn reads them, numeric strings included) unless
+        ``strict``, where anything but int, float or None there is a CategoryError (event streams).
         """
         if type(X) is np.ndarray and X.dtype.kind == "f":
             out = np.array(X, dtype=np.float64, order="C", copy=True)
@@ -145,13 +175,14 @@ class CategoricalInputs:
             return np.empty((0, self.n_features)) if arr.ndim == 2 and arr.shape[1] == self.n_features else arr
         out = np.empty(arr.shape, dtype=np.float64)
         if self.numeric.size:
+            num = arr[:, self.numeric]
+            if strict and num.dtype == object:
+                self._check_numbers(num)
             try:
-                num = arr[:, self.numeric]
-                if num.dtype == object:
-                    if any(type(v) is str or type(v) is bool for v in num.ravel().tolist()):
-                        raise TypeError("a string or boolean in a numeric column")
-                    num = np.where(np.equal(num, None), np.nan, num)
-                out[:, self.numeric] = num.astype(np.float64)
+                try:
+                    out[:, self.numeric] = num.astype(np.float64)
+                except TypeError:  # None (missing) in an object column
+                    out[:, self.numeric] = np.where(np.equal(num, None), np.nan, num).astype(np.float64)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"{self.what}: a numeric feature holds a non-number: {exc}") from None
         for c in self.columns:

@@ -153,6 +153,20 @@ class CategoricalInputs:
                 keep = np.delete(keep, exc.row)
         return np.empty((0, self.n_features)), keep, errors
 
+    def drift_codes(self, X: np.ndarray) -> np.ndarray:
+        """Rows as numbers for drift histograms: a category's code, NaN for missing, ``len(categories)`` for
+        any value not among them (what the categorical stats' buckets expect, see trainers.stats)."""
+        out = np.full(X.shape, np.nan)
+        if self.numeric.size:
+            num = X[:, self.numeric]
+            out[:, self.numeric] = [[v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan
+                                     for v in row] for row in num.tolist()]
+        for c in self.columns:
+            unseen = float(len(c.categories))
+            get = c.lut.get
+            out[:, c.index] = [np.nan if _is_missing(v) else get(v, unseen) for v in X[:, c.index].tolist()]
+        return out
+
     def levels(self) -> dict[str, list]:
         """Feature name -> its categories, for ``scorer show`` and the stream's decoder."""
         return {c.name: list(c.categories) for c in self.columns}
@@ -263,3 +277,14 @@ class ColumnsLayout:
         table = np.concatenate(rows) if rows else np.zeros((0, coef.shape[1]))
         return (self.source[num].astype(np.intp), np.ascontiguousarray(coef[self.offsets[num]]),
                 np.ascontiguousarray(table), np.asarray(bases, dtype=np.intp))
+
+
+def describe_levels(spec: Any) -> str:
+    """One categorical input of ``metadata["categorical"]`` in a line (``scorer show``)."""
+    if not isinstance(spec, dict):
+        return "?"
+    cats = list(spec.get("categories") or [])
+    shown = ", ".join(map(str, cats[:12])) + (" ..." if len(cats) > 12 else "")
+    unknown = spec.get("unknown")
+    rule = "refused" if unknown == "error" else "missing" if unknown is None else f"code {unknown:g}"
+    return f"{spec.get('feature')}: {len(cats)} levels ({shown}); unknown {rule}"

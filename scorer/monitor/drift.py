@@ -1,5 +1,8 @@
 """Input drift: live feature histograms over the training bin edges, PSI and KS per feature, bounded state.
 
+Categorical features (stats ``kind: categorical``) are binned by category code over the training frequencies,
+with a bucket for categories never seen in training and one for missing values (PSI over frequencies).
+
 The reference is the ``stats`` stored with a version (``trainers/stats.py``): per feature the training
 quantile ``edges``, the share of training values per bin (``hist``), the shares ``below``/``above`` the
 edges and the ``missing_rate``. Live values are counted into the same buckets with the same rule (bins are
@@ -116,6 +119,14 @@ def _parse_feature(entry: object, where: str) -> tuple[np.ndarray, np.ndarray, f
     """(edges, hist, below, above, missing_rate) of one feature's stats; None when it had no training values."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: stats entry must be a mapping; got {type(entry).__name__}")
+    if entry.get("kind") == "categorical":
+        # category frequencies: code i is the bin [i - 0.5, i + 0.5); live values never seen in training come
+        # as one code beyond the last (the "above" bucket, expected share 0), missing ones as NaN
+        shares = np.asarray(entry.get("shares") or [], dtype=np.float64)
+        if not entry.get("count") or shares.size == 0:
+            return None
+        entry = {**entry, "edges": (np.arange(shares.size + 1) - 0.5).tolist(), "hist": shares.tolist(),
+                 "below": 0.0, "above": 0.0}
     edges = np.asarray(entry.get("edges") or [], dtype=np.float64)
     hist = np.asarray(entry.get("hist") or [], dtype=np.float64)
     if edges.size == 0:

@@ -38,6 +38,14 @@ def categorical_pipeline(arch: str, estimator: Any, categories: Mapping[int, Seq
     else:
         encoder = OrdinalEncoder(categories=levels, handle_unknown="error")
         numeric = SimpleImputer(strategy="median", keep_empty_features=True)
+    if arch in ("lightgbm", "xgboost"):  # codes after the numeric columns, split natively; NaN handled natively
+        numeric = "passthrough"
+        codes = list(range(len(num), len(num) + len(cat)))
+        if arch == "lightgbm":
+            estimator.set_params(categorical_feature=codes)
+        else:
+            estimator.set_params(enable_categorical=True, max_cat_to_onehot=1,
+                                 feature_types=["q"] * len(num) + ["c"] * len(cat))
     branches: list[tuple[str, Any, list[int]]] = [("num", numeric, num)] if num else []
     for k, j in enumerate(cat):
         _, imputer, _ = imputers[k]
@@ -80,8 +88,26 @@ def final_estimator(arch: str, classify: bool, seed: int) -> Any:
     if arch == "gbt":
         cls = ensemble.GradientBoostingClassifier if classify else ensemble.GradientBoostingRegressor
         return cls(n_estimators=100, max_depth=3, learning_rate=0.1, random_state=seed)
+    if arch == "lightgbm":
+        lightgbm = _extra("lightgbm")
+        cls = lightgbm.LGBMClassifier if classify else lightgbm.LGBMRegressor
+        return cls(n_estimators=100, num_leaves=31, learning_rate=0.1, n_jobs=1, random_state=seed, verbose=-1)
+    if arch == "xgboost":
+        xgboost = _extra("xgboost")
+        cls = xgboost.XGBClassifier if classify else xgboost.XGBRegressor
+        return cls(n_estimators=100, max_depth=6, learning_rate=0.1, tree_method="hist", n_jobs=1,
+                   random_state=seed)
     if arch == "hgb":
         cls = ensemble.HistGradientBoostingClassifier if classify else ensemble.HistGradientBoostingRegressor
         return cls(max_iter=100, random_state=seed)
     cls = neural_network.MLPClassifier if classify else neural_network.MLPRegressor
     return cls(hidden_layer_sizes=(32,), max_iter=500, random_state=seed)
+
+
+def _extra(name: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(f"arch {name} needs the {name} package: pip install 'scorer[{name}]'") from None

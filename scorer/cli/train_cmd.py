@@ -20,7 +20,8 @@ if TYPE_CHECKING:
 
     from trainers.segment import SegmentResult, TrainReport
 
-_ARCH_HELP = "logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp (default: logistic or linear by task)"
+_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|lightgbm|xgboost (default: logistic or linear "
+             "by task; lightgbm and xgboost need the scorer[lightgbm] / scorer[xgboost] extras)")
 _SHOWN_SKIPS = 20
 
 
@@ -32,7 +33,7 @@ _SHOWN_SKIPS = 20
 @click.option("--target", required=True, help="Column to predict.")
 @click.option("--features", help="Comma-separated feature columns, in model order [default: every numeric column].")
 @click.option("--categorical", help="Comma-separated categorical feature columns (text or integers): one-hot for "
-              "linear/logistic/mlp, native for hgb, ordinal codes for the tree ensembles.")
+              "linear/logistic/mlp, native for hgb/lightgbm/xgboost, ordinal codes for the tree ensembles.")
 @click.option("--arch", help=_ARCH_HELP)
 @click.option("--task", default="auto", show_default=True, help="classification|regression|auto.")
 @click.option("--min-rows", type=int, default=50, show_default=True, help="Skip segments with fewer rows.")

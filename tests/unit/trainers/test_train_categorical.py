@@ -27,7 +27,10 @@ def _table(n: int = 1600, seed: int = 0) -> pa.Table:
     return pa.table({"city": rng.choice(["ORD", "JFK"], n), "carrier": carrier, "day": day, "x": x, "label": y})
 
 
-@pytest.mark.parametrize("arch", ["logistic", "mlp", "hgb", "tree", "forest", "extra-trees", "gbt"])
+ARCHS = ["logistic", "mlp", "hgb", "tree", "forest", "extra-trees", "gbt", "lightgbm", "xgboost"]
+
+
+@pytest.mark.parametrize("arch", ARCHS)
 def test_each_arch_trains_exports_and_scores_strings(arch: str) -> None:
     data = load_training_data(_table(), segment_col="city", target="label", categorical=["carrier", "day"])
     assert data.categories == {"carrier": ("AA", "DL", "UA"), "day": (1, 2, 3, 4, 5, 6, 7)}

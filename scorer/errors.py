@@ -43,8 +43,10 @@ class CategoryError(ScorerError, ValueError):
     value of the wrong type (a number where categories are strings, or the reverse). ``row`` is its position
     in the batch, ``kind`` is ``unknown_category`` or ``category_type``."""
 
-    def __init__(self, message: str, *, row: int, feature: str, kind: str) -> None:
+    def __init__(self, message: str, *, row: int, feature: str, kind: str, detail: str = "") -> None:
         super().__init__(message)
+        #: the message without the model's name, for callers that name the model their own way
+        self.detail = detail or message
         self.row = row
         self.feature = feature
         self.kind = kind

@@ -70,13 +70,13 @@ class _Column:
         elif isinstance(value, bool) or (self.strings != isinstance(value, str | np.str_)):
             want = "string" if self.strings else "integer"
             got = f"{type(value).__name__} {value!r}"[:60]
-            raise CategoryError(f"{model}: feature '{self.name}' takes {want} categories; got {got}",
-                                row=row, feature=self.name, kind=CATEGORY_TYPE)
+            detail = f"feature '{self.name}' takes {want} categories; got {got}"
+            raise CategoryError(f"{model}: {detail}", row=row, feature=self.name, kind=CATEGORY_TYPE, detail=detail)
         if self.unknown == "error":
-            shown = repr(value)[:40]
-            raise CategoryError(f"{model}: feature '{self.name}' has unknown category {shown} "
-                                f"(known: {len(self.categories)} categories, handle_unknown='error')",
-                                row=row, feature=self.name, kind=UNKNOWN_CATEGORY)
+            detail = (f"feature '{self.name}' has unknown category {repr(value)[:40]} "
+                      f"(known: {len(self.categories)} categories, handle_unknown='error')")
+            raise CategoryError(f"{model}: {detail}", row=row, feature=self.name, kind=UNKNOWN_CATEGORY,
+                                detail=detail)
         return self.unknown
 
     def encode_objects(self, col: Any, model: str) -> np.ndarray:
@@ -130,8 +130,9 @@ class CategoricalInputs:
             for k, v in enumerate(row):
                 if not (v is None or (type(v) is not bool and isinstance(v, int | float | np.number))):
                     name = self.names[int(self.numeric[k])]
-                    raise CategoryError(f"{self.what}: feature '{name}' takes numbers; got {type(v).__name__} "
-                                        f"{repr(v)[:40]}", row=r, feature=name, kind=CATEGORY_TYPE)
+                    detail = f"feature '{name}' takes numbers; got {type(v).__name__} {repr(v)[:40]}"
+                    raise CategoryError(f"{self.what}: {detail}", row=r, feature=name, kind=CATEGORY_TYPE,
+                                        detail=detail)
 
     def sample_row(self) -> np.ndarray:
         """One valid row (first category, zeros): what a worker warms a new version with."""
@@ -140,16 +141,18 @@ class CategoricalInputs:
             row[0, c.index] = c.categories[0]
         return row
 
-    def encode_rows(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
+    def encode_rows(self, X: np.ndarray, what: str | None = None
+                    ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, str, str]]]:
         """``encode`` that sets bad rows aside: (codes of the kept rows, kept row positions,
-        [(row, reason, kind)] for the others). For streams: one bad event must not cost the batch."""
+        [(row, reason, kind)] for the others). For streams: one bad event must not cost the batch.
+        ``what`` names the model in the reasons (e.g. ``"delay/ORD v3"``)."""
         keep = np.arange(X.shape[0])
         errors: list[tuple[int, str, str]] = []
         while keep.size:
             try:
                 return self.encode(X[keep], strict=True), keep, errors
             except CategoryError as exc:
-                errors.append((int(keep[exc.row]), str(exc), exc.kind))
+                errors.append((int(keep[exc.row]), f"{what}: {exc.detail}" if what else str(exc), exc.kind))
                 keep = np.delete(keep, exc.row)
         return np.empty((0, self.n_features)), keep, errors
 

@@ -163,7 +163,7 @@ class BatchScorer:
         False when no event is left."""
         scored_by = part.scored_by
         X_obj = object_block([e.features for e in part.events], scored_by.feature_names)
-        X, keep, errors = scored_by.predictor.categorical.encode_rows(X_obj)
+        X, keep, errors = scored_by.predictor.categorical.encode_rows(X_obj, scored_by.what)
         if errors:
             for row, reason, kind in errors:
                 self._dead_letter(batch, part.events[row].index, reason, kind)

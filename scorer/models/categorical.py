@@ -24,6 +24,10 @@ from scorer.errors import CategoryError, InvalidWeights
 UNKNOWN_CATEGORY = "unknown_category"
 CATEGORY_TYPE = "category_type"
 _F64 = np.dtype(np.float64)
+#: integer categories below this are looked up in a dense table (one gather per column)
+_DENSE_MAX = 1 << 16
+#: batches up to this many rows of an object array are encoded in plain Python (fewer numpy calls)
+_SMALL = 16
 
 
 def _is_missing(v: Any) -> bool:
@@ -33,7 +37,7 @@ def _is_missing(v: Any) -> bool:
 class _Column:
     """One categorical input: lookup table, rules, and the sorted numeric view for float input."""
 
-    __slots__ = ("index", "name", "categories", "strings", "lut", "missing", "unknown", "sorted", "order")
+    __slots__ = ("index", "name", "categories", "strings", "lut", "missing", "unknown", "sorted", "order", "dense")
 
     def __init__(self, index: int, spec: dict, what: str) -> None:
         name, cats = spec.get("feature"), spec.get("categories")
@@ -48,10 +52,14 @@ class _Column:
         self.lut = {c: float(k) for k, c in enumerate(cats)}
         self.missing = self._rule(spec.get("missing"), "unknown", what)
         self.unknown = self._rule(spec.get("unknown"), "error", what)
+        self.dense = None
         if not strings:
             vals = np.asarray(cats, dtype=np.float64)
             self.order = np.argsort(vals, kind="stable")
             self.sorted = vals[self.order]
+            if min(cats) >= 0 and max(cats) < _DENSE_MAX:  # small codes: one gather instead of a search
+                self.dense = np.full(max(cats) + 1, -1.0)
+                self.dense[np.asarray(cats)] = np.arange(len(cats), dtype=np.float64)
 
     def _rule(self, rule: Any, word: str, what: str) -> Any:
         if rule is None:
@@ -94,9 +102,16 @@ class _Column:
                 r = int(np.flatnonzero(~nan)[0])
                 self.bad(r, float(col[r]), model)
             return np.full(col.shape, self.missing if self.missing != "unknown" else self.bad(0, None, model))
-        pos = np.minimum(np.searchsorted(self.sorted, col), self.sorted.size - 1)
-        hit = self.sorted[pos] == col
-        out = self.order[pos].astype(np.float64)
+        if self.dense is not None:
+            with np.errstate(invalid="ignore"):
+                ok = (col >= 0) & (col < self.dense.size)
+            idx = col.astype(np.intp) if ok.all() else np.where(ok, col, 0).astype(np.intp)
+            out = self.dense[idx]
+            hit = ok & (out >= 0) & (idx == col)
+        else:
+            pos = np.minimum(np.searchsorted(self.sorted, col), self.sorted.size - 1)
+            hit = self.sorted[pos] == col
+            out = self.order[pos].astype(np.float64)
         if not hit.all():
             for r in np.flatnonzero(~hit).tolist():
                 out[r] = self.bad(r, None if nan[r] else float(col[r]), model)
@@ -123,13 +138,36 @@ class CategoricalInputs:
         self.numeric = np.array([i for i in range(len(feature_names)) if i not in cat], dtype=np.intp)
         self.n_features = len(feature_names)
         self.names = feature_names
+        by_index = {c.index: c for c in self.columns}
+        #: per feature: its _Column, or None for a numeric one
+        self._plan = [by_index.get(j) for j in range(len(feature_names))]
         self.what = what
 
-    def _check_numbers(self, num: np.ndarray) -> None:
-        for r, row in enumerate(num.tolist()):
+    def _encode_small(self, rows: list[list[Any]], strict: bool) -> np.ndarray:
+        """``encode`` for a few rows in plain Python: the one-event latency path."""
+        plan, what, nan = self._plan, self.what, math.nan
+        out = []
+        for r, row in enumerate(rows):
+            vals = []
+            for j, (v, c) in enumerate(zip(row, plan, strict=True)):
+                if c is None:
+                    if v is None:
+                        vals.append(nan)
+                        continue
+                    if strict and (type(v) is str or type(v) is bool or isinstance(v, str)):
+                        self._check_numbers(np.array([[v]], dtype=object), r, j)
+                    vals.append(float(v))
+                else:
+                    code = c.lut.get(v) if type(v) is not bool else None
+                    vals.append(c.bad(r, v, what) if code is None else code)
+            out.append(vals)
+        return np.array(out, dtype=np.float64)
+
+    def _check_numbers(self, num: np.ndarray, row0: int = 0, column: int | None = None) -> None:
+        for r, row in enumerate(num.tolist(), start=row0):
             for k, v in enumerate(row):
                 if not (v is None or (type(v) is not bool and isinstance(v, int | float | np.number))):
-                    name = self.names[int(self.numeric[k])]
+                    name = self.names[int(self.numeric[k]) if column is None else column]
                     detail = f"feature '{name}' takes numbers; got {type(v).__name__} {repr(v)[:40]}"
                     raise CategoryError(f"{self.what}: {detail}", row=r, feature=name, kind=CATEGORY_TYPE,
                                         detail=detail)
@@ -190,6 +228,8 @@ class CategoricalInputs:
         arr = X if type(X) is np.ndarray else np.asarray(X, dtype=object)
         if arr.ndim != 2 or arr.shape[1] != self.n_features or not arr.shape[0]:
             return np.empty((0, self.n_features)) if arr.ndim == 2 and arr.shape[1] == self.n_features else arr
+        if arr.shape[0] <= _SMALL:
+            return self._encode_small(arr.tolist(), strict)
         out = np.empty(arr.shape, dtype=np.float64)
         if self.numeric.size:
             num = arr[:, self.numeric]

@@ -19,14 +19,21 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer, MinMaxScaler, OneHotEncoder, OrdinalEncoder, StandardScaler
+from sklearn.preprocessing import (
+    FunctionTransformer,
+    MinMaxScaler,
+    OneHotEncoder,
+    OrdinalEncoder,
+    StandardScaler,
+    TargetEncoder,
+)
 
 from scorer.errors import UnsupportedModel
 
-ENCODERS = (OneHotEncoder, OrdinalEncoder)
+ENCODERS = (OneHotEncoder, OrdinalEncoder, TargetEncoder)
 SUPPORTED = (
     "ColumnTransformer (remainder drop/passthrough) of per-column pipelines of SimpleImputer, StandardScaler, "
-    "MinMaxScaler (clip=False), OrdinalEncoder, OneHotEncoder (last in its branch)"
+    "MinMaxScaler (clip=False), OrdinalEncoder, OneHotEncoder and TargetEncoder (these two last in their branch)"
 )
 _PROBE_STR = "\x00unknown-category\x00"
 
@@ -105,8 +112,8 @@ def export_front(steps: list[Any], n_features: int, export_step: Any) -> tuple[l
             parts.extend((c, None, 1) for c in cols)
             continue
         k = enc_at[0]
-        if k != len(bsteps) - 1 and isinstance(bsteps[k], OneHotEncoder):
-            raise _fail(f"branch {name!r}: steps after a OneHotEncoder")
+        if k != len(bsteps) - 1 and isinstance(bsteps[k], OneHotEncoder | TargetEncoder):
+            raise _fail(f"branch {name!r}: steps after a {type(bsteps[k]).__name__}")
         fills = None
         for s in bsteps[:k]:
             if not isinstance(s, SimpleImputer) or s.strategy not in ("most_frequent", "constant") or fills:
@@ -125,14 +132,20 @@ def export_front(steps: list[Any], n_features: int, export_step: Any) -> tuple[l
         order = parts  # ColumnTransformer output: branches in order, remainder last
     else:
         order = parts
-    slots = [p[1] for p in order if p[1] is not None]
+    slots = [p[1] for p in order if p[1] is not None and p[1].ndim == 1]
+    values = [p[1].ravel() for p in order if p[1] is not None and p[1].ndim == 2]
     arrays = {
         "source": np.array([p[0] for p in order], dtype=np.int64),
-        "n_codes": np.array([0 if p[1] is None else p[1].size for p in order], dtype=np.int64),
+        "n_codes": np.array([0 if p[1] is None else p[1].shape[0] for p in order], dtype=np.int64),
         "width": np.array([p[2] for p in order], dtype=np.int64),
         "slots": np.concatenate(slots).astype(np.int64) if slots else np.zeros(0, dtype=np.int64),
     }
+    if values:  # TargetEncoder parts: a row of output values per code
+        arrays["kind"] = np.array([0 if p[1] is None else p[1].ndim for p in order], dtype=np.int64)
+        arrays["values"] = np.concatenate(values).astype(np.float64)
     specs = [*numeric_steps, ({"kind": "columns"}, arrays)]
+    if inputs:  # columns no branch reads (remainder='drop') are not converted to numbers when scoring
+        inputs += [{"column": c, "unused": True} for c in range(n_features) if c not in seen]
     return inputs, specs, used
 
 
@@ -180,17 +193,23 @@ def _encoder(enc: Any, cols: list[int], fills: list | None, branch: str) -> tupl
             continue
         n = len(cats)
         extra_missing = fills is None and nan_seen[j]
-        unknown: Any = "error" if enc.handle_unknown == "error" else n + extra_missing
+        unknown: Any = "error" if getattr(enc, "handle_unknown", None) == "error" else n + extra_missing
         if fills is not None:
             missing: Any = fill_code
         else:
             missing = n if extra_missing else "unknown"
+        if isinstance(enc, TargetEncoder):
+            unknown = n + extra_missing  # TargetEncoder scores unknown categories as the target mean
         inputs.append({"column": col, "categories": cats, "missing": missing, "unknown": unknown})
         probes: list[Any] = list(cats)
         if extra_missing:
             probes.append(np.nan)
         if unknown != "error":
             probes.append(_PROBE_STR if cats and isinstance(cats[0], str) else (max(cats) + 1 if cats else 0))
+        if isinstance(enc, TargetEncoder):
+            table = _probe(enc, j, probes, cats_all)
+            parts.append((col, table, table.shape[1]))
+            continue
         parts.append((col, _slots(enc, j, probes, cats_all), int(enc._n_features_outs[j])))
     return inputs, parts
 
@@ -199,6 +218,19 @@ def _num(v: Any) -> float | None:
     if v is None or _nan(v):
         return None
     return float(v)
+
+
+def _probe(enc: Any, j: int, probes: list, cats_all: list[list]) -> np.ndarray:
+    """Column j's block of ``transform`` output for each probe value: (len(probes), block width)."""
+    X = np.empty((len(probes), len(cats_all)), dtype=object)
+    for c, cats in enumerate(cats_all):
+        X[:, c] = cats[0] if cats else np.nan
+    X[:, j] = probes
+    if all(np.asarray(c).dtype.kind in "iuf" for c in enc.categories_):
+        X = X.astype(np.float64)
+    out = np.asarray(enc.transform(X), dtype=np.float64)
+    width = out.shape[1] // len(cats_all)
+    return np.ascontiguousarray(out[:, j * width : (j + 1) * width])
 
 
 def _slots(enc: Any, j: int, probes: list, cats_all: list[list]) -> np.ndarray:

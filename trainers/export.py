@@ -122,11 +122,15 @@ def export(estimator: Any, feature_names: Sequence[str] | None = None) -> ModelW
     arrays.update(out.arrays)
     metadata = {"estimator": final_name, "sklearn_version": sklearn.__version__, "preprocess": preprocess}
     metadata.update(out.metadata)
+    unused = [names[c["column"]] for c in categorical if c.get("unused")]
+    categorical = [c for c in categorical if not c.get("unused")]
     if categorical:
         metadata["categorical"] = sorted(
             ({"feature": names[c["column"]], **{k: v for k, v in c.items() if k != "column"}} for c in categorical),
             key=lambda c: names.index(c["feature"]),
         )
+        if unused:
+            metadata["unused_inputs"] = unused
     classes = out.classes
     if classes is not None:
         classes = tuple(_label(c, final_name) for c in classes)

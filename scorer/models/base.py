@@ -84,7 +84,8 @@ class Model:
         self._layout: ColumnsLayout | None = None
         cat = weights.metadata.get("categorical")
         #: the categorical input stage, or None for a numeric-only model
-        self.categorical = None if cat is None else CategoricalInputs(cat, self.feature_names, self._what())
+        unused = weights.metadata.get("unused_inputs", [])
+        self.categorical = None if cat is None else CategoricalInputs(cat, self.feature_names, self._what(), unused)
         self.n_inputs = self._parse_preprocess()
         self._owns_input = bool(self._steps)
         self._validate()

@@ -121,7 +121,7 @@ class _Column:
 class CategoricalInputs:
     """The input stage of a model with categorical inputs (see the module docstring)."""
 
-    def __init__(self, specs: Any, feature_names: tuple[str, ...], what: str) -> None:
+    def __init__(self, specs: Any, feature_names: tuple[str, ...], what: str, unused: Any = ()) -> None:
         if not isinstance(specs, list) or not all(isinstance(s, dict) for s in specs) or not specs:
             raise InvalidWeights(f"{what}: metadata 'categorical' must be a non-empty list of objects")
         position = {n: i for i, n in enumerate(feature_names)}
@@ -134,13 +134,17 @@ class CategoricalInputs:
         if len({c.index for c in self.columns}) != len(self.columns):
             raise InvalidWeights(f"{what}: a feature is listed twice in metadata 'categorical'")
         self.by_name = {c.name: c for c in self.columns}
-        cat = {c.index for c in self.columns}
+        if not isinstance(unused, list | tuple) or any(u not in position for u in unused):
+            raise InvalidWeights(f"{what}: metadata 'unused_inputs' must list feature names; got {unused!r}")
+        #: inputs no step reads (a ColumnTransformer dropped them): never converted, scored as 0
+        self.unused = {position[u] for u in unused}
+        cat = {c.index for c in self.columns} | self.unused
         self.numeric = np.array([i for i in range(len(feature_names)) if i not in cat], dtype=np.intp)
         self.n_features = len(feature_names)
         self.names = feature_names
         by_index = {c.index: c for c in self.columns}
         #: per feature: its _Column, or None for a numeric one
-        self._plan = [by_index.get(j) for j in range(len(feature_names))]
+        self._plan = [False if j in self.unused else by_index.get(j) for j in range(len(feature_names))]
         self.what = what
 
     def _encode_small(self, rows: list[list[Any]], strict: bool) -> np.ndarray:
@@ -150,7 +154,9 @@ class CategoricalInputs:
         for r, row in enumerate(rows):
             vals = []
             for j, (v, c) in enumerate(zip(row, plan, strict=True)):
-                if c is None:
+                if c is False:
+                    vals.append(0.0)
+                elif c is None:
                     if v is None:
                         vals.append(nan)
                         continue
@@ -222,6 +228,7 @@ class CategoricalInputs:
         if type(X) is np.ndarray and X.dtype.kind == "f":
             out = np.array(X, dtype=np.float64, order="C", copy=True)
             if out.ndim == 2 and out.shape[1] == self.n_features:
+                out[:, list(self.unused)] = 0.0
                 for c in self.columns:
                     out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
             return out
@@ -230,7 +237,7 @@ class CategoricalInputs:
             return np.empty((0, self.n_features)) if arr.ndim == 2 and arr.shape[1] == self.n_features else arr
         if arr.shape[0] <= _SMALL:
             return self._encode_small(arr.tolist(), strict)
-        out = np.empty(arr.shape, dtype=np.float64)
+        out = np.zeros(arr.shape, dtype=np.float64)
         if self.numeric.size:
             num = arr[:, self.numeric]
             if strict and num.dtype == object:
@@ -250,7 +257,8 @@ class CategoricalInputs:
 
 
 class ColumnsLayout:
-    """The ``columns`` step: a ColumnTransformer's output, parts in order, one-hot parts expanded.
+    """The ``columns`` step: a ColumnTransformer's output, parts in order, one-hot parts expanded, target-encoded
+    parts looked up (optional ``kind`` (P,) 0/1/2 and ``values``: a (n_codes, width) table per kind-2 part).
 
     Arrays ``source`` (P,) input column per part, ``n_codes`` (P,) 0 for a numeric part (the value is
     copied) or the number of codes of a one-hot part, ``slots`` (sum n_codes,) each code's output column
@@ -263,19 +271,29 @@ class ColumnsLayout:
         p = self.source.size
         self.n_codes = model._array(f"pre{i}.n_codes", shape=(p,), dtype="int64")
         self.width = model._array(f"pre{i}.width", shape=(p,), dtype="int64")
-        self.slots = model._array(f"pre{i}.slots", shape=(int(self.n_codes.sum()),), dtype="int64")
         what = model._what()
+        kind = model._array(f"pre{i}.kind", shape=(p,), dtype="int64", optional=True)
+        self.kind = np.where(self.n_codes > 0, 1, 0) if kind is None else kind
+        if ((self.kind == 0) != (self.n_codes == 0)).any() or (self.kind > 2).any() or (self.kind < 0).any():
+            raise InvalidWeights(f"{what}: pre{i}.kind must be 0 (numeric), 1 (one-hot) or 2 (values) per part")
+        one_hot, valued = self.kind == 1, self.kind == 2
+        self.slots = model._array(f"pre{i}.slots", shape=(int(self.n_codes[one_hot].sum()),), dtype="int64")
+        n_values = int((self.n_codes * self.width)[valued].sum())
+        self.values = model._array(f"pre{i}.values", shape=(n_values,)) if valued.any() else np.zeros(0)
         if p == 0 or (self.source < 0).any() or (self.source >= width_in).any() or (self.n_codes < 0).any():
             raise InvalidWeights(f"{what}: pre{i}.source/n_codes out of range for {width_in} input column(s)")
         if ((self.n_codes == 0) & (self.width != 1)).any() or (self.width < 1).any():
             raise InvalidWeights(f"{what}: pre{i}.width must be 1 for numeric parts and >= 1 for one-hot parts")
         self.offsets = np.concatenate([[0], np.cumsum(self.width)])
-        self.code_base = np.concatenate([[0], np.cumsum(self.n_codes)])
-        for k in np.flatnonzero(self.n_codes).tolist():
+        self.code_base = np.concatenate([[0], np.cumsum(np.where(one_hot, self.n_codes, 0))])
+        self.value_base = np.concatenate([[0], np.cumsum(np.where(valued, self.n_codes * self.width, 0))])
+        for k in np.flatnonzero(one_hot).tolist():
             s = self.slots[self.code_base[k] : self.code_base[k + 1]]
             if (s < -1).any() or (s >= self.width[k]).any():
                 raise InvalidWeights(f"{what}: pre{i}.slots of part {k} must be in [-1, {self.width[k]})")
         self.width_out = int(self.offsets[-1])
+        if (self.source >= width_in).any():
+            raise InvalidWeights(f"{what}: pre{i}.source out of range")
         self.numeric_parts = np.flatnonzero(self.n_codes == 0)
         self.onehot_parts = np.flatnonzero(self.n_codes > 0)
 
@@ -290,6 +308,11 @@ class ColumnsLayout:
         idx += table_base
         return idx
 
+    def _values(self, k: int) -> np.ndarray:
+        """A value part's (n_codes, width) table."""
+        a, b = self.value_base[k], self.value_base[k + 1]
+        return self.values[a:b].reshape(int(self.n_codes[k]), int(self.width[k]))
+
     def expand(self, X: np.ndarray) -> np.ndarray:
         """The dense output (for kernels that need it: MLP, trees behind one-hot)."""
         out = np.zeros((X.shape[0], self.width_out))
@@ -298,6 +321,11 @@ class ColumnsLayout:
         rows = np.arange(X.shape[0])
         for k in self.onehot_parts.tolist():
             n = int(self.n_codes[k])
+            if self.kind[k] == 2:
+                c = X[:, self.source[k]]
+                code = np.where((c >= 0) & (c < n), c, n - 1).astype(np.intp)  # out of range: the last (unknown)
+                out[:, self.offsets[k] : self.offsets[k + 1]] = self._values(k)[code]
+                continue
             table = np.append(self.slots[self.code_base[k] : self.code_base[k + 1]], -1)
             c = X[:, self.source[k]]
             slot = table[np.where((c >= 0) & (c < n), c, n).astype(np.intp)]
@@ -312,6 +340,12 @@ class ColumnsLayout:
         num = self.numeric_parts
         rows, bases, at = [], [], 0
         for k in self.onehot_parts.tolist():
+            if self.kind[k] == 2:  # values per code times their weights; out of range reads as unknown
+                t = self._values(k) @ coef[self.offsets[k] : self.offsets[k + 1]]
+                rows.append(np.vstack([t, t[-1:]]))
+                bases.append(at)
+                at += t.shape[0] + 1
+                continue
             s = np.append(self.slots[self.code_base[k] : self.code_base[k + 1]], -1)
             t = np.where((s >= 0)[:, None], coef[np.maximum(s, 0) + self.offsets[k]], 0.0)
             rows.append(t)

@@ -19,7 +19,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
+from sklearn.preprocessing import KBinsDiscretizer, OneHotEncoder, OrdinalEncoder, StandardScaler, TargetEncoder
 from sklearn.tree import DecisionTreeRegressor
 
 from scorer.errors import CategoryError, UnsupportedModel
@@ -167,8 +167,8 @@ def test_unsupported_steps_refused_with_what_is_supported() -> None:
     rng = np.random.default_rng(5)
     X = frame(rng, 300, missing=0.0)
     y = target(X)
-    ct = ColumnTransformer([("cat", TargetEncoder(), [0])], remainder="drop")
-    with pytest.raises(UnsupportedModel, match=r"step TargetEncoder; supported: ColumnTransformer .*OneHotEncoder"):
+    ct = ColumnTransformer([("cat", KBinsDiscretizer(n_bins=3), [1])], remainder="drop")
+    with pytest.raises(UnsupportedModel, match=r"step KBinsDiscretizer; supported: ColumnTransformer .*OneHotEncoder"):
         export(make_pipeline(ct, LogisticRegression()).fit(X, y))
     ct = ColumnTransformer([("cat", OneHotEncoder(), [0]), ("again", OrdinalEncoder(), [0])], remainder="drop")
     with pytest.raises(UnsupportedModel, match="a column used by two branches"):
@@ -206,3 +206,23 @@ def test_palmerpenguins(arch: str) -> None:
         np.testing.assert_allclose(model.predict(test.to_numpy(dtype=object)[:, [df.columns.get_loc(c) for c in
                                    model.feature_names]]), ref, rtol=0, atol=1e-9)
     assert set(model.categorical.levels()["island"]) == {"Biscoe", "Dream", "Torgersen"}
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("task", ["binary", "multiclass", "regression"])
+@pytest.mark.parametrize("impute", [False, True])
+def test_target_encoder_as_a_lookup(task: str, impute: bool) -> None:
+    rng = np.random.default_rng(8)
+    X = frame(rng, 1000)
+    hit = (X[:, 0] == "a").astype(int)
+    y = {"binary": hit | (X[:, 2] == 5), "multiclass": hit + (X[:, 2] == 5),
+         "regression": np.nan_to_num(X[:, 1].astype(float)) + hit}[task]
+    enc = TargetEncoder(random_state=0)
+    cat = make_pipeline(SimpleImputer(strategy="most_frequent"), enc) if impute else enc
+    est = Ridge() if task == "regression" else LogisticRegression(max_iter=500)
+    num = make_pipeline(SimpleImputer(), StandardScaler())
+    p = make_pipeline(ColumnTransformer([("cat", cat, [0, 2]), ("num", num, [1, 3])]), est).fit(X, y)
+    model = build(export(p))
+    Xt = frame(rng, 300, unknown=0.05)  # unknown categories: the target mean, as scikit-learn
+    np.testing.assert_allclose(model.predict(Xt), _ref(p, Xt), rtol=0, atol=1e-9)
+    assert model._folded is not None

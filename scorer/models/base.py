@@ -251,8 +251,7 @@ class Model:
         missing = [f for f in self.feature_names if f not in cols]
         if missing:
             raise ValueError(f"{self._what()}: input lacks column(s) {missing[:10]}")
-        X = X[list(self.feature_names)]
-        return X.to_numpy(dtype=object) if self.categorical is not None else X
+        return X[list(self.feature_names)]  # the categorical input stage reads a frame column by column
 
     def _coerce(self, X: Any) -> np.ndarray:
         X = self._reorder(X)

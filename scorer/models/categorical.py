@@ -118,6 +118,13 @@ class _Column:
         return out
 
 
+def _numbers(col: np.ndarray, what: str) -> np.ndarray:
+    try:
+        return np.where(np.equal(col, None), np.nan, col).astype(np.float64)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{what}: a numeric feature holds a non-number: {exc}") from None
+
+
 class CategoricalInputs:
     """The input stage of a model with categorical inputs (see the module docstring)."""
 
@@ -146,6 +153,40 @@ class CategoricalInputs:
         #: per feature: its _Column, or None for a numeric one
         self._plan = [False if j in self.unused else by_index.get(j) for j in range(len(feature_names))]
         self.what = what
+
+    def _encode_frame(self, df: Any, strict: bool) -> np.ndarray:
+        """A DataFrame in feature order, column by column: numeric columns as they are, pandas categoricals by
+        their codes (one lookup per category, not per row), other columns value by value."""
+        if df.shape[0] <= _SMALL or df.shape[1] != self.n_features:
+            return self.encode(df.to_numpy(dtype=object), strict=strict)
+        out = np.zeros(df.shape, dtype=np.float64)
+        labels = list(df.columns)
+        if len(set(labels)) != len(labels):
+            return self.encode(df.to_numpy(dtype=object), strict=strict)
+        for j, c in enumerate(self._plan):
+            if c is False:
+                continue
+            col = df[labels[j]]
+            kind = getattr(col.dtype, "kind", "O")
+            if c is None:
+                if kind in "fiub":
+                    out[:, j] = col.to_numpy(dtype=np.float64, na_value=np.nan)
+                else:
+                    out[:, j] = _numbers(col.to_numpy(dtype=object), self.what)
+            elif hasattr(col, "cat"):  # pandas Categorical: encode its categories once, then gather by code
+                cats = list(col.cat.categories)
+                table = np.array([c.lut.get(v, np.nan) if type(v) is not bool else np.nan for v in cats] + [np.nan])
+                codes = col.cat.codes.to_numpy()
+                out[:, j] = table[np.where(codes < 0, len(cats), codes)]
+                bad = np.flatnonzero(np.isnan(out[:, j]))
+                for r in bad.tolist():
+                    v = None if codes[r] < 0 else cats[codes[r]]
+                    out[r, j] = c.bad(r, v, self.what)
+            elif kind in "fiu":
+                out[:, j] = c.encode_numbers(col.to_numpy(dtype=np.float64, na_value=np.nan), self.what)
+            else:
+                out[:, j] = c.encode_objects(col.to_numpy(dtype=object), self.what)
+        return out
 
     def _encode_small(self, rows: list[list[Any]], strict: bool) -> np.ndarray:
         """``encode`` for a few rows in plain Python: the one-event latency path."""
@@ -232,6 +273,8 @@ class CategoricalInputs:
                 for c in self.columns:
                     out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
             return out
+        if hasattr(X, "columns") and hasattr(X, "dtypes") and not isinstance(X, np.ndarray):
+            return self._encode_frame(X, strict)
         arr = X if type(X) is np.ndarray else np.asarray(X, dtype=object)
         if arr.ndim != 2 or arr.shape[1] != self.n_features or not arr.shape[0]:
             return np.empty((0, self.n_features)) if arr.ndim == 2 and arr.shape[1] == self.n_features else arr

@@ -226,3 +226,22 @@ def test_target_encoder_as_a_lookup(task: str, impute: bool) -> None:
     Xt = frame(rng, 300, unknown=0.05)  # unknown categories: the target mean, as scikit-learn
     np.testing.assert_allclose(model.predict(Xt), _ref(p, Xt), rtol=0, atol=1e-9)
     assert model._folded is not None
+
+
+@pytest.mark.filterwarnings("ignore")
+def test_dataframes_with_object_and_category_columns_score_like_arrays() -> None:
+    pd = pytest.importorskip("pandas")
+    rng = np.random.default_rng(9)
+    X = frame(rng, 800)
+    y = target(X)
+    p = _pipeline("logistic", "ignore", True).fit(X, y)
+    model = build(export(p))
+    Xt = frame(rng, 200, unknown=0.05)
+    df = pd.DataFrame(Xt, columns=model.feature_names)
+    df["x1"] = df["x1"].astype(float)
+    df["x3"] = df["x3"].astype(float)
+    as_category = df.copy()
+    as_category["x0"] = as_category["x0"].astype("category")
+    ref = p.predict_proba(Xt)
+    for frame_ in (df, as_category, df[list(reversed(df.columns))]):
+        np.testing.assert_allclose(model.predict(frame_), ref, rtol=0, atol=1e-9)

@@ -94,7 +94,9 @@ def export_front(steps: list[Any], n_features: int, export_step: Any) -> tuple[l
             branches.append((name, [] if trans == "passthrough" else _branch_steps(trans), cols))
         used = 1
     else:
-        end = next(i for i, s in enumerate(steps) if isinstance(s, ENCODERS))
+        end = next((i for i, s in enumerate(steps) if isinstance(s, ENCODERS)), None)
+        if end is None or any(isinstance(s, ColumnTransformer) for s in steps):
+            raise _fail("a ColumnTransformer after other steps (it must be the first step of the Pipeline)")
         branches = [("pipeline", steps[: end + 1], list(range(n_features)))]
         used = end + 1
     seen: set[int] = set()

@@ -173,6 +173,12 @@ def test_unsupported_steps_refused_with_what_is_supported() -> None:
     ct = ColumnTransformer([("cat", OneHotEncoder(), [0]), ("again", OrdinalEncoder(), [0])], remainder="drop")
     with pytest.raises(UnsupportedModel, match="a column used by two branches"):
         export(make_pipeline(ct, LogisticRegression()).fit(X, y))
+    late = ColumnTransformer([("cat", OneHotEncoder(), [0])], remainder="drop")
+    with pytest.raises(UnsupportedModel, match="a ColumnTransformer after other steps .*; supported: "):
+        export(make_pipeline(SimpleImputer(strategy="most_frequent"), late, LogisticRegression()).fit(X, y))
+    ordinal = OrdinalEncoder(min_frequency=50, handle_unknown="use_encoded_value", unknown_value=-1)
+    with pytest.raises(UnsupportedModel, match="OrdinalEncoder with min_frequency/max_categories; supported: "):
+        export(make_pipeline(ColumnTransformer([("c", ordinal, [0])]), LogisticRegression()).fit(X, y))
 
 
 @pytest.mark.filterwarnings("ignore")

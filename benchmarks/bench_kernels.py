@@ -227,7 +227,8 @@ def categorical_rows(budget: float) -> list[dict[str, Any]]:
     model = build(export(pipe))
     X_test = frame(max(BATCHES))
     dense_all = front.transform(X_test)
-    dense_all = np.ascontiguousarray(dense_all.toarray() if hasattr(dense_all, "toarray") else dense_all)
+    dense_all = dense_all.toarray() if hasattr(dense_all, "toarray") else dense_all
+    dense_all = np.ascontiguousarray(dense_all, dtype=np.float64)  # the same model's numeric-only input
     plain = LogisticRegression().fit(dense_all[:50], y[:50])
     plain.coef_, plain.intercept_ = pipe[-1].coef_.copy(), pipe[-1].intercept_.copy()
     numeric = build(export(plain))

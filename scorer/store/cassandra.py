@@ -96,6 +96,8 @@ class CassandraModelStore(Publishing, Pointers):
             self._owned = None
         self._session = session
         self._plain_claims: PlainClaims | None = None
+        self._outside_seen: dict[tuple[str, str], tuple[int, Any]] = {}
+        """Per segment, the last outside-change candidate looked at: (its write time, when it was made or None)."""
         try:
             self._q = self._prepare()
         except BaseException:
@@ -215,9 +217,7 @@ class CassandraModelStore(Publishing, Pointers):
             rules.check_segment(segment)
             result = self._execute(self._q["active_segment"], (model, segment),
                                    f"read active version of {rules.where(model, segment)}")
-        return {row.segment: ActiveModel(model, row.segment, row.version, row.canary_version, row.canary_fraction,
-                                         row.shadow_version, aware(row.updated_at))
-                for row in self._rows(result, f"read active versions of {model}")}
+        return self._pointers_of(model, self._rows(result, f"read active versions of {model}"))
 
     def models(self) -> list[str]:
         result = self._execute(self._q["models"], (), "list models")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -156,7 +157,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
                 log.warning("cannot follow %s (%s: %s); polling only, retrying every %.0f s", topic,
                             type(exc).__name__, exc, retry_delay)
                 warned = True
-            await asyncio.sleep(retry_delay)
+            await asyncio.sleep(retry_delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not secrets
         finally:
             try:
                 await consumer.stop()

@@ -36,6 +36,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionBusy, ConnectionException
 from cassandra.query import PreparedStatement
 
+from scorer.backoff import backoff
 from scorer.config import Settings
 from scorer.errors import (
     ChecksumMismatch,
@@ -177,7 +178,7 @@ class CassandraModelStore(Publishing, Pointers):
             busy = [index for index, (ok, result) in enumerate(out) if not ok and _busy(result)]
             if not busy:
                 break
-            time.sleep(0.02 * 2**attempt)
+            time.sleep(backoff(attempt + 1, 0.02, 1.0))
             limit = max(1, limit // 2)
             for index, result in zip(busy, self._run([work[i] for i in busy], limit, None, ""), strict=True):
                 out[index] = result

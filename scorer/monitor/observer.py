@@ -38,6 +38,10 @@ _MAX_HELD_ROWS = 100_000
 """Scored rows held for binning at the next flush, over all keys; beyond this they are binned at once."""
 
 
+STATISTICS = ("psi", "ks")
+"""Statistics a drift alert can be about (the label values of ``scorer_drift_alerts``)."""
+
+
 class DriftGauges:
     """Prometheus series: max PSI/KS per (model, segment, version) and alert counts.
 
@@ -58,9 +62,14 @@ class DriftGauges:
         self.unreferenced = Counter("scorer_drift_unreferenced_rows",
                                     "Scored rows not counted for drift (version without training statistics yet)",
                                     registry=registry)
+        self._segments_seen: set[tuple[str, str]] = set()
 
     def update(self, snapshot: DriftSnapshot, alerts: list[DriftAlert]) -> None:
         labels = (snapshot.model, snapshot.segment, str(snapshot.version))
+        if (snapshot.model, snapshot.segment) not in self._segments_seen:  # alert series start at zero
+            self._segments_seen.add((snapshot.model, snapshot.segment))
+            for statistic in STATISTICS:
+                self.alerts.labels(snapshot.model, snapshot.segment, statistic)
         if snapshot.max_psi is not None:
             self.psi.labels(*labels).set(snapshot.max_psi)
         if snapshot.max_ks is not None:

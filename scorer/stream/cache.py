@@ -153,6 +153,7 @@ class ModelCache(StoreSide):
         models = list(self.models) if self.models is not None else await self._call("list models", self.store.models)
         for model in models:
             self._served.setdefault(model, None)
+            self.metrics.model_seen(model)
         keys: list[Key] = []
         for model in models:
             rows = await self._read(model)
@@ -262,6 +263,9 @@ class ModelCache(StoreSide):
                 log.debug("evicted %s/%s (least recently used, max_models=%d)", *evicted_key, self.max_models)
         else:
             entry.serving, entry.blocked = serving, None
+        self.metrics.version_served(key[0], serving.segment, serving.primary.version, False)
+        if serving.canary is not None:
+            self.metrics.version_served(key[0], serving.segment, serving.canary.version, True)
         self._update_gauges()
         for listener in self.swap_listeners:
             try:

@@ -66,16 +66,20 @@ class DriftGauges:
 
     def update(self, snapshot: DriftSnapshot, alerts: list[DriftAlert]) -> None:
         labels = (snapshot.model, snapshot.segment, str(snapshot.version))
-        if (snapshot.model, snapshot.segment) not in self._segments_seen:  # alert series start at zero
-            self._segments_seen.add((snapshot.model, snapshot.segment))
-            for statistic in STATISTICS:
-                self.alerts.labels(snapshot.model, snapshot.segment, statistic)
+        self.segment_seen(snapshot.model, snapshot.segment)
         if snapshot.max_psi is not None:
             self.psi.labels(*labels).set(snapshot.max_psi)
         if snapshot.max_ks is not None:
             self.ks.labels(*labels).set(snapshot.max_ks)
         for alert in alerts:
             self.alerts.labels(alert.model, alert.segment, alert.statistic).inc()
+
+    def segment_seen(self, model: str, segment: str) -> None:
+        """Create the segment's alert series at zero (once), so that its first alert shows in increase()."""
+        if (model, segment) not in self._segments_seen:
+            self._segments_seen.add((model, segment))
+            for statistic in STATISTICS:
+                self.alerts.labels(model, segment, statistic)
 
     def forget(self, model: str, segment: str, version: int) -> None:
         for gauge in (self.psi, self.ks):

@@ -273,6 +273,13 @@ class ModelCache(StoreSide):
             except Exception:  # a listener must never break a swap
                 log.exception("swap listener failed")
 
+    def add_swap_listener(self, listener: Callable[[Serving | None, Serving], None]) -> None:
+        """Call ``listener(old, new)`` for every Serving that goes live from now on, and at once (old None) for
+        each one live already."""
+        for _, entry in self._entries.items():
+            listener(None, entry.serving)
+        self.swap_listeners.append(listener)
+
     def _update_gauges(self) -> None:
         self.metrics.segments_loaded.set(len(self._entries))
         self.metrics.models_loaded.set(self.n_versions())

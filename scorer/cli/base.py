@@ -78,7 +78,7 @@ def main(ctx: click.Context, cassandra_hosts: str | None, cassandra_port: int | 
     if verbose == 0:
         # A command's failure is its one error line; library warnings (aiokafka retrying a broker, deprecations)
         # must not come first. `scorer worker` turns aiokafka's warnings back on: they matter in a worker's log.
-        logging.getLogger("aiokafka").setLevel(logging.ERROR)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
         warnings.simplefilter("ignore")
     ctx.obj = CliContext(overrides={
         "cassandra_hosts": cassandra_hosts, "cassandra_port": cassandra_port, "keyspace": keyspace, "kafka": kafka,

@@ -139,7 +139,6 @@ def send_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, fea
         raise ConfigError(f"--limit must be 0 or more; got {limit}")
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
     rows = read_rows(data_path, segment_col, names, id_col, limit)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), transient=False) as progress:
         task = progress.add_task("send", total=len(rows), rate="")

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scorer.config import Settings
 from scorer.kafka.options import aiokafka_options, describe_failure
-from scorer.kafka.producer import new_producer
+from scorer.kafka.producer import new_producer, start_producer
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ async def publish_notice_async(settings: Settings, model: str, segment: str | No
     producer = new_producer(settings, request_timeout_ms=int(timeout * 1000))
 
     async def run() -> None:
-        await producer.start()
+        await start_producer(producer)
         try:
             await producer.send_and_wait(topic, encode_notice(model, segment, action, version),
                                         key=notice_key(model))

@@ -138,3 +138,16 @@ def test_usage_mistakes_are_one_error_line_with_exit_1(settings: Settings) -> No
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: "), (args, lines)
         assert result.stdout == ""
+
+
+def test_an_unreachable_broker_is_one_line_with_no_library_noise_before_or_after(
+        settings: Settings, tmp_path: object) -> None:
+    from pathlib import Path
+
+    data = Path(str(tmp_path)) / "events.csv"
+    data.write_text("id,city,f0\n1,A,0.5\n")
+    result = run_cli(settings, "--kafka", "kafka://127.0.0.1:1", "send", "--data", str(data), "--model", MODEL,
+                     "--segment-col", "city", timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()], result.stderr
+    assert result.stderr.startswith("error: cannot reach Kafka at 127.0.0.1:1")

@@ -13,7 +13,7 @@ Preprocessing recorded with the weights (from a scikit-learn Pipeline) runs befo
 - ``{"kind": "minmax_scaler", "clip": bool, "feature_range": [lo, hi]}`` with ``pre{i}.scale`` and
   ``pre{i}.min``: ``X * scale + min`` then clipped to the range when ``clip``;
 - ``{"kind": "columns"}``: a ColumnTransformer's output layout, one-hot parts expanded
-  (:class:`scorer.models.categorical.ColumnsLayout`).
+  (:class:`scorer.models.columns.ColumnsLayout`).
 
 Models with categorical inputs (``metadata["categorical"]``, :mod:`scorer.models.categorical`) first
 turn category values into codes; every step and kernel after that sees numbers only.
@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
-from scorer.models.categorical import CategoricalInputs, ColumnsLayout
+from scorer.models.categorical import CategoricalInputs
+from scorer.models.columns import ColumnsLayout
 from scorer.models.weights import ModelWeights
 
 PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler", "columns")

@@ -83,6 +83,7 @@ class Model:
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
         self._imputes = False
         self._layout: ColumnsLayout | None = None
+        self._affine: dict[Callable[[np.ndarray], np.ndarray], tuple] = {}
         cat = weights.metadata.get("categorical")
         #: the categorical input stage, or None for a numeric-only model
         unused = weights.metadata.get("unused_inputs", [])
@@ -344,6 +345,8 @@ class Model:
             return X
 
         self._steps.append(standardise)
+        #: (mean, scale) of each standardise step, for kernels that fold them into their weights
+        self._affine[standardise] = (mean, scale)
 
     def _add_minmax_scaler(self, i: int, width: int, spec: dict[str, Any]) -> None:
         scale = self._array(f"pre{i}.scale", shape=(width,))

@@ -88,6 +88,11 @@ class _Column:
         return self.unknown
 
     def encode_objects(self, col: Any, model: str) -> np.ndarray:
+        if self.strings:  # every value known (the usual case): one C-level pass; any miss takes the slow path
+            try:
+                return np.fromiter(map(self.lut.__getitem__, col), dtype=np.float64, count=len(col))
+            except (KeyError, TypeError):
+                pass
         get, miss = self.lut.get, -7.5  # -7.5 is never a code
         codes = [get(v, miss) if type(v) is not bool else miss for v in col]
         out = np.array(codes, dtype=np.float64)

@@ -272,6 +272,8 @@ class CategoricalInputs:
         ``strict``, where anything but int, float or None there is a CategoryError (event streams).
         """
         if type(X) is np.ndarray and X.dtype.kind == "f":
+            if X.ndim == 2 and 0 < X.shape[0] <= _SMALL and X.shape[1] == self.n_features:
+                return self._encode_small(X.tolist(), strict)
             out = np.array(X, dtype=np.float64, order="C", copy=True)
             if out.ndim == 2 and out.shape[1] == self.n_features:
                 out[:, list(self.unused)] = 0.0

@@ -35,7 +35,7 @@ from trainers.stats import DEFAULT_BINS, feature_stats
 if TYPE_CHECKING:
     from scorer.models import ModelWeights
 
-ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp")
+ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp", "sgd")
 TASKS = ("auto", "classification", "regression")
 #: ``--task auto``: an integer-valued target with at most this many distinct values is a class label.
 MAX_AUTO_CLASSES = 10
@@ -187,7 +187,7 @@ def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any
     # keep_empty_features: a column with no values in one segment still occupies its slot (imputed 0),
     # so the exported model keeps the feature order every other segment has.
     impute = ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
-    if arch in ("logistic", "linear", "mlp"):
+    if arch in ("logistic", "linear", "sgd", "mlp"):
         return Pipeline([impute, ("scale", StandardScaler()), ("model", estimator)])
     if arch == "hgb":
         return Pipeline([("model", estimator)])
@@ -205,6 +205,10 @@ def _final_estimator(arch: str, classify: bool, seed: int) -> Any:
         if classify:
             raise ConfigError("arch linear is a regressor; use logistic (or another arch) for classification")
         return linear_model.LinearRegression()
+    if arch == "sgd":  # served as logistic/linear, with the learner state that online learning resumes from
+        if classify:
+            return linear_model.SGDClassifier(loss="log_loss", random_state=seed)
+        return linear_model.SGDRegressor(random_state=seed)
     if arch == "tree":
         cls = tree.DecisionTreeClassifier if classify else tree.DecisionTreeRegressor
         return cls(max_depth=8, min_samples_leaf=5, random_state=seed)
@@ -329,6 +333,10 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
             caught.append(message)
 
     weights = export(estimator, feature_names=list(names))
+    if arch == "sgd":
+        from trainers.sgd import with_learner
+
+        weights = with_learner(weights, estimator[-1])
     model = build(weights)
     X_eval = X[holdout] if holdout.size else X[train[:_PARITY_ROWS]]
     served = model.predict(X_eval)

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from trainers.segment import SegmentResult, TrainReport
 
-_ARCH_HELP = "logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp (default: logistic or linear by task)"
+_ARCH_HELP = "logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|sgd (default: logistic or linear by task)"
 _SHOWN_SKIPS = 20
 
 

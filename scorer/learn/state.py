@@ -38,6 +38,8 @@ class Learnable:
     labels: int = 0
     warm: bool = False
     """True when the version had no learner state (its weights are the warm start, t = 1)."""
+    paused: bool = False
+    """Cut while a human had paused the segment: a restart keeps it paused until resumed."""
 
 
 def learnable(weights: ModelWeights, default: SGDParams | None = None) -> Learnable:
@@ -76,7 +78,7 @@ def learnable(weights: ModelWeights, default: SGDParams | None = None) -> Learna
         raise InvalidWeights(f"learner step count t must be >= 1; got {t}")
     state = LearnerState(arrays["learn.coef"].copy(), arrays["learn.intercept"].copy(),
                          arrays["learn.avg_coef"].copy(), arrays["learn.avg_intercept"].copy(), t)
-    return Learnable(params, state, dict(offsets), int(meta.get("labels", 0)))
+    return Learnable(params, state, dict(offsets), int(meta.get("labels", 0)), paused=bool(meta.get("paused")))
 
 
 def checkpoint(base: ModelWeights, learned: Learnable) -> ModelWeights:
@@ -94,6 +96,8 @@ def checkpoint(base: ModelWeights, learned: Learnable) -> ModelWeights:
     metadata: dict[str, Any] = dict(base.metadata)
     metadata["learner"] = {"kind": "sgd", "params": learned.params.to_json(), "labels": int(learned.labels),
                            "offsets": dict(sorted(learned.offsets.items()))}
+    if learned.paused:
+        metadata["learner"]["paused"] = True
     if base.arch == "logistic":
         metadata["proba"] = "binary" if coef.shape[0] == 1 else "ovr"
     metadata["estimator"] = "SGDClassifier" if base.arch == "logistic" else "SGDRegressor"

@@ -35,8 +35,8 @@ from scorer.errors import ScorerError
 from scorer.learn.config import RESUME_REASON, LearnConfig
 from scorer.learn.labels import DONE, OTHER, CachedEvent, EventCache, label_value, target_of
 from scorer.learn.learner import Example, Learner, Segment
+from scorer.learn.loading import load_segment
 from scorer.learn.offsets import Watermarks
-from scorer.learn.state import learnable
 from scorer.monitor.topics import Publisher
 from scorer.store.base import ModelStore
 
@@ -153,39 +153,60 @@ class LearnWorker:
             self.marks.resolve(item.partition, item.offset)
 
     async def _drain(self) -> None:
-        """Take labels per partition in order until one must wait for its event; learn what was taken."""
-        examples: list[Example] = []
-        dead: list[tuple[Any, tuple[str, int], str, Any]] = []
+        """Take labels per partition in order until one must wait for its event, then learn them."""
+        taken: list[tuple[str, int, Any]] = []  # (partition key, offset, Example | dead letter | None)
         now = self._clock()
         for tp, queue in self._queues.items():
             key = f"{tp[0]}/{tp[1]}"
             while queue:
                 record = queue[0]
-                message = _loads(record.value)
-                event_id, label = label_value(message)
+                event_id, label = label_value(_loads(record.value))
+                item: Any = None
                 if event_id is None:
-                    dead.append((record, tp, "malformed label message (needs an object with a string id)", None))
+                    item = (record, tp, "malformed label message (needs an object with a string id)", None)
                 else:
                     event = self.events.get(event_id)
                     if event is None:
                         since = self._waiting_since.setdefault(tp, now)
                         if now - since < self.config.label_wait:
                             break  # hold the partition: its later labels must not overtake this one
-                        dead.append((record, tp, f"unknown id {event_id!r}: no event seen within the join", None))
+                        item = (record, tp, f"unknown id {event_id!r}: no event seen within the join", None)
                     elif isinstance(event, CachedEvent):
-                        taken = await self._example(record, tp, key, event_id, event, label)
-                        if isinstance(taken, Example):
-                            examples.append(taken)
-                        elif taken is not None:
-                            dead.append((record, tp, taken, event))
+                        item = await self._example(record, tp, key, event_id, event, label)
+                        if isinstance(item, str):
+                            item = (record, tp, item, event)
                     elif event[0] is DONE:
-                        dead.append((record, tp, f"duplicate label for id {event_id!r}", None))
+                        item = (record, tp, f"duplicate label for id {event_id!r}", None)
                     else:  # an event of a model this learner does not learn
                         self.marks.resolve(tp, record.offset)
                 self._waiting_since.pop(tp, None)
                 queue.popleft()
-                self._positions[key] = record.offset + 1
-        self.learner.learn(examples)
+                taken.append((key, record.offset, item))
+        await self._learn(taken)
+
+    async def _learn(self, taken: list[tuple[str, int, Any]]) -> None:
+        """Learn in order, cutting a segment's checkpoint exactly when it reaches ``every_labels`` new labels
+        (so checkpoints fall on the same labels however the input was batched), its dead letters first."""
+        chunk: list[Example] = []
+        dead: list[Any] = []
+        counts: dict[int, int] = {}
+        for key, offset, item in taken:
+            self._positions[key] = offset + 1
+            if isinstance(item, Example):
+                chunk.append(item)
+                seg = item.segment
+                counts[id(seg)] = counts.get(id(seg), seg.pending_labels) + 1
+                if counts[id(seg)] < self.config.every_labels:
+                    continue
+                self.learner.learn(chunk)
+                chunk, counts = [], {}
+                if dead:
+                    await self._dead_letter(dead)
+                    dead = []
+                await self._checkpoint(self.learner.due())
+            elif item is not None:
+                dead.append(item)
+        self.learner.learn(chunk)
         if dead:
             await self._dead_letter(dead)
 
@@ -237,7 +258,7 @@ class LearnWorker:
         if len(self.learner.segments) >= self.config.max_segments:
             return f"segment not learned: this learner already holds --max-segments {self.config.max_segments}"
         try:
-            seg = await asyncio.to_thread(self._load, model, segment, None)
+            seg = await asyncio.to_thread(load_segment, self._store, self.learner, self.config, model, segment, None)
         except ScorerError as exc:
             reason = f"segment cannot learn: {exc}"
             if len(self._unlearnable) < self.config.max_segments:
@@ -245,33 +266,6 @@ class LearnWorker:
             return reason
         log.info("%s/%s learns from version %s (t=%s, %s labels so far)%s", model, segment, seg.base_version,
                  seg.learned.state.t, seg.labels, " [paused]" if seg.paused else "")
-        return seg
-
-    def _load(self, model: str, segment: str, offsets: dict[str, int] | None) -> Segment:
-        """Pick the version to learn from: the newest checkpoint of ours unless someone changed the pointer
-        after it (paused, or resumed: then the live version), else the live version (a warm start)."""
-        store = self._store
-        assert store is not None
-        row = store.active(model, segment).get(segment)
-        if row is None or row.version is None:
-            raise ScorerError(f"{model}/{segment} has no live version")
-        mine = next((v for v in store.versions(model, segment)
-                     if v.author == self.config.actor and "learner" in (v.metadata or {})), None)
-        latest = store.activations(model, segment, limit=1)
-        human = latest[0] if latest and latest[0].actor != self.config.actor else None
-        paused = resumed = False
-        base_version = row.version
-        if mine is not None:
-            later = human is not None and (mine.created_at is None or human.at > mine.created_at)
-            resumed = later and (human.reason or "").startswith(RESUME_REASON)
-            paused = not resumed and (later or bool(mine.metadata["learner"].get("paused")))
-            base_version = row.version if resumed else mine.version
-        weights = store.load(model, segment, base_version)
-        learned = learnable(weights, self.config.params)
-        if offsets is None and mine is not None and base_version != mine.version:
-            offsets = dict(learnable(store.load(model, segment, mine.version)).offsets)
-        seg = self.learner.add(model, segment, weights, base_version, learned, offsets, row.version)
-        seg.paused = paused
         return seg
 
     # ------------------------------------------------------------------ checkpoints and pointers
@@ -358,7 +352,8 @@ class LearnWorker:
         offsets = dict(seg.offsets)
         offsets.update(self._label_positions())
         self.learner.remove(seg.model, seg.segment)
-        fresh = await asyncio.to_thread(self._load, seg.model, seg.segment, offsets)
+        fresh = await asyncio.to_thread(load_segment, self._store, self.learner, self.config, seg.model,
+                                        seg.segment, offsets)
         fresh.paused = False
         self._count("resumed")
         log.info("%s/%s: learning resumed from version %s", seg.model, seg.segment, fresh.base_version)

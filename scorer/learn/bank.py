@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from scorer.learn.sgd import MAX_DLOSS, WSCALE_MIN, SGDParams, gradient, learning_rate
+from scorer.learn.sgd import BOUNDED_LOSSES, MAX_DLOSS, WSCALE_MIN, SGDParams, gradient, learning_rate
 
 _PER_ROW = ("alpha", "l1r", "eta0", "power_t", "eps", "avg_start", "fi", "opt_init")
 
@@ -142,54 +142,103 @@ class Bank:
 
     def learn(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray, ranks: np.ndarray) -> None:
         """Update ``rows[i]`` with sample ``(X[i], y[i])``; samples of one row are applied in ``ranks`` order
-        (one vectorised step per rank), and a row appears at most once per rank."""
-        if not rows.shape[0]:
-            return
-        order = np.argsort(ranks, kind="stable")
-        r = ranks[order]
-        cuts = np.flatnonzero(r[1:] != r[:-1]) + 1
-        for part in np.split(order, cuts):
-            self._step(rows[part], X[part], y[part])
+        (one vectorised step per rank), and a row appears at most once per rank.
 
-    def _step(self, idx: np.ndarray, X: np.ndarray, y: np.ndarray) -> None:
-        """One sample per row, as one iteration of ``_plain_sgd``'s inner loop."""
-        wd, ws, b, t = self.w[idx], self.ws[idx], self.b[idx], self.t[idx]
-        alpha, l1 = self.alpha[idx], self.l1r[idx]
+        The rows' state is gathered once, ordered by how many samples each has, so step k works on the
+        prefix of rows that still have a k-th sample (slices, not copies), and scattered back at the end.
+        """
+        n = rows.shape[0]
+        if not n:
+            return
+        by_rank = np.argsort(ranks, kind="stable")
+        dense = np.empty(n, dtype=np.int64)
+        dense[by_rank] = step_ranks(rows[by_rank])
+        uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        slot = np.empty(order.shape[0], dtype=np.int64)
+        slot[order] = np.arange(order.shape[0])
+        where = slot[inverse]
+        steps = int(counts.max())
+        m = uniq.shape[0]
+        X3 = np.zeros((steps, m, self.n_inputs))
+        X3[dense, where] = X
+        Y2 = np.zeros((steps, m))
+        Y2[dense, where] = y
+        live = np.searchsorted(-counts[order], -np.arange(steps), side="left")
+        idx = uniq[order]
+        local = _Local(self, idx)
+        for k in range(steps):
+            self._step(local, int(live[k]), X3[k], Y2[k])
+        local.scatter(self, idx)
+
+    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray) -> None:
+        """One sample for each of the first ``n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
+        X, y = X[:n], y[:n]
+        wd, ws, b, t = s.w[:n], s.ws[:n], s.b[:n], s.t[:n]
+        alpha, l1 = s.alpha[:n], s.l1r[:n]
         # WeightVector.dot: a sequential sum (cumsum keeps the order), then the scale.
-        p = np.cumsum(X * wd, axis=1)[:, -1] * ws + b
-        eta = learning_rate(self.schedule, t, alpha, self.eta0[idx], self.power_t[idx], self.opt_init[idx])
-        eta = np.broadcast_to(eta, t.shape)
-        update = -eta * np.clip(gradient(self.loss, y, p, self.eps[idx]), -MAX_DLOSS, MAX_DLOSS)
+        p = np.cumsum(X * wd, axis=1)[:, -1]
+        p *= ws
+        p += b
+        eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
+        update = gradient(self.loss, y, p, s.eps[:n])
+        if self.loss not in BOUNDED_LOSSES:
+            np.minimum(update, MAX_DLOSS, out=update)
+            np.maximum(update, -MAX_DLOSS, out=update)
+        update *= eta
+        np.negative(update, out=update)  # -eta * dloss, exactly
         if self.decay:
-            ws = ws * np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
-            self.ws[idx] = ws
+            ws *= np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
             small = ws < WSCALE_MIN
             if small.any():
-                self.w[idx] = wd
-                self._reset_wscale(idx[small])
-                wd, ws = self.w[idx], self.ws[idx]
-        wd = wd + X * (update / ws)[:, None]
-        b = b + update * self.fi[idx]
-        avg_start = self.avg_start[idx]
-        on = (avg_start > 0) & (avg_start <= t)
-        if on.any():
-            seen = np.where(on, t - avg_start + 1, 1.0)
-            a, bb = self.a[idx], self.bb[idx]
-            aw_step = (a[:, None] * X) * (-update / ws)[:, None]
-            self.aw[idx] = np.where(on[:, None], self.aw[idx] + aw_step, self.aw[idx])
-            mu = 1.0 / seen
-            bb = np.where(on & (seen > 1), bb / np.where(seen > 1, 1.0 - mu, 1.0), bb)
-            self.bb[idx] = bb
-            self.a[idx] = np.where(on, a + mu * bb * ws, a)
-            avg_b = self.avg_b[idx]
-            self.avg_b[idx] = np.where(on, avg_b + (b - avg_b) / seen, avg_b)
+                s.fold(np.flatnonzero(small))
+            wd += X * (update / ws)[:, None]
+        else:  # the scale stays 1: update / 1 is update
+            wd += X * update[:, None]
+        b += update if s.all_intercepts else update * s.fi[:n]
+        if s.averaging:
+            avg_start = s.avg_start[:n]
+            on = (avg_start > 0) & (avg_start <= t)
+            if on.any():
+                seen = np.where(on, t - avg_start + 1, 1.0)
+                a, bb, aw, avg_b = s.a[:n], s.bb[:n], s.aw[:n], s.avg_b[:n]
+                aw_step = (a[:, None] * X) * (-update / ws)[:, None]
+                aw[...] = np.where(on[:, None], aw + aw_step, aw)
+                mu = 1.0 / seen
+                bb[...] = np.where(on & (seen > 1), bb / np.where(seen > 1, 1.0 - mu, 1.0), bb)
+                a[...] = np.where(on, a + mu * bb * ws, a)
+                avg_b[...] = np.where(on, avg_b + (b - avg_b) / seen, avg_b)
         if self.l1:
-            u = self.u[idx] + l1 * eta * alpha
-            q = self.q[idx]
+            u, q = s.u[:n], s.q[:n]
+            u += l1 * eta * alpha
             signed = wd * ws[:, None]
             shrunk = np.where(signed > 0, np.maximum(0.0, wd - (u[:, None] + q) / ws[:, None]),
                               np.where(signed < 0, np.minimum(0.0, wd + (u[:, None] - q) / ws[:, None]), wd))
-            self.q[idx] = q + ws[:, None] * (shrunk - wd)
-            self.u[idx] = u
-            wd = shrunk
-        self.w[idx], self.b[idx], self.t[idx] = wd, b, t + 1.0
+            q += ws[:, None] * (shrunk - wd)
+            wd[...] = shrunk
+        t += 1.0
+
+
+_STATE = ("w", "ws", "b", "t", "aw", "a", "bb", "avg_b", "q", "u")
+
+
+class _Local:
+    """The state of the rows one ``Bank.learn`` call touches, gathered into contiguous arrays."""
+
+    def __init__(self, bank: Bank, idx: np.ndarray) -> None:
+        for name in _STATE + _PER_ROW:
+            setattr(self, name, getattr(bank, name)[idx])
+        self.averaging = bool(self.avg_start.any())
+        self.all_intercepts = bool((self.fi == 1.0).all())
+
+    def fold(self, rows: np.ndarray) -> None:
+        """scikit-learn's ``reset_wscale`` for some rows (their scale became tiny)."""
+        aw = self.aw[rows] + self.a[rows, None] * self.w[rows]
+        self.aw[rows] = aw * (1.0 / self.bb[rows])[:, None]
+        self.a[rows], self.bb[rows] = 0.0, 1.0
+        self.w[rows] = self.w[rows] * self.ws[rows, None]
+        self.ws[rows] = 1.0
+
+    def scatter(self, bank: Bank, idx: np.ndarray) -> None:
+        for name in _STATE:
+            getattr(bank, name)[idx] = getattr(self, name)

@@ -19,6 +19,7 @@ from scorer.learn.sgd import encode_targets
 from scorer.learn.state import Learnable, checkpoint
 from scorer.models import ModelWeights, build
 from scorer.models.base import Model
+from scorer.stream.events import feature_matrix
 
 
 @dataclass
@@ -64,6 +65,9 @@ class Example:
     features: Mapping[str, Any]
     target: float | int
     records: tuple[Any, ...]
+    """(kind, partition, offset) of the label and its event: safe once a checkpoint holds the example."""
+    source: Any = None
+    """The label record itself, quoted if the example ends as a dead letter."""
 
 
 class Learner:
@@ -96,43 +100,53 @@ class Learner:
         if seg is not None:
             seg.bank.remove(seg.rows)
 
-    def learn(self, examples: list[Example]) -> None:
-        """Learn examples in order: per segment sequentially, across segments in lockstep."""
+    def learn(self, examples: list[Example]) -> list[tuple[Example, str]]:
+        """Learn examples in order: per segment sequentially, across segments in lockstep. Returns the
+        examples whose features the model cannot take (e.g. a missing value and no imputer), with why."""
         if not examples:
-            return
-        by_segment: dict[tuple[str, str], list[int]] = {}
+            return []
+        rejected: list[tuple[Example, str]] = []
+        index: dict[int, int] = {}
+        groups: list[list[int]] = []
+        owner = np.empty(len(examples), dtype=np.int64)
         for i, ex in enumerate(examples):
-            by_segment.setdefault(ex.segment.key, []).append(i)
-        inputs = np.empty(len(examples), dtype=object)
-        for idxs in by_segment.values():
-            seg = examples[idxs[0]].segment
-            raw = np.array([[_number(examples[i].features.get(name)) for name in seg.feature_names]
-                            for i in idxs], dtype=np.float64)
-            for i, row in zip(idxs, seg.scorer.transform(raw), strict=True):
-                inputs[i] = row
-        owner = np.array([id(ex.segment) for ex in examples])
+            g = index.setdefault(id(ex.segment), len(index))
+            if g == len(groups):
+                groups.append([])
+            groups[g].append(i)
+            owner[i] = g
         ranks = step_ranks(owner)
-        per_bank: dict[int, tuple[Bank, list, list, list, list]] = {}
+        per_bank: dict[int, tuple[Bank, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
         now = self._clock()
-        for i, ex in enumerate(examples):
-            seg = ex.segment
+        for idxs in groups:
+            seg = examples[idxs[0]].segment
+            X, errors = feature_matrix([examples[i].features for i in idxs], seg.feature_names,
+                                       seg.scorer.accepts_missing, f"{seg.model}/{seg.segment}")
+            if errors:
+                bad = {position for position, _ in errors}
+                rejected.extend((examples[idxs[position]], reason) for position, reason in errors)
+                idxs = [i for position, i in enumerate(idxs) if position not in bad]
+                if not idxs:
+                    continue
+            inputs = seg.scorer.transform(X)
             n_rows = seg.rows.shape[0]
-            targets = encode_targets(seg.learned.params.loss, np.array([ex.target]),
-                                     None if seg.classes is None else n_rows)[0]
+            targets = encode_targets(seg.learned.params.loss, np.array([examples[i].target for i in idxs]),
+                                     None if seg.classes is None else n_rows)
             bank, rows, xs, ys, rk = per_bank.setdefault(id(seg.bank), (seg.bank, [], [], [], []))
-            rows.extend(seg.rows)
-            xs.extend([inputs[i]] * n_rows)
-            ys.extend(targets)
-            rk.extend([ranks[i]] * n_rows)
+            rows.append(np.tile(seg.rows, len(idxs)))
+            xs.append(np.repeat(inputs, n_rows, axis=0))
+            ys.append(targets.ravel())
+            rk.append(np.repeat(ranks[idxs], n_rows))
             if not seg.pending:
                 seg.pending_since = now
-            seg.pending.extend(ex.records)
-            seg.pending_labels += 1
-            seg.labels += 1
+            for i in idxs:
+                seg.pending.extend(examples[i].records)
+            seg.pending_labels += len(idxs)
+            seg.labels += len(idxs)
         for bank, rows, xs, ys, rk in per_bank.values():
-            bank.learn(np.asarray(rows, dtype=np.int64), np.asarray(xs), np.asarray(ys, dtype=np.float64),
-                       np.asarray(rk, dtype=np.int64))
-        self.learned += len(examples)
+            bank.learn(np.concatenate(rows), np.concatenate(xs), np.concatenate(ys), np.concatenate(rk))
+        self.learned += len(examples) - len(rejected)
+        return rejected
 
     def due(self, force: bool = False) -> list[Segment]:
         """Segments whose pending labels call for a checkpoint (all with any when ``force``)."""
@@ -158,11 +172,3 @@ class Learner:
     def restart_schedule(self, seg: Segment) -> None:
         seg.bank.restart_schedule(seg.rows)
 
-
-def _number(value: Any) -> float:
-    if value is None or isinstance(value, bool):
-        return float("nan")
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return float("nan")

@@ -24,6 +24,8 @@ REGRESSION_LOSSES = ("squared_error", "huber", "epsilon_insensitive", "squared_e
 LOSSES = CLASSIFICATION_LOSSES + REGRESSION_LOSSES
 PENALTIES = ("none", "l2", "l1", "elasticnet")
 SCHEDULES = ("constant", "optimal", "invscaling", "adaptive")
+BOUNDED_LOSSES = ("log_loss", "hinge", "perceptron", "modified_huber", "epsilon_insensitive")
+"""Losses whose gradient never exceeds a few units (the clipping below cannot change them)."""
 MAX_DLOSS = 1e12
 """scikit-learn clips gradients to this magnitude."""
 WSCALE_MIN = 1e-9
@@ -130,7 +132,14 @@ def gradient(loss: str, y: np.ndarray, p: np.ndarray, epsilon: np.ndarray | floa
     with np.errstate(over="ignore", invalid="ignore"):
         if loss == "log_loss":
             e = np.exp(-p)
-            return np.where(p > -37, ((1 - y) - y * e) / (1 + e), np.exp(p) - y)
+            g = 1 - y
+            g -= y * e
+            e += 1
+            g /= e  # ((1 - y) - y * e) / (1 + e), as scikit-learn's half-binomial gradient
+            far = p <= -37
+            if far.any():
+                g[far] = np.exp(p[far]) - y[far]
+            return g
         if loss in ("hinge", "perceptron"):
             return np.where(p * y <= (1.0 if loss == "hinge" else 0.0), -y, 0.0)
         if loss == "squared_hinge":

@@ -39,6 +39,7 @@ from scorer.learn.loading import load_segment
 from scorer.learn.offsets import Watermarks
 from scorer.monitor.topics import Publisher
 from scorer.store.base import ModelStore
+from scorer.stream.events import Event, decode_one
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +133,16 @@ class LearnWorker:
         if topic == cfg.labels_topic:
             self._queues.setdefault(tp, deque()).append(record)
             return
-        try:
-            event = orjson.loads(record.value) if record.value else None
-        except orjson.JSONDecodeError:
-            event = None
-        if not isinstance(event, dict) or not isinstance(event.get("id"), str):
+        decoded = decode_one(0, record.value)
+        if type(decoded) is not Event:
             self.marks.resolve(tp, record.offset)  # the scoring worker dead-letters malformed events
             return
-        if event.get("model") not in self._models:
+        if decoded.model not in self._models:
             self.marks.resolve(tp, record.offset)
-            self.events.add(event["id"], (OTHER, self._clock()))
+            self.events.add(decoded.id, (OTHER, self._clock()))
             return
-        features = event.get("features")
-        self.events.add(event["id"], CachedEvent(str(event["model"]), str(event.get("segment")),
-                                                 features if isinstance(features, dict) else {}, tp,
-                                                 record.offset, self._clock()))
+        self.events.add(decoded.id, CachedEvent(decoded.model, decoded.segment, decoded.features, tp, record.offset,
+                                                self._clock()))
 
     def _evicted(self, item: Any) -> None:
         if isinstance(item, CachedEvent):
@@ -198,7 +194,7 @@ class LearnWorker:
                 counts[id(seg)] = counts.get(id(seg), seg.pending_labels) + 1
                 if counts[id(seg)] < self.config.every_labels:
                     continue
-                self.learner.learn(chunk)
+                dead.extend(self._rejected(self.learner.learn(chunk)))
                 chunk, counts = [], {}
                 if dead:
                     await self._dead_letter(dead)
@@ -206,9 +202,18 @@ class LearnWorker:
                 await self._checkpoint(self.learner.due())
             elif item is not None:
                 dead.append(item)
-        self.learner.learn(chunk)
+        dead.extend(self._rejected(self.learner.learn(chunk)))
         if dead:
             await self._dead_letter(dead)
+
+    @staticmethod
+    def _rejected(rejected: list[tuple[Example, str]]) -> list[Any]:
+        out = []
+        for example, reason in rejected:
+            (_, tp, _), (_, event_tp, event_offset) = example.records
+            out.append((example.source, tp, reason, CachedEvent(example.segment.model, example.segment.segment, {},
+                                                                  event_tp, event_offset, 0.0)))
+        return out
 
     async def _example(self, record: Any, tp: tuple[str, int], key: str, event_id: str, event: CachedEvent,
                        label: Any) -> Example | str | None:
@@ -227,8 +232,8 @@ class LearnWorker:
         target, reason = target_of(label, seg.classes)
         if reason is not None:
             return reason
-        return Example(seg, event.features, target, (("label", tp, record.offset), ("event", event.partition,
-                                                                                   event.offset)))
+        return Example(seg, event.features, target,
+                       (("label", tp, record.offset), ("event", event.partition, event.offset)), record)
 
     async def _dead_letter(self, dead: list[tuple[Any, tuple[str, int], str, Any]]) -> None:
         messages = []

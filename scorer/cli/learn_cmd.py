@@ -38,8 +38,20 @@ def _sgd_params(values: tuple[str, ...]) -> object:
               help="Checkpoint a segment after this many new labels.")
 @click.option("--every-seconds", type=float, default=60.0, show_default=True,
               help="...or this many seconds after its first label not yet checkpointed.")
-@click.option("--promote", type=click.Choice(["direct", "none"]), default="direct", show_default=True,
-              help="direct: activate each checkpoint; none: only publish it.")
+@click.option("--promote", type=click.Choice(["direct", "gated", "none"]), default="direct", show_default=True,
+              help="direct: activate each checkpoint; gated: try it through the retrain worker's canary/shadow "
+                   "gate; none: only publish it.")
+@click.option("--gate-mode", type=click.Choice(["canary", "shadow"]), default="canary", show_default=True,
+              help="gated: how a checkpoint is tried.")
+@click.option("--canary-fraction", type=float, default=0.2, show_default=True)
+@click.option("--min-trial-outcomes", type=int, default=200, show_default=True,
+              help="gated: labelled outcomes per side before deciding.")
+@click.option("--margin", type=float, default=0.01, show_default=True,
+              help="gated: how much better (absolute) the checkpoint must be to go live.")
+@click.option("--metric", help="gated: decision metric (log_loss|accuracy|roc_auc, rmse|mae).")
+@click.option("--max-trial-seconds", type=float, default=3600.0, show_default=True)
+@click.option("--predictions-topic", default="predictions", show_default=True)
+@click.option("--shadow-topic", default="predictions-shadow", show_default=True)
 @click.option("--sgd", "sgd", multiple=True, metavar="KEY=VALUE",
               help="SGD parameter for versions without learner state, e.g. alpha=0.001 (repeatable).")
 @click.option("--join-ttl", type=float, default=3600.0, show_default=True, help="Seconds an event waits for its label.")
@@ -53,19 +65,25 @@ def _sgd_params(values: tuple[str, ...]) -> object:
 @click.option("--from-beginning", is_flag=True, help="Without committed offsets, read the topics from their start.")
 @pass_cli
 def learn_worker_cmd(cli: CliContext, models: str, events_topic: str, labels_topic: str, dead_letter_topic: str,
-                     every_labels: int, every_seconds: float, promote: str, sgd: tuple[str, ...], join_ttl: float,
+                     every_labels: int, every_seconds: float, promote: str, gate_mode: str, canary_fraction: float,
+                     min_trial_outcomes: int, margin: float, metric: str | None, max_trial_seconds: float,
+                     predictions_topic: str, shadow_topic: str, sgd: tuple[str, ...], join_ttl: float,
                      join_max: int, label_wait: float, max_segments: int, reset_on_drift: bool, alerts_topic: str,
                      group_id: str | None, from_beginning: bool) -> None:
     """Learn each segment's linear/logistic model from the label stream; every checkpoint is a version."""
     from scorer.learn.config import LearnConfig
     from scorer.learn.worker import LearnWorker
+    from scorer.retrain.policy import RetrainConfig
 
     config = LearnConfig(
         models=tuple(name.strip() for name in models.split(",") if name.strip()), events_topic=events_topic,
         labels_topic=labels_topic, dead_letter_topic=dead_letter_topic, alerts_topic=alerts_topic,
         every_labels=every_labels, every_seconds=every_seconds, promote=promote, params=_sgd_params(sgd),
         join_ttl=join_ttl, join_max=join_max, label_wait=label_wait, max_segments=max_segments,
-        reset_on_drift=reset_on_drift, group_id=group_id, from_beginning=from_beginning)
+        reset_on_drift=reset_on_drift, group_id=group_id, from_beginning=from_beginning,
+        predictions_topic=predictions_topic, shadow_topic=shadow_topic,
+        gate=RetrainConfig(mode=gate_mode, canary_fraction=canary_fraction, min_trial_outcomes=min_trial_outcomes,
+                           margin=margin, metric=metric, max_trial_seconds=max_trial_seconds, actor="learn-worker"))
 
     async def serve() -> None:
         stop = asyncio.Event()

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from scorer.errors import ConfigError
 from scorer.learn.sgd import SGDParams
-from scorer.monitor.topics import ALERTS_TOPIC, LABELS_TOPIC
+from scorer.monitor.topics import ALERTS_TOPIC, LABELS_TOPIC, SHADOW_TOPIC
+from scorer.retrain.policy import RetrainConfig
 
 RESUME_REASON = "learn resume"
 """The reason ``scorer learn resume`` writes to the activation log; the learner looks for it."""
-PROMOTE_MODES = ("direct", "none")
+PROMOTE_MODES = ("direct", "gated", "none")
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,11 @@ class LearnConfig:
     every_seconds: float = 60.0
     """...or this long after its first label not yet in a checkpoint."""
     promote: str = "direct"
+    """direct: activate each checkpoint; gated: through the retrain worker's canary/shadow gate; none: publish."""
+    gate: RetrainConfig = field(default_factory=lambda: RetrainConfig(actor="learn-worker"))
+    """The gate's trial rules (mode, canary fraction, outcomes needed, margin, metric), for ``gated``."""
+    predictions_topic: str = "predictions"
+    shadow_topic: str = SHADOW_TOPIC
     params: SGDParams | None = None
     """How versions without learner state learn (None: log_loss for logistic, squared_error for linear)."""
     join_ttl: float = 3600.0

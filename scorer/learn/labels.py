@@ -7,6 +7,7 @@ labels topic, the id naming an event of the events topic.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import OrderedDict
@@ -14,10 +15,25 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 OTHER = object()
 """Cached in place of events of models this learner does not learn: their labels are skipped quietly."""
 DONE = object()
 """Cached in place of an event whose label has been taken: another label for it is a duplicate."""
+
+
+def loads_label(raw: bytes | None) -> Any:
+    """A label message; plain ``json`` as the fallback reads NaN/Infinity, so they get their own reason."""
+    if not raw:
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(raw)
+        except ValueError:
+            return None
 
 
 def label_value(message: Any) -> tuple[str | None, Any]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import deque
@@ -33,7 +32,8 @@ import orjson
 from scorer.config import Settings
 from scorer.errors import ScorerError
 from scorer.learn.config import RESUME_REASON, LearnConfig
-from scorer.learn.labels import DONE, OTHER, CachedEvent, EventCache, label_value, target_of
+from scorer.learn.gate import Gate
+from scorer.learn.labels import DONE, OTHER, CachedEvent, EventCache, label_value, loads_label, target_of
 from scorer.learn.learner import Example, Learner, Segment
 from scorer.learn.loading import load_segment
 from scorer.learn.offsets import Watermarks
@@ -64,6 +64,7 @@ class LearnWorker:
         self._unlearnable: dict[tuple[str, str], str] = {}
         self._publisher = Publisher(settings)
         self._models = set(config.models)
+        self.gate: Gate | None = None
 
     def _count(self, name: str, n: int = 1) -> None:
         self.counters[name] = self.counters.get(name, 0) + n
@@ -82,6 +83,10 @@ class LearnWorker:
             self._store = await asyncio.to_thread(CassandraModelStore, self.settings)
         cfg = self.config
         topics = [cfg.events_topic, cfg.labels_topic] + ([cfg.alerts_topic] if cfg.reset_on_drift else [])
+        if cfg.promote == "gated":
+            self.gate = Gate(self.settings, cfg.gate, self._store, self._publisher, join_ttl=cfg.join_ttl,
+                             join_max=cfg.join_max)
+            topics += [cfg.predictions_topic, cfg.shadow_topic]
         consumer = AIOKafkaConsumer(
             *topics, **aiokafka_options(self.settings), group_id=cfg.group_id or f"{self.settings.app_id}-learn",
             auto_offset_reset="earliest" if cfg.from_beginning else "latest", enable_auto_commit=False,
@@ -100,6 +105,8 @@ class LearnWorker:
                 await self._drain()
                 self.events.expire()
                 await self._checkpoint(self.learner.due())
+                if self.gate is not None:
+                    await self.gate.step()
                 now = self._clock()
                 if now - last_poll >= cfg.poll_interval:
                     last_poll = now
@@ -129,6 +136,9 @@ class LearnWorker:
         if topic == cfg.alerts_topic and cfg.reset_on_drift:
             self._on_alert(record.value)
             return
+        if self.gate is not None and topic in (cfg.predictions_topic, cfg.shadow_topic):
+            self.gate.on_prediction(loads_label(record.value))  # trial evidence only: not part of the offsets story
+            return
         self.marks.add(tp, record.offset)
         if topic == cfg.labels_topic:
             self._queues.setdefault(tp, deque()).append(record)
@@ -156,7 +166,9 @@ class LearnWorker:
             key = f"{tp[0]}/{tp[1]}"
             while queue:
                 record = queue[0]
-                event_id, label = label_value(_loads(record.value))
+                event_id, label = label_value(loads_label(record.value))
+                if self.gate is not None and event_id is not None:
+                    self.gate.on_label(event_id, label)
                 item: Any = None
                 if event_id is None:
                     item = (record, tp, "malformed label message (needs an object with a string id)", None)
@@ -308,6 +320,8 @@ class LearnWorker:
                                             reason=f"learn checkpoint: {seg.labels} labels learned")
                     seg.expected_live = version
                     await self._notify(model, seg.segment, version)
+                elif self.gate is not None and not seg.paused:
+                    await self.gate.offer(model, seg.segment, version, seg.expected_live, seg.classes)
 
     def _label_positions(self) -> dict[str, int]:
         return {key: pos for key, pos in self._positions.items()
@@ -335,6 +349,8 @@ class LearnWorker:
             for seg in [s for s in self.learner.segments.values() if s.model == model]:
                 row = rows.get(seg.segment)
                 live = row.version if row is not None else None
+                if self.gate is not None:
+                    self.gate.pointer(model, seg.segment, row)
                 if seg.paused:
                     latest = await asyncio.to_thread(self._store.activations, model, seg.segment, 1)
                     if latest and (latest[0].reason or "").startswith(RESUME_REASON):
@@ -376,15 +392,3 @@ class LearnWorker:
             self._count("schedule_resets")
             log.info("%s/%s: drift alert, learning-rate schedule restarted", seg.model, seg.segment)
 
-
-def _loads(raw: bytes | None) -> Any:
-    """A label message; plain ``json`` as the fallback reads NaN/Infinity, so they get their own reason."""
-    if not raw:
-        return None
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(raw)
-        except ValueError:
-            return None

@@ -242,3 +242,45 @@ def test_sigkill_and_restart_end_with_the_weights_of_an_uninterrupted_run(
             np.testing.assert_array_equal(np.asarray(results["killed"][s].arrays[name]),
                                           np.asarray(results["calm"][s].arrays[name]))
     print(json.dumps({s: learnable(results["calm"][s]).state.coef.round(4).tolist() for s in segments}))
+
+
+def test_gated_checkpoint_goes_live_only_through_the_canary_trial(
+        settings: Settings, new_topic: Callable[..., str], bootstrap: str, model: str, tmp_path: Path) -> None:
+    topics = make_topics(new_topic)
+    labels, dlq = new_topic("labels", 1), new_topic("labels-dlq", 1)
+    publish_sgd(settings, model, ("SFO",))
+    scorer = WorkerProcess(settings, topics, name="learn-gated").start()
+    learner = Learner(settings, model, topics.events, labels, dlq, topics.changes, f"g-{model}",
+                      tmp_path / "gated.log", "--every-labels", "100", "--every-seconds", "600",
+                      "--promote", "gated", "--gate-mode", "canary", "--canary-fraction", "0.5",
+                      "--min-trial-outcomes", "100", "--predictions-topic", topics.predictions).start()
+    rng = np.random.default_rng(2)
+    try:
+        scorer.wait_ready()
+        X, y = rows(AFTER, 100, rng)
+        send(bootstrap, topics.events, labels, model, "SFO", X, y, 0)
+        wait(lambda: len(checkpoints(settings, model, "SFO")) >= 1, 60, "the first checkpoint", learner)
+        first = checkpoints(settings, model, "SFO")[-1].version
+        with CassandraModelStore(settings) as store:
+            wait(lambda: store.active(model, "SFO")["SFO"].canary_version == first, 30, "the canary", learner)
+            assert store.active(model, "SFO")["SFO"].version == 1  # not live before the trial's verdict
+            sent = 100
+            while store.active(model, "SFO")["SFO"].version == 1 and sent < 1500:
+                X, y = rows(AFTER, 100, rng)
+                ids = [f"{model}-SFO-{sent + i}" for i in range(100)]
+                produce_sync(bootstrap, topics.events, [event(i, "SFO", dict(zip(FEATURES, x.tolist(), strict=True)),
+                                                              model) for i, x in zip(ids, X, strict=True)])
+                time.sleep(1.0)  # scored first, labelled later, as in life
+                produce_sync(bootstrap, labels, [(b"SFO", orjson.dumps({"id": i, "label": int(v)}))
+                                                 for i, v in zip(ids, y, strict=True)])
+                sent += 100
+                time.sleep(1.0)
+                learner.check()
+            row = store.active(model, "SFO")["SFO"]
+            assert row.version == first, f"not promoted after {sent} labels:\n{learner.tail()}"
+            entry = store.activations(model, "SFO", limit=1)[0]
+            assert entry.actor == "learn-worker" and entry.action == "promote"
+            assert "candidate beat live" in (entry.reason or "")
+    finally:
+        learner.stop()
+        scorer.close()

@@ -104,7 +104,10 @@ def run(quick: bool) -> dict[str, Any]:
     n = 30_000 if quick else 200_000
     owner, X, y = stream(n)
     dicts = [dict(zip(NAMES, row, strict=True)) for row in X.tolist()]
-    river_s, river_coef = run_river(owner, dicts, y)
+    try:
+        river_s, river_coef = run_river(owner, dicts, y)
+    except ImportError:  # the dev extra installs it; without it the ratios are simply missing
+        river_s, river_coef = float("nan"), np.full((N_SEGMENTS, N_FEATURES), np.nan)
     rows: list[dict[str, Any]] = [{"what": "river LogisticRegression.learn_one", "batch": 1, "seconds": river_s,
                                    "updates_per_s": n / river_s, "vs_river": 1.0}]
     for batch in (500, 5000):
@@ -115,13 +118,14 @@ def run(quick: bool) -> dict[str, Any]:
         kernel = run_kernel(owner, X, y, batch)
         rows.append({"what": "scorer Bank.learn (arrays ready)", "batch": batch, "seconds": kernel,
                      "updates_per_s": n / kernel, "vs_river": river_s / kernel})
-    learner_rows = [r for r in rows if r["what"].startswith("scorer Learner")]
-    best = max(learner_rows, key=lambda r: r["updates_per_s"])
+    best = {kind: max((r for r in rows if r["what"].startswith(f"scorer {kind}")), key=lambda r: r["updates_per_s"])
+            for kind in ("Learner", "Bank")}
     return {
         "benchmark": "bench_learn", "quick": quick, "labels": n, "segments": N_SEGMENTS, "features": N_FEATURES,
         "params": PARAMS.to_json(), "python": platform.python_version(), "rows": rows,
-        "targets": {name: {"target": target, "got": best[name], "met": best[name] >= target}
-                    for name, target in TARGETS.items()},
+        "targets": {f"{kind}.{name}": {"target": target, "got": row[name], "met": bool(row[name] >= target),
+                                       "batch": row["batch"]}
+                    for kind, row in best.items() for name, target in TARGETS.items()},
     }
 
 
@@ -137,7 +141,8 @@ def show(report: dict[str, Any]) -> None:
                       f"{r['vs_river']:.1f}", "" if gap is None else f"{gap:.2e}")
     console.print(table)
     for name, t in report["targets"].items():
-        console.print(f"target {name} >= {t['target']:,}: got {t['got']:,.1f} -> {'met' if t['met'] else 'MISSED'}")
+        console.print(f"target {name} >= {t['target']:,} (best batch {t['batch']}): got {t['got']:,.1f} -> "
+                      f"{'met' if t['met'] else 'MISSED'}")
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from scorer.learn.bank import Bank, step_ranks
+from scorer.learn.labels import CachedEvent
 from scorer.learn.sgd import encode_targets
 from scorer.learn.state import Learnable, checkpoint
 from scorer.models import ModelWeights, build
@@ -172,3 +173,13 @@ class Learner:
     def restart_schedule(self, seg: Segment) -> None:
         seg.bank.restart_schedule(seg.rows)
 
+
+
+def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
+    """Dead letters (label record, partition, reason, event) for examples ``Learner.learn`` refused."""
+    out = []
+    for example, reason in rejected:
+        (_, tp, _), (_, event_tp, event_offset) = example.records
+        out.append((example.source, tp, reason, CachedEvent(example.segment.model, example.segment.segment, {},
+                                                              event_tp, event_offset, 0.0)))
+    return out

@@ -34,7 +34,7 @@ from scorer.errors import ScorerError
 from scorer.learn.config import RESUME_REASON, LearnConfig
 from scorer.learn.gate import Gate
 from scorer.learn.labels import DONE, OTHER, CachedEvent, EventCache, label_value, loads_label, target_of
-from scorer.learn.learner import Example, Learner, Segment
+from scorer.learn.learner import Example, Learner, Segment, rejected_letters
 from scorer.learn.loading import load_segment
 from scorer.learn.offsets import Watermarks
 from scorer.monitor.topics import Publisher
@@ -42,6 +42,8 @@ from scorer.store.base import ModelStore
 from scorer.stream.events import Event, decode_one
 
 log = logging.getLogger(__name__)
+_MAX_QUEUED = 50_000
+"""Labels queued per partition (behind one waiting for its event) before that partition stops fetching."""
 
 
 class LearnWorker:
@@ -55,7 +57,8 @@ class LearnWorker:
         self.events = EventCache(config.join_ttl, config.join_max, self._evicted, clock)
         self.ready = asyncio.Event()
         self.counters: dict[str, int] = {}
-        self.checkpoints: list[tuple[str, str, int]] = []
+        self.checkpoints: deque[tuple[str, str, int]] = deque(maxlen=1000)
+        """The newest checkpoints written (model, segment, version), for logs and tests."""
         self._store, self._own_store = store, store is None
         self._clock = clock
         self._queues: dict[tuple[str, int], deque[Any]] = {}
@@ -103,6 +106,7 @@ class LearnWorker:
                     for record in records:
                         self._take(tp.topic, tp.partition, record)
                 await self._drain()
+                self._throttle(consumer, TopicPartition)
                 self.events.expire()
                 await self._checkpoint(self.learner.due())
                 if self.gate is not None:
@@ -122,6 +126,15 @@ class LearnWorker:
             await self._publisher.stop()
             if self._own_store and self._store is not None:
                 self._store.close()
+
+    def _throttle(self, consumer: Any, topic_partition: Any) -> None:
+        """Stop fetching a label partition held back by a waiting label once its queue is long (memory bound)."""
+        for (topic, partition), queue in self._queues.items():
+            tp = topic_partition(topic, partition)
+            if len(queue) > _MAX_QUEUED and tp not in consumer.paused():
+                consumer.pause(tp)
+            elif len(queue) <= _MAX_QUEUED // 2 and tp in consumer.paused():
+                consumer.resume(tp)
 
     async def _commit(self, consumer: Any, topic_partition: Any) -> None:
         points = {topic_partition(t, p): offset for (t, p), offset in self.marks.commit_points().items()}
@@ -206,7 +219,7 @@ class LearnWorker:
                 counts[id(seg)] = counts.get(id(seg), seg.pending_labels) + 1
                 if counts[id(seg)] < self.config.every_labels:
                     continue
-                dead.extend(self._rejected(self.learner.learn(chunk)))
+                dead.extend(rejected_letters(self.learner.learn(chunk)))
                 chunk, counts = [], {}
                 if dead:
                     await self._dead_letter(dead)
@@ -214,18 +227,10 @@ class LearnWorker:
                 await self._checkpoint(self.learner.due())
             elif item is not None:
                 dead.append(item)
-        dead.extend(self._rejected(self.learner.learn(chunk)))
+        dead.extend(rejected_letters(self.learner.learn(chunk)))
         if dead:
             await self._dead_letter(dead)
 
-    @staticmethod
-    def _rejected(rejected: list[tuple[Example, str]]) -> list[Any]:
-        out = []
-        for example, reason in rejected:
-            (_, tp, _), (_, event_tp, event_offset) = example.records
-            out.append((example.source, tp, reason, CachedEvent(example.segment.model, example.segment.segment, {},
-                                                                  event_tp, event_offset, 0.0)))
-        return out
 
     async def _example(self, record: Any, tp: tuple[str, int], key: str, event_id: str, event: CachedEvent,
                        label: Any) -> Example | str | None:

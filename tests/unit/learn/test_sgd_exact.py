@@ -224,3 +224,28 @@ def test_params_refuse_nonsense():
     with pytest.raises(ConfigError, match="unknown sgd parameter"):
         SGDParams.from_json({"alpah": 1.0})
     assert SGDParams.from_json(SGDParams(penalty=None).to_json()) == SGDParams(penalty="none")
+
+
+def test_restarting_the_schedule_equals_a_fresh_estimator_from_the_current_weights():
+    """What ``--reset-on-drift`` does: t back to 1 and the averages cleared, the weights kept."""
+    X, y = _data(11, 300, 4, 2)
+    params = SGDParams(loss="log_loss", average=5, alpha=1e-3)
+    bank = Bank("log_loss", "l2", "optimal", 4)
+    rows = bank.add(params, LearnerState.fresh(1, 4))
+    targets = encode_targets("log_loss", y, 1).ravel()
+    bank.learn(np.repeat(rows, 150), X[:150], targets[:150], np.arange(150))
+    bank.restart_schedule(rows)
+    before = bank.state(rows)
+    assert before.t == 1.0 and not before.avg_coef.any()
+    ref = SGDClassifier(**params.estimator_params())
+    ref.partial_fit(X[:1], y[:1], classes=[0, 1])
+    ref._allocate_parameter_mem(n_classes=2, n_features=4, input_dtype=np.float64,
+                                coef_init=before.coef.ravel().copy(), intercept_init=before.intercept.copy())
+    ref.t_ = 1.0
+    _, running, _ = fit_binary(ref, 1, X[150:], y[150:], params.alpha, params.learning_rate, 1, 1.0, 1.0,
+                               np.ones(150))
+    bank.learn(np.repeat(rows, 150), X[150:], targets[150:], np.arange(150))
+    after = bank.state(rows)
+    np.testing.assert_allclose(after.coef.ravel(), ref._standard_coef.ravel(), atol=TOL, rtol=0)
+    np.testing.assert_allclose(after.intercept, [running], atol=TOL, rtol=0)
+    np.testing.assert_allclose(after.avg_coef.ravel(), ref._average_coef.ravel(), atol=TOL, rtol=0)

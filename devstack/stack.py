@@ -1,4 +1,4 @@
-"""Start, stop and inspect a real Cassandra 5.0 and a real KRaft Kafka broker without docker.
+"""Start, stop and inspect a real Cassandra 5.0, a real KRaft Kafka broker and a Prometheus without docker.
 
 Both servers run from Maven Central jars on the machine's JDK: Maven fetches them once into a cache
 outside the repository (``SCORER_DEVSTACK_CACHE``), and each node keeps its config, data, log and pid
@@ -37,6 +37,7 @@ from devstack.nodes import (  # noqa: F401 - re-exported for callers
     kafka_cluster_id,
     kafka_ping,
 )
+from devstack.prometheus import PrometheusNode, default_prometheus  # noqa: F401 - re-exported
 
 # ------------------------------------------------------------------------------------- default stack
 
@@ -66,10 +67,10 @@ def default_kafka() -> KafkaNode:
 
 
 def _services(names: list[str]) -> list[Node]:
-    table = {"cassandra": default_cassandra, "kafka": default_kafka}
+    table = {"cassandra": default_cassandra, "kafka": default_kafka, "prometheus": default_prometheus}
     unknown = [n for n in names if n not in table]
     if unknown:
-        raise StackError(f"unknown service {unknown[0]!r}; choose from cassandra, kafka")
+        raise StackError(f"unknown service {unknown[0]!r}; choose from {', '.join(table)}")
     return [table[n]() for n in (names or list(table))]
 
 
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("up", "down", "status", "fetch"):
         cmd = sub.add_parser(action)
-        cmd.add_argument("services", nargs="*", help="cassandra, kafka (default: both)")
+        cmd.add_argument("services", nargs="*", help="cassandra, kafka, prometheus (default: all three)")
         if action in ("up", "down"):
             cmd.add_argument("--record", type=Path, help="up: write the names it started here; down: stop only those")
     args = parser.parse_args(argv)
@@ -86,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         nodes = _services(args.services)
         if args.action == "fetch":
             for node in nodes:
-                print(f"{node.kind} jars in {ensure_artifacts(node.kind)}")
+                if node.kind != "prometheus":  # a Debian package, not Maven jars
+                    print(f"{node.kind} jars in {ensure_artifacts(node.kind)}")
         elif args.action == "status":
             for node in nodes:
                 print(f"{node.kind:10} {node.status():10} {node.address}:{node.port}  log: {node.log}")

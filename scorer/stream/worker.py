@@ -20,6 +20,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from scorer.backoff import backoff
 from scorer.config import Settings
 from scorer.kafka.notices import Notice, follow_notices
 from scorer.stream.batch import Batch
@@ -30,10 +31,6 @@ from scorer.stream.scoring import BatchHook, BatchScorer
 from scorer.stream.sink import KafkaSink
 
 log = logging.getLogger(__name__)
-
-
-def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
-    return min(cap, base * 2 ** max(0, attempt - 1))
 
 
 def _exit_process(exc: BaseException) -> None:
@@ -98,7 +95,7 @@ class ScoringWorker:
                 self.metrics.store_up.set(0)
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot connect to the model store (attempt %d, retrying): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
         self.cache.store = self.store
         attempt = 0
         while True:
@@ -111,7 +108,7 @@ class ScoringWorker:
                     raise
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
         self._producer = new_producer(
             self.settings, linger_ms=self.config.producer_linger_ms,
             max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
@@ -287,7 +284,7 @@ class ScoringWorker:
                 self.metrics.batch_retries.labels("store").inc()
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("batch waits for the model store (attempt %d): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.2, 5.0))
+                await asyncio.sleep(backoff(attempt, 0.2, 5.0))
                 continue
             model_attempts += 1
             last = model_attempts >= self.config.predict_attempts
@@ -299,7 +296,7 @@ class ScoringWorker:
             log.warning("model %s raised on %d event(s) (attempt %d of %d, batch retried): %s: %s",
                         failure.scored_by.what, len(failure.indices), model_attempts, self.config.predict_attempts,
                         type(failure.error).__name__, failure.error)
-            await asyncio.sleep(_backoff(model_attempts, 0.1, 2.0))
+            await asyncio.sleep(backoff(model_attempts, 0.1, 2.0))
 
     def _partition_hint(self, record: Any, key: bytes) -> int | None:
         if self._copartitioned and record.key == key:
@@ -349,7 +346,7 @@ class ScoringWorker:
                     raise
                 log.warning("sending a batch's outputs failed (attempt %d of %d, resent): %s: %s", attempt,
                             cfg.send_attempts, type(exc).__name__, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
 
     # ------------------------------------------------------------------ reporting
 

@@ -53,3 +53,6 @@ class LearnConfig:
         if self.every_labels < 1 or self.every_seconds <= 0 or self.label_wait < 0 or self.max_segments < 1:
             raise ConfigError("--every-labels must be >= 1, --every-seconds > 0, --label-wait >= 0, "
                               "--max-segments >= 1")
+        if self.params is not None and self.params.classifier and self.params.loss != "log_loss":
+            raise ConfigError(f"sgd loss {self.params.loss!r} gives no probabilities to serve; a logistic version "
+                              "learns with log_loss, a linear one with a regression loss")

@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
     from trainers.segment import SegmentResult, TrainReport
 
-_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|lightgbm|xgboost (default: logistic or linear "
-             "by task; lightgbm and xgboost need the scorer[lightgbm] / scorer[xgboost] extras)")
+_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|sgd|lightgbm|xgboost (default: logistic or "
+              "linear by task; sgd keeps the learner state for scorer learn-worker; lightgbm and xgboost need the "
+              "scorer[lightgbm] / scorer[xgboost] extras)")
 _SHOWN_SKIPS = 20
 
 

@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from scorer.errors import ConfigError
 
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+DEFAULT_GUARANTEE = "at-least-once"
+"""The workers' default delivery guarantee (chosen by benchmarks/bench_worker.py's guarantee section)."""
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 
 
@@ -73,6 +75,10 @@ class Settings(BaseSettings):
     """Faust application id: workers with the same id share the input topic's partitions."""
     changes_topic: str = "model-changes"
     """Kafka topic of pointer-change notices: written by activate/rollback/canary/promote/release, read by workers."""
+    guarantee: Literal["exactly-once", "at-least-once"] = DEFAULT_GUARANTEE
+    """What a worker promises about its outputs: each batch's outputs and input offsets in one Kafka transaction
+    (exactly-once, for read_committed readers), or outputs acknowledged before offsets are committed (at-least-once:
+    a crash re-scores the uncommitted tail). ``scorer worker --guarantee`` overrides it."""
 
     _split_hosts = field_validator("cassandra_hosts", "replication_dcs", mode="before")(_split_csv)
 

@@ -11,6 +11,7 @@ import click
 
 from scorer.cli.base import CliContext, main, pass_cli
 from scorer.cli.monitor_cmds import worker_monitor_options
+from scorer.config import DEFAULT_GUARANTEE
 from scorer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ if TYPE_CHECKING:
 @click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
+@click.option("--guarantee", type=click.Choice(["exactly-once", "at-least-once"]),
+              help="exactly-once: each batch's outputs and input offsets commit in one Kafka transaction (readers "
+              "of the outputs must use read_committed); at-least-once: a crash re-scores the uncommitted tail "
+              "[default: SCORER_GUARANTEE or " + DEFAULT_GUARANTEE + "].")
+@click.option("--transaction-timeout", type=float, default=60.0, show_default=True,
+              help="exactly-once: seconds before the broker aborts a transaction its worker stopped finishing.")
 @click.option("--stock-consumer", is_flag=True,
               help="No effect, kept for compatibility: --consumer faust runs faust's stock consumer.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
@@ -62,7 +69,8 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
                max_message_bytes: int, max_features: int, commit_interval: float, session_timeout: float,
-               pipeline_depth: int, consumer: str, stock_consumer: bool, no_changes: bool,
+               pipeline_depth: int, consumer: str, guarantee: str | None, transaction_timeout: float,
+               stock_consumer: bool, no_changes: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
     from pydantic import ValidationError
@@ -78,10 +86,13 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             web_port=web_port, web_host=web_host, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
+            guarantee=guarantee or cli.settings.guarantee, transaction_timeout=transaction_timeout,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "option"
+        if where == "option":  # a check across options
+            raise ConfigError(f"invalid options: {first['msg'].removeprefix('Value error, ')}") from None
         raise ConfigError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
     # The consumer group and the notices topic are settings (shared with the CLI's announcements); the flags
     # override them for this worker.

@@ -6,9 +6,9 @@ import tempfile
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from scorer.config import Settings
+from scorer.config import DEFAULT_GUARANTEE, Settings
 from scorer.stream.events import Limits
 
 
@@ -53,6 +53,21 @@ class WorkerConfig(BaseModel):
     scorer.stream.direct) or ``faust`` (a faust agent taking ``noack_take`` batches, acked after delivery)."""
     pipeline_depth: int = Field(2, ge=0, le=64)
     """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
+    guarantee: Literal["exactly-once", "at-least-once"] = DEFAULT_GUARANTEE
+    """``exactly-once``: the direct reader commits each input partition's outputs and offsets in one Kafka
+    transaction (scorer.stream.transactional); ``at-least-once``: outputs acknowledged, then offsets committed."""
+    transaction_timeout: float = Field(60.0, ge=1, le=900)
+    """Exactly-once: seconds after which the broker aborts a transaction its worker stopped finishing."""
+
+    @model_validator(mode="after")
+    def _guarantee_needs_direct(self) -> WorkerConfig:
+        if self.guarantee == "exactly-once" and self.consumer != "direct":
+            raise ValueError("exactly-once needs the direct reader (--consumer direct)")
+        return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == "exactly-once"
 
     @field_validator("models", mode="before")
     @classmethod

@@ -115,6 +115,10 @@ class WorkerMetrics:
             "scorer_commit_failures", "Input offset commits that failed (their events may be scored again).",
             registry=r)
         self.notices = Counter("scorer_notices", "model-changes notices received.", registry=r)
+        self.transactions = Counter(
+            "scorer_transactions", "Exactly-once transactions of input partitions, by outcome (committed, aborted, "
+            "fenced: another worker took the partition or the broker timed the transaction out).",
+            ["outcome"], registry=r)
         self.store_up.set(1)
 
     def render(self) -> bytes:

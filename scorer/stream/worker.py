@@ -112,12 +112,20 @@ class ScoringWorker:
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
                 await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
-        self._producer = new_producer(
-            self.settings, linger_ms=self.config.producer_linger_ms,
-            max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
-        )
-        await self._producer.start()
-        self.sink = KafkaSink(self._producer)
+        if self.config.exactly_once:  # nothing is written outside a transaction, drift snapshots included
+            from scorer.stream.transactional import TransactionalSink, monitor_transactional_id, producer_options
+
+            self._producer = new_producer(self.settings, transactional_id=monitor_transactional_id(
+                self.settings, self.config), **producer_options(self.config))
+            await self._producer.start()
+            self.sink = TransactionalSink(self._producer)
+        else:
+            self._producer = new_producer(
+                self.settings, linger_ms=self.config.producer_linger_ms,
+                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
+            )
+            await self._producer.start()
+            self.sink = KafkaSink(self._producer)
         n_in = await self.sink.partitions(self.config.input_topic)
         n_out = await self.sink.partitions(self.config.output_topic)
         await self.sink.partitions(self.config.dlq_topic)
@@ -226,6 +234,20 @@ class ScoringWorker:
     async def handle(self, batch: Batch) -> None:
         """Score one batch and send its outputs; ``batch.delivered`` resolves once every output is confirmed."""
         await self.process(batch)
+        if batch.sink is not None:  # the reader's transaction: a failure is the reader's to retry, never resent
+            try:
+                futures = await self.send_outputs(batch)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - fails the batch; its reader aborts and rewinds
+                failed = asyncio.get_running_loop().create_future()
+                failed.set_exception(exc)
+                futures = [failed]
+            if self._pending is None:
+                await self._settle_transactional(batch, futures)
+            else:
+                await self._pending.put((batch, futures))
+            return
         if self._pending is None:
             await self.deliver(batch)
             self._confirmed(batch)
@@ -243,6 +265,9 @@ class ScoringWorker:
         while True:
             batch, futures = await self._pending.get()
             try:
+                if batch.sink is not None:
+                    await self._settle_transactional(batch, futures or [])
+                    continue
                 delivered = False
                 if futures is not None:
                     outcomes = await asyncio.gather(*futures, return_exceptions=True)
@@ -259,6 +284,16 @@ class ScoringWorker:
                 raise
             finally:
                 self._pending.task_done()
+
+    async def _settle_transactional(self, batch: Batch, futures: list[Awaitable[Any]]) -> None:
+        """Confirm a batch sent in its reader's transaction, or fail it with the first send error."""
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if not errors:
+            self._confirmed(batch)
+        elif batch.delivered is not None and not batch.delivered.done():
+            self.metrics.batch_retries.labels("transaction").inc()
+            batch.delivered.set_exception(errors[0])
 
     def _confirmed(self, batch: Batch) -> None:
         if batch.delivered is not None and not batch.delivered.done():
@@ -308,23 +343,24 @@ class ScoringWorker:
 
     async def send_outputs(self, batch: Batch) -> list[Awaitable[Any]]:
         """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
-        assert self.sink is not None
+        sink = batch.sink or self.sink
+        assert sink is not None
         cfg = self.config
         result, records = batch.result, batch.records
         hint = self._partition_hint
         futures: list[Awaitable[Any]] = []
         if result.predictions:
-            futures += await self.sink.send_many(
+            futures += await sink.send_many(
                 cfg.output_topic, [(key, value, hint(records[index], key)) for key, value, index in result.predictions])
         if result.dead_letters:
-            futures += await self.sink.send_many(cfg.dlq_topic, [(key, value, None)
+            futures += await sink.send_many(cfg.dlq_topic, [(key, value, None)
                                                                   for key, value, _ in result.dead_letters])
         if result.extra:
             extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
             for topic, key, value in result.extra:
                 extra.setdefault(topic, []).append((key, value, None))
             for topic, messages in extra.items():
-                futures += await self.sink.send_many(topic, messages)
+                futures += await sink.send_many(topic, messages)
         return futures
 
     async def deliver(self, batch: Batch) -> None:

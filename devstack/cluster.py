@@ -21,17 +21,17 @@ from pathlib import Path
 from devstack.common import STATE, _env_int
 from devstack.nodes import KafkaNode, kafka_cluster_id
 
+CLUSTER_ID = "cluster-id"
+"""File in the cluster's state directory holding its id (written by :func:`start`)."""
+
 
 def kafka_cluster(state: Path, ports: Sequence[int], controller_ports: Sequence[int], *, address: str = "127.0.0.1",
                   min_isr: int = 2, heap: str = "384m", start_timeout: float = 180.0) -> list[KafkaNode]:
     """The nodes of one cluster (not started): node i keeps its state in ``state/broker<i>``."""
     if len(ports) != len(controller_ports) or not ports:
         raise ValueError("one client port and one controller port per node")
-    state.mkdir(parents=True, exist_ok=True)
-    id_file = state / "cluster-id"  # every node is formatted with it, however many starts it takes
-    if not id_file.exists():
-        id_file.write_text(kafka_cluster_id())
-    cluster_id = id_file.read_text().strip()
+    id_file = state / CLUSTER_ID  # every node is formatted with it, however many starts that takes
+    cluster_id = id_file.read_text().strip() if id_file.exists() else kafka_cluster_id()
     voters = ",".join(f"{i}@{address}:{port}" for i, port in enumerate(controller_ports, start=1))
     return [KafkaNode(name=f"broker{i}", address=address, port=port, controller_port=controller_port,
                       state=state / f"broker{i}", heap=heap, start_timeout=start_timeout, node_id=i, voters=voters,
@@ -56,6 +56,10 @@ def bootstrap(nodes: Sequence[KafkaNode]) -> str:
 
 def start(nodes: Sequence[KafkaNode]) -> list[str]:
     """Launch every node, then wait for each (a node answers only once a quorum of controllers is up)."""
+    id_file = nodes[0].state.parent / CLUSTER_ID
+    if not id_file.exists():
+        id_file.parent.mkdir(parents=True, exist_ok=True)
+        id_file.write_text(nodes[0].cluster_id)
     states = [node.launch() for node in nodes]
     for node, state in zip(nodes, states, strict=True):
         if state not in ("running", "foreign"):

@@ -44,8 +44,10 @@ if TYPE_CHECKING:
               help="Larger input messages become dead letters.")
 @click.option("--max-features", type=int, default=1024, show_default=True,
               help="Events with more features become dead letters.")
-@click.option("--commit-interval", type=float, default=1.0, show_default=True,
-              help="Seconds between offset commits (a crash re-scores at most about this much).")
+@click.option("--commit-interval", type=float,
+              help="Seconds between offset commits: at-least-once, a crash re-scores at most about this much "
+              "[default: 1.0]; exactly-once, outputs become visible to read_committed readers after about this "
+              "long [default: 0.1].")
 @click.option("--session-timeout", type=float, default=10.0, show_default=True,
               help="Seconds before a dead worker's partitions go to the others (Kafka group session timeout).")
 @click.option("--pipeline-depth", type=int, default=2, show_default=True,
@@ -68,7 +70,7 @@ if TYPE_CHECKING:
 def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: str, changes_topic: str | None,
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
-               max_message_bytes: int, max_features: int, commit_interval: float, session_timeout: float,
+               max_message_bytes: int, max_features: int, commit_interval: float | None, session_timeout: float,
                pipeline_depth: int, consumer: str, guarantee: str | None, transaction_timeout: float,
                stock_consumer: bool, no_changes: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:

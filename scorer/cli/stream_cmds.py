@@ -88,7 +88,7 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             web_port=web_port, web_host=web_host, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
-            guarantee=guarantee or cli.settings.guarantee, transaction_timeout=transaction_timeout,
+            guarantee=guarantee or _configured_guarantee(cli), transaction_timeout=transaction_timeout,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
@@ -100,6 +100,12 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
     # override them for this worker.
     overrides = {name: value for name, value in (("app_id", app_id), ("changes_topic", changes_topic)) if value}
     run_monitored_worker(cli.settings.model_copy(update=overrides), config, monitoring, loglevel=loglevel)
+
+
+def _configured_guarantee(cli: CliContext) -> str | None:
+    """SCORER_GUARANTEE when it is set; None lets the worker's options choose (the default of its reader)."""
+    settings = cli.settings
+    return settings.guarantee if "guarantee" in settings.model_fields_set else None
 
 
 @main.command("send")

@@ -63,10 +63,16 @@ class PartitionTransaction:
         """A transaction is begun (outputs may be in it) and neither committed nor aborted yet."""
         self._started = False
 
-    async def start(self) -> None:
+    async def start(self, timeout: float = 30.0) -> None:
         """Connect and initialise the producer id: fences every earlier producer of this partition."""
-        await self.producer.start()
-        self._started = True
+        self._started = True  # even half started, close() must stop it
+        try:
+            await asyncio.wait_for(self.producer.start(), timeout)
+        except TimeoutError:
+            # aiokafka retries a missing transaction coordinator forever; say what usually causes it.
+            raise TimeoutError(f"no transaction coordinator answered for {self.id} within {timeout:.0f} s (does "
+                               "the cluster allow transactions? transaction.state.log.replication.factor and "
+                               "min.isr must not exceed the live brokers)") from None
 
     async def begin(self) -> None:
         if not self.open:

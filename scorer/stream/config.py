@@ -67,10 +67,16 @@ class WorkerConfig(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_commit_interval(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("commit_interval") is None:
-            eos = data.get("guarantee", DEFAULT_GUARANTEE) == "exactly-once"
-            data = {**data, "commit_interval": EOS_COMMIT_INTERVAL if eos else ALO_COMMIT_INTERVAL}
+    def _defaults(cls, data: Any) -> Any:
+        """Unset (or None) guarantee and commit interval: the defaults that go with the reader and the guarantee."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("guarantee") is None:  # the faust agent reader can only be at-least-once
+            data["guarantee"] = DEFAULT_GUARANTEE if data.get("consumer", "direct") == "direct" else "at-least-once"
+        if data.get("commit_interval") is None:
+            eos = data["guarantee"] == "exactly-once"
+            data["commit_interval"] = EOS_COMMIT_INTERVAL if eos else ALO_COMMIT_INTERVAL
         return data
 
     @model_validator(mode="after")

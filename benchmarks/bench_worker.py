@@ -657,9 +657,13 @@ def compare_guarantees(settings: Settings, args: argparse.Namespace, console: An
         lat, kill = out[guarantee]["latency"], out[guarantee]["kill"]
         console.print(f"{guarantee}: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms at 10,000/s; after a kill "
                       f"{kill['lost']} lost, {kill['duplicates']} duplicates of {kill['events']}")
-    ratio = out["exactly-once"]["eps"] / out["at-least-once"]["eps"]
-    out["throughput_ratio"] = ratio
-    out["default"] = "exactly-once" if ratio >= 1 - EOS_MAX_COST else "at-least-once"
+    # Each round drains with both guarantees back to back: the ratio within a round is the least disturbed by
+    # whatever else the machine does, and the median over rounds decides.
+    paired = [eos["eps"] / alo["eps"] for alo, eos in zip(runs[0::2], runs[1::2], strict=True)]
+    out["round_ratios"] = paired
+    out["throughput_ratio"] = float(np.median(paired))
+    out["best_ratio"] = out["exactly-once"]["eps"] / out["at-least-once"]["eps"]
+    out["default"] = "exactly-once" if out["throughput_ratio"] >= 1 - EOS_MAX_COST else "at-least-once"
     return out
 
 
@@ -671,7 +675,9 @@ def guarantee_table(result: dict[str, Any], title: str) -> Any:
         table.add_column(column)
     alo, eos = result["at-least-once"], result["exactly-once"]
     table.add_row("throughput, backlog drain (events/s, best)", f"{alo['eps']:,.0f}", f"{eos['eps']:,.0f}",
-                  f"{result['throughput_ratio']:.2f}")
+                  f"{result['best_ratio']:.2f}")
+    table.add_row("throughput ratio within each round (median decides)", "", "",
+                  " ".join(f"{r:.2f}" for r in result["round_ratios"]) + f" -> {result['throughput_ratio']:.2f}")
     table.add_row("CPU per event (us)", f"{alo['us_cpu_per_event']:.0f}", f"{eos['us_cpu_per_event']:.0f}",
                   f"{eos['us_cpu_per_event'] / alo['us_cpu_per_event']:.2f}")
     for q in ("p50", "p99"):

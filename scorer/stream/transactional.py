@@ -93,6 +93,10 @@ class TransactionalConsumer(DirectConsumer):
         self._fenced: dict[TopicPartition, float] = {}
         """Partitions whose producer was fenced: paused, with the time it happened."""
         self._seek_at: dict[TopicPartition, int] = {}
+        self._failures: dict[TopicPartition, int] = {}
+        """Transactions aborted in a row per partition (reset by a commit): the retry backs off."""
+        self._held: dict[TopicPartition, float] = {}
+        """Partitions paused after repeated failures, with when to seek them back and resume."""
 
     # ------------------------------------------------------------------ intake
 
@@ -163,12 +167,17 @@ class TransactionalConsumer(DirectConsumer):
                 self._fail(tp, outcome)
             else:
                 metrics.labels("committed").inc()
+                self._failures.pop(tp, None)
                 if offset is not None:
                     self._committed[tp] = offset
         for tp in list(self._broken):
             await self._recover(tp, rewind)
         if rewind:
             await self._retry_fenced()
+            due = [tp for tp, at in self._held.items() if time.monotonic() >= at]
+            for tp in due:
+                del self._held[tp]
+            await self._seek_committed(due)
 
     async def _recover(self, tp: TopicPartition, rewind: bool) -> None:
         """Abort a broken transaction and seek back to the committed offset (fenced: close and pause)."""
@@ -179,8 +188,17 @@ class TransactionalConsumer(DirectConsumer):
             return
         if not is_fenced(error) and await txn.abort():
             self.worker.metrics.transactions.labels("aborted").inc()
-            if rewind:
+            failures = self._failures[tp] = self._failures.get(tp, 0) + 1
+            if not rewind:
+                return
+            if failures == 1:
                 await self._seek_committed([tp])
+            else:  # failing again: wait a little (up to 5 s) before the next try
+                assert self.consumer is not None
+                self.consumer.pause(tp)
+                self._seeks += 1  # what was fetched before is stale: the seek at resume reads it again
+                self._seek_at[tp] = self._seeks
+                self._held[tp] = time.monotonic() + min(5.0, 0.1 * 2 ** failures)
             return
         self.worker.metrics.transactions.labels("fenced" if is_fenced(error) else "aborted").inc()
         await self._drop(tp)
@@ -276,8 +294,8 @@ class TransactionalConsumer(DirectConsumer):
             await self._commit_all(rewind=False)
             for tp in revoked:
                 await self._drop(tp)
-                self._fenced.pop(tp, None)
-                self._committed.pop(tp, None)
+                for state in (self._fenced, self._held, self._failures, self._committed):
+                    state.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("input partitions assigned: %s", sorted(tp.partition for tp in assigned))

@@ -7,7 +7,8 @@ future is awaited before its input is confirmed, batches strictly in order: the 
 never skipped: store outages and failing models are retried in place with
 backoff (a model still failing after ``predict_attempts`` dead-letters its events, with the error), and
 a send that keeps failing ends the process (``fatal``) so that it restarts from the last commit instead of
-leaving an unacknowledged gap that faust's commit logic could step over.
+leaving an unacknowledged gap that faust's commit logic could step over. Exactly-once: a batch's outputs go into
+its reader's transaction (``Batch.sink``) and a failed send fails the batch; the reader aborts and rewinds.
 """
 
 from __future__ import annotations
@@ -34,6 +35,12 @@ log = logging.getLogger(__name__)
 
 def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
     return min(cap, base * 2 ** max(0, attempt - 1))
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 def _exit_process(exc: BaseException) -> None:
@@ -234,21 +241,7 @@ class ScoringWorker:
     async def handle(self, batch: Batch) -> None:
         """Score one batch and send its outputs; ``batch.delivered`` resolves once every output is confirmed."""
         await self.process(batch)
-        if batch.sink is not None:  # the reader's transaction: a failure is the reader's to retry, never resent
-            try:
-                futures = await self.send_outputs(batch)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - fails the batch; its reader aborts and rewinds
-                failed = asyncio.get_running_loop().create_future()
-                failed.set_exception(exc)
-                futures = [failed]
-            if self._pending is None:
-                await self._settle_transactional(batch, futures)
-            else:
-                await self._pending.put((batch, futures))
-            return
-        if self._pending is None:
+        if self._pending is None and batch.sink is None:
             await self.deliver(batch)
             self._confirmed(batch)
             return
@@ -256,9 +249,12 @@ class ScoringWorker:
             futures: list[Awaitable[Any]] | None = await self.send_outputs(batch)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - could not even queue: the confirmer resends with retries
-            futures = None
-        await self._pending.put((batch, futures))
+        except Exception as exc:  # noqa: BLE001 - could not even queue: resent by the confirmer (a batch sent in
+            futures = None if batch.sink is None else [_failed(exc)]  # its reader's transaction fails instead)
+        if self._pending is None:
+            await self._settle_transactional(batch, futures or [])
+        else:
+            await self._pending.put((batch, futures))
 
     async def _confirm_loop(self) -> None:
         assert self._pending is not None

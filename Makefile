@@ -21,7 +21,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 ## Real services (Cassandra 5.0 + KRaft Kafka from Maven Central, no docker).
-up: venv
+up: venv prometheus-tools
 	@$(STACK) up
 
 down: venv

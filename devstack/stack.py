@@ -1,4 +1,4 @@
-"""Start, stop and inspect a real Cassandra 5.0 and a real KRaft Kafka broker without docker.
+"""Start, stop and inspect a real Cassandra 5.0, a real KRaft Kafka broker and a Prometheus without docker.
 
 Both servers run from Maven Central jars on the machine's JDK: Maven fetches them once into a cache
 outside the repository (``SCORER_DEVSTACK_CACHE``), and each node keeps its config, data, log and pid
@@ -37,6 +37,7 @@ from devstack.nodes import (  # noqa: F401 - re-exported for callers
     kafka_cluster_id,
     kafka_ping,
 )
+from devstack.prometheus import PrometheusNode, default_prometheus  # noqa: F401 - re-exported
 
 # ------------------------------------------------------------------------------------- default stack
 
@@ -65,14 +66,15 @@ def default_kafka() -> KafkaNode:
     )
 
 
-DEFAULT_SERVICES = ("cassandra", "kafka")
+DEFAULT_SERVICES = ("cassandra", "kafka", "prometheus")
 """What ``up``/``down``/``status`` act on when no service is named (``kafka3`` only when named)."""
 
 
 def _services(names: list[str]) -> list[Node]:
     from devstack.cluster import default_kafka3
 
-    table = {"cassandra": lambda: [default_cassandra()], "kafka": lambda: [default_kafka()], "kafka3": default_kafka3}
+    table = {"cassandra": lambda: [default_cassandra()], "kafka": lambda: [default_kafka()],
+             "prometheus": lambda: [default_prometheus()], "kafka3": default_kafka3}
     unknown = [n for n in names if n not in table]
     if unknown:
         raise StackError(f"unknown service {unknown[0]!r}; choose from {', '.join(table)}")
@@ -90,8 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     for action in ("up", "down", "status", "fetch"):
         cmd = sub.add_parser(action)
         cmd.add_argument("services", nargs="*",
-                         help="cassandra, kafka, kafka3 (three brokers, RF 3; devstack/cluster.py) "
-                         "[default: cassandra and kafka]")
+                         help="cassandra, kafka, prometheus, kafka3 (three brokers, RF 3; devstack/cluster.py) "
+                         "[default: cassandra, kafka and prometheus]")
         if action in ("up", "down"):
             cmd.add_argument("--record", type=Path, help="up: write the names it started here; down: stop only those")
     args = parser.parse_args(argv)
@@ -99,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
         nodes = _services(args.services)
         if args.action == "fetch":
             for node in nodes:
-                print(f"{node.kind} jars in {ensure_artifacts(node.kind)}")
+                if node.kind != "prometheus":  # a Debian package, not Maven jars
+                    print(f"{node.kind} jars in {ensure_artifacts(node.kind)}")
         elif args.action == "status":
             for node in nodes:
                 print(f"{_label(node):16} {node.status():10} {node.address}:{node.port}  log: {node.log}")

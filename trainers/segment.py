@@ -20,7 +20,7 @@ import hashlib
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from threadpoolctl import threadpool_limits
 
 from scorer.errors import ConfigError
 from trainers.data import TrainingData
+from trainers.lineage import fingerprint
 from trainers.metrics import classification_metrics, regression_metrics
 from trainers.stats import DEFAULT_BINS, feature_stats
 
@@ -277,7 +278,8 @@ def group_rows(segments: np.ndarray) -> list[tuple[str, np.ndarray]]:
 
 # -- training -----------------------------------------------------------------------------------------
 def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None, *, segment: str = "",
-                feature_names: Sequence[str] | None = None, task: str | None = None) -> SegmentResult:
+                feature_names: Sequence[str] | None = None, task: str | None = None,
+                times: np.ndarray | None = None) -> SegmentResult:
     """Fit, export and evaluate one segment. ``y`` should come from ``prepare_target`` for the task.
 
     Raises SkipSegment (with the reason) when the segment cannot be trained, ConfigError for settings
@@ -286,13 +288,14 @@ def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
     """
     config = config or TrainConfig()
     if config.threads is None:
-        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task)
+        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task, times=times)
     with threadpool_limits(limits=config.threads):
-        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task)
+        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task, times=times)
 
 
 def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: str,
-                 feature_names: Sequence[str] | None, task: str | None) -> SegmentResult:
+                 feature_names: Sequence[str] | None, task: str | None,
+                 times: np.ndarray | None = None) -> SegmentResult:
     """fit_segment without the thread limit (train_segments sets it once: setting it costs milliseconds)."""
     from scorer.models import build
     from trainers.export import export
@@ -329,6 +332,7 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
             caught.append(message)
 
     weights = export(estimator, feature_names=list(names))
+    weights = replace(weights, metadata={**weights.metadata, "lineage": fingerprint(X, y, times)})
     model = build(weights)
     X_eval = X[holdout] if holdout.size else X[train[:_PARITY_ROWS]]
     served = model.predict(X_eval)
@@ -377,7 +381,8 @@ def train_segments(data: TrainingData, config: TrainConfig | None = None, *,
                 if rows.size < config.min_rows:
                     raise SkipSegment(f"{rows.size} rows < min_rows {config.min_rows}")
                 results.append(_fit_segment(data.X[rows], y[rows], config, segment=segment,
-                                            feature_names=data.feature_names, task=task))
+                                            feature_names=data.feature_names, task=task,
+                                            times=None if data.times is None else data.times[rows]))
             except SkipSegment as exc:
                 skipped.append(SkippedSegment(segment=segment, n_rows=int(rows.size), reason=str(exc)))
             if progress is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,7 +29,25 @@ class CliContext:
 
 
 class ScorerGroup(click.Group):
-    """A group that turns ScorerError (and Ctrl-C) into one readable line and a non-zero exit."""
+    """A group that turns every mistake into one ``error:`` line and exit status 1 (Ctrl-C: 130).
+
+    Usage mistakes included: click would print the usage block and exit with 2; the README promises one line.
+    """
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        kwargs["standalone_mode"] = False
+        try:
+            result = super().main(*args, **kwargs)
+        except click.ClickException as exc:
+            context = getattr(exc, "ctx", None)
+            where = f"{context.command_path}: " if context is not None else ""
+            hint = f" (see '{context.command_path} --help')" if isinstance(exc, click.UsageError) and context else ""
+            click.echo(f"error: {where}{exc.format_message()}{hint}", err=True)
+            sys.exit(1)
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        sys.exit(result if isinstance(result, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -56,6 +75,11 @@ def main(ctx: click.Context, cassandra_hosts: str | None, cassandra_port: int | 
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2:
         logging.getLogger("cassandra").setLevel(logging.CRITICAL)
+    if verbose == 0:
+        # A command's failure is its one error line; library warnings (aiokafka retrying a broker, deprecations)
+        # must not come first. `scorer worker` turns aiokafka's warnings back on: they matter in a worker's log.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+        warnings.simplefilter("ignore")
     ctx.obj = CliContext(overrides={
         "cassandra_hosts": cassandra_hosts, "cassandra_port": cassandra_port, "keyspace": keyspace, "kafka": kafka,
     })

@@ -262,64 +262,6 @@ def versions_cmd(cli: CliContext, model: str, segment: str | None, as_json: bool
     _console().print(table)
 
 
-@main.command("show")
-@click.argument("model")
-@click.argument("segment")
-@click.argument("version", type=int, required=False)
-@pass_cli
-def show_cmd(cli: CliContext, model: str, segment: str, version: int | None) -> None:
-    """Describe one version (default: the live one, else the newest) and the segment's pointers."""
-    from rich.markup import escape
-    from rich.table import Table
-
-    from scorer.ensemble import members_of
-
-    with open_store(cli) as store:
-        pointer = store.active(model, segment).get(segment)
-        note = ""
-        if version is None:
-            if pointer is not None and pointer.version is not None:
-                version, note = pointer.version, " (active)"
-            else:
-                infos = store.versions(model, segment)
-                if not infos:
-                    raise NotFound(f"{model}/{segment} has no versions")
-                version, note = infos[0].version, " (newest; none is active)"
-        info = store.version_info(model, segment, version)
-        history = store.activations(model, segment, limit=5)
-        members = members_of(store, info)
-    if info is None:
-        raise NotFound(f"{model}/{segment} version {version} does not exist or is not complete")
-    table = Table(show_header=False, title=f"{model}/{segment} version {version}{note}", title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    state = _states(info, {segment: pointer} if pointer else {})
-    rows = [
-        ("state", state or "-"),
-        ("live pointer", "-" if pointer is None else
-         f"version {_opt(pointer.version)}, canary {_opt(pointer.canary_version)}"
-         f"{f' ({pointer.canary_fraction:.4g})' if pointer.canary_fraction is not None else ''}, "
-         f"shadow {_opt(pointer.shadow_version)}, updated {_when(pointer.updated_at)}"),
-        ("arch", info.arch),
-        ("features", f"{len(info.feature_names)}: {', '.join(info.feature_names[:20])}"
-                     + (" ..." if len(info.feature_names) > 20 else "")),
-        ("classes", "- (regressor)" if info.classes is None else ", ".join(map(str, info.classes))),
-        ("size", f"{_size(info.size_bytes)} in {info.n_chunks} chunk(s)"),
-        ("sha256", info.checksum),
-        ("created", f"{_when(info.created_at)} UTC by {info.author or '-'}"),
-        ("metrics", orjson.dumps(info.metrics, option=orjson.OPT_SORT_KEYS).decode() if info.metrics else "-"),
-        ("stats", f"{len(info.stats)} entries: {', '.join(list(info.stats)[:10])}" if info.stats else "-"),
-        ("metadata", orjson.dumps(dict(info.metadata), option=orjson.OPT_SORT_KEYS).decode()[:600]
-         if info.metadata else "-"),
-        *([("combine", str(info.metadata.get("combine"))), ("members", "\n".join(members))] if members else []),
-        ("recent changes", "; ".join(f"{_when(a.at)} {a.action} {a.from_version or 'none'}->{a.to_version}"
-                                     for a in history) or "-"),
-    ]
-    for field, value in rows:
-        table.add_row(field, escape(value))
-    _console().print(table)
-
-
 @main.command("export")
 @click.argument("model")
 @click.argument("segment")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +65,8 @@ if TYPE_CHECKING:
 @click.option("--stock-consumer", is_flag=True,
               help="No effect, kept for compatibility: --consumer faust runs faust's stock consumer.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
+@click.option("--allow-empty", is_flag=True,
+              help="Start even if a model named by --models has nothing published yet (it is served once it is).")
 @click.option("--loglevel", default="info", show_default=True, help="faust/worker log level.")
 @worker_monitor_options
 @pass_cli
@@ -72,7 +75,7 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
                max_message_bytes: int, max_features: int, commit_interval: float | None, session_timeout: float,
                pipeline_depth: int, consumer: str, guarantee: str | None, transaction_timeout: float,
-               stock_consumer: bool, no_changes: bool,
+               stock_consumer: bool, no_changes: bool, allow_empty: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
     from pydantic import ValidationError
@@ -99,6 +102,9 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
     # The consumer group and the notices topic are settings (shared with the CLI's announcements); the flags
     # override them for this worker.
     overrides = {name: value for name, value in (("app_id", app_id), ("changes_topic", changes_topic)) if value}
+    if config.models and not allow_empty:
+        _require_published(cli, config.models)
+    logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # a worker's log keeps aiokafka's warnings
     run_monitored_worker(cli.settings.model_copy(update=overrides), config, monitoring, loglevel=loglevel)
 
 
@@ -106,6 +112,28 @@ def _configured_guarantee(cli: CliContext) -> str | None:
     """SCORER_GUARANTEE when it is set; None lets the worker's options choose (the default of its reader)."""
     settings = cli.settings
     return settings.guarantee if "guarantee" in settings.model_fields_set else None
+
+
+def _require_published(cli: CliContext, models: Sequence[str]) -> None:
+    """Fail fast on a model name with nothing published (a typo would otherwise serve nothing, silently).
+
+    A store that cannot be reached is not a mistake: the worker starts and retries it, as it always does.
+    """
+    from scorer.errors import StoreUnavailable
+    from scorer.store import CassandraModelStore
+
+    try:
+        with CassandraModelStore(cli.settings) as store:
+            missing = [model for model in models if not store.active(model) and not store.versions(model)]
+            if missing:
+                known = store.models()
+    except StoreUnavailable as exc:
+        logging.getLogger(__name__).warning("cannot check --models now (%s); starting anyway", exc)
+        return
+    if missing:
+        listed = ", ".join(known[:20]) + (" ..." if len(known) > 20 else "") if known else "none"
+        raise ConfigError(f"--models: nothing is published for {', '.join(repr(m) for m in missing)} "
+                          f"(models with live versions: {listed}); --allow-empty starts anyway")
 
 
 @main.command("send")
@@ -130,7 +158,6 @@ def send_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, fea
         raise ConfigError(f"--limit must be 0 or more; got {limit}")
     names = [f.strip() for f in features.split(",") if f.strip()] if features else None
     rows = read_rows(data_path, segment_col, names, id_col, limit)
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
     with Progress(TextColumn("sending"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                   TimeElapsedColumn(), transient=False) as progress:
         task = progress.add_task("send", total=len(rows), rate="")

@@ -31,6 +31,8 @@ _SHOWN_SKIPS = 20
 @click.option("--segment-col", required=True, help="Column whose values name the segments.")
 @click.option("--target", required=True, help="Column to predict.")
 @click.option("--features", help="Comma-separated feature columns, in model order [default: every numeric column].")
+@click.option("--time-col", help="Column of row times (timestamps, ISO text or epoch seconds): the time range of "
+              "each version's training rows is recorded in its lineage. Never a feature.")
 @click.option("--arch", help=_ARCH_HELP)
 @click.option("--task", default="auto", show_default=True, help="classification|regression|auto.")
 @click.option("--min-rows", type=int, default=50, show_default=True, help="Skip segments with fewer rows.")
@@ -46,8 +48,8 @@ _SHOWN_SKIPS = 20
 @click.option("--reason", help="Recorded in the activation log with --activate.")
 @pass_cli
 def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, target: str, features: str | None,
-              arch: str | None, task: str, min_rows: int, test_size: float, seed: int, n_bins: int,
-              params: tuple[str, ...], out_dir: Path | None, activate: bool, author: str | None,
+              time_col: str | None, arch: str | None, task: str, min_rows: int, test_size: float, seed: int,
+              n_bins: int, params: tuple[str, ...], out_dir: Path | None, activate: bool, author: str | None,
               reason: str | None) -> None:
     """Train one pipeline per segment with holdout metrics and training statistics."""
     from rich.console import Console
@@ -73,7 +75,8 @@ def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, ta
         store = CassandraModelStore(cli.settings)  # connect first: fail in seconds, not after the training
     try:
         err = Console(stderr=True, soft_wrap=True)
-        data = load_training_data(data_path, segment_col=segment_col, target=target, features=feature_list)
+        data = load_training_data(data_path, segment_col=segment_col, target=target, features=feature_list,
+                                  time_col=time_col)
         if store is not None:
             for segment in np.unique(data.segments).tolist():  # refuse a bad name before training, not after
                 rules.check_segment(segment)

@@ -20,9 +20,10 @@ from scorer.kafka.options import (
     security_protocol,
     ssl_context,
 )
-from scorer.kafka.producer import new_producer
+from scorer.kafka.producer import new_producer, start_producer
 
 __all__ = [
     "TopicSpec", "aiokafka_options", "bootstrap_servers", "check_connection", "delete_topics", "describe_failure",
     "ensure_topics", "faust_broker_options", "new_producer", "partitions_of", "security_protocol", "ssl_context",
+    "start_producer",
 ]

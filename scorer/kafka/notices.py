@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict
 
 from scorer.config import Settings
 from scorer.kafka.options import aiokafka_options, describe_failure
-from scorer.kafka.producer import new_producer
+from scorer.kafka.producer import new_producer, start_producer
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ async def publish_notice_async(settings: Settings, model: str, segment: str | No
     producer = new_producer(settings, request_timeout_ms=int(timeout * 1000))
 
     async def run() -> None:
-        await producer.start()
+        await start_producer(producer)
         try:
             await producer.send_and_wait(topic, encode_notice(model, segment, action, version),
                                         key=notice_key(model))
@@ -156,7 +157,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
                 log.warning("cannot follow %s (%s: %s); polling only, retrying every %.0f s", topic,
                             type(exc).__name__, exc, retry_delay)
                 warned = True
-            await asyncio.sleep(retry_delay)
+            await asyncio.sleep(retry_delay * random.uniform(0.5, 1.0))  # noqa: S311 - jitter, not secrets
         finally:
             try:
                 await consumer.stop()

@@ -13,3 +13,14 @@ def new_producer(settings: Settings, **overrides: Any) -> Any:
     from aiokafka import AIOKafkaProducer
 
     return AIOKafkaProducer(**{**aiokafka_options(settings), "acks": "all", **overrides})
+
+
+async def start_producer(producer: Any) -> Any:
+    """Start ``producer``; if it cannot start (no broker), close it before raising, so no 'Unclosed
+    AIOKafkaProducer' error follows the caller's one error line."""
+    try:
+        await producer.start()
+    except BaseException:
+        await producer.stop()
+        raise
+    return producer

@@ -86,6 +86,8 @@ def worker_monitoring(options: MonitorOptions, metrics: Any = None
     async def drift_flush(runtime: Any) -> None:
         runtime_box["runtime"] = runtime
         await runtime.ready.wait()
+        if gauges is not None:  # alert series at zero from the moment a segment is served, before its first window
+            runtime.cache.add_swap_listener(lambda old, new: gauges.segment_seen(new.model, new.segment))
         while True:
             await asyncio.sleep(options.flush_interval)
             try:

@@ -64,7 +64,9 @@ class ShadowHook:
             log.exception("shadow %s failed on %d events", shadow.what, len(group.events))
             return []
         self.scored += len(events)
-        head = Scored(group.model, group.segment, shadow.version, False, utc_stamp(), shadow=True)
+        served = group.serving.segment
+        head = Scored(group.model, group.segment, shadow.version, False, utc_stamp(), shadow=True,
+                      served_by=served if served != group.segment else None)
         return [(self.topic, event.id.encode(), value)
                 for event, value in zip(events, prediction_values(head, events, values, labels), strict=True)]
 

@@ -38,6 +38,10 @@ _MAX_HELD_ROWS = 100_000
 """Scored rows held for binning at the next flush, over all keys; beyond this they are binned at once."""
 
 
+STATISTICS = ("psi", "ks")
+"""Statistics a drift alert can be about (the label values of ``scorer_drift_alerts``)."""
+
+
 class DriftGauges:
     """Prometheus series: max PSI/KS per (model, segment, version) and alert counts.
 
@@ -58,15 +62,24 @@ class DriftGauges:
         self.unreferenced = Counter("scorer_drift_unreferenced_rows",
                                     "Scored rows not counted for drift (version without training statistics yet)",
                                     registry=registry)
+        self._segments_seen: set[tuple[str, str]] = set()
 
     def update(self, snapshot: DriftSnapshot, alerts: list[DriftAlert]) -> None:
         labels = (snapshot.model, snapshot.segment, str(snapshot.version))
+        self.segment_seen(snapshot.model, snapshot.segment)
         if snapshot.max_psi is not None:
             self.psi.labels(*labels).set(snapshot.max_psi)
         if snapshot.max_ks is not None:
             self.ks.labels(*labels).set(snapshot.max_ks)
         for alert in alerts:
             self.alerts.labels(alert.model, alert.segment, alert.statistic).inc()
+
+    def segment_seen(self, model: str, segment: str) -> None:
+        """Create the segment's alert series at zero (once), so that its first alert shows in increase()."""
+        if (model, segment) not in self._segments_seen:
+            self._segments_seen.add((model, segment))
+            for statistic in STATISTICS:
+                self.alerts.labels(model, segment, statistic)
 
     def forget(self, model: str, segment: str, version: int) -> None:
         for gauge in (self.psi, self.ks):

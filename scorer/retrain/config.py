@@ -63,3 +63,10 @@ class RetrainGauges:
         self.pending = Gauge("scorer_label_join_pending", "Events waiting for their label", registry=r)
         self.dropped = Gauge("scorer_label_join_dropped", "Events whose label never came, by cause",
                              ["cause"], registry=r)
+        # Created at zero, so rate()/increase() see the first of each (a series born at 1 shows no increase).
+        for action in ("trial_canary", "trial_shadow", "promoted", "retired", "fit_skipped", "failed"):
+            self.actions.labels(action)
+        for reason in ("drift", "accuracy"):
+            self.triggers.labels(reason)
+        for cause in ("ttl", "cap"):
+            self.dropped.labels(cause)

@@ -34,6 +34,8 @@ class ActiveModel:
     canary_fraction: float | None
     shadow_version: int | None
     updated_at: datetime | None
+    outside_at: datetime | None = None
+    """When the row's last change was written outside scorer (a raw CQL UPDATE), else None."""
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from cassandra.concurrent import execute_concurrent
 from cassandra.connection import ConnectionBusy, ConnectionException
 from cassandra.query import PreparedStatement
 
+from scorer.backoff import backoff
 from scorer.config import Settings
 from scorer.errors import (
     ChecksumMismatch,
@@ -96,6 +97,10 @@ class CassandraModelStore(Publishing, Pointers):
             self._owned = None
         self._session = session
         self._plain_claims: PlainClaims | None = None
+        self._outside_seen: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._pointer_rows: dict[str, dict[str, tuple[tuple, ActiveModel]]] = {}
+        """Per model, the last read of each pointer row: (values and write times, its ActiveModel)."""
+        """Per segment, the last outside-change candidate looked at: (its write time, when it was made or None)."""
         try:
             self._q = self._prepare()
         except BaseException:
@@ -175,7 +180,7 @@ class CassandraModelStore(Publishing, Pointers):
             busy = [index for index, (ok, result) in enumerate(out) if not ok and _busy(result)]
             if not busy:
                 break
-            time.sleep(0.02 * 2**attempt)
+            time.sleep(backoff(attempt + 1, 0.02, 1.0))
             limit = max(1, limit // 2)
             for index, result in zip(busy, self._run([work[i] for i in busy], limit, None, ""), strict=True):
                 out[index] = result
@@ -215,9 +220,7 @@ class CassandraModelStore(Publishing, Pointers):
             rules.check_segment(segment)
             result = self._execute(self._q["active_segment"], (model, segment),
                                    f"read active version of {rules.where(model, segment)}")
-        return {row.segment: ActiveModel(model, row.segment, row.version, row.canary_version, row.canary_fraction,
-                                         row.shadow_version, aware(row.updated_at))
-                for row in self._rows(result, f"read active versions of {model}")}
+        return self._pointers_of(model, self._rows(result, f"read active versions of {model}"), segment is None)
 
     def models(self) -> list[str]:
         result = self._execute(self._q["models"], (), "list models")

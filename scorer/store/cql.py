@@ -21,28 +21,37 @@ BYTES_IN_FLIGHT = 4 * 1024 * 1024
 """Chunk writes in flight at once, in bytes: more only fills the socket buffer (ConnectionBusy)."""
 
 STATEMENTS: dict[str, str] = {
-    "active_model": "SELECT segment, version, canary_version, canary_fraction, shadow_version, updated_at "
+    "active_model": "SELECT segment, version, canary_version, canary_fraction, shadow_version, updated_at, "
+                    "WRITETIME(version) AS w_version, WRITETIME(canary_version) AS w_canary, "
+                    "WRITETIME(canary_fraction) AS w_fraction, WRITETIME(shadow_version) AS w_shadow, "
+                    "WRITETIME(updated_at) AS w_updated "
                     "FROM {ks}.active_models WHERE model = ?",
-    "active_segment": "SELECT segment, version, canary_version, canary_fraction, shadow_version, updated_at "
+    "active_segment": "SELECT segment, version, canary_version, canary_fraction, shadow_version, updated_at, "
+                    "WRITETIME(version) AS w_version, WRITETIME(canary_version) AS w_canary, "
+                    "WRITETIME(canary_fraction) AS w_fraction, WRITETIME(shadow_version) AS w_shadow, "
+                    "WRITETIME(updated_at) AS w_updated "
                       "FROM {ks}.active_models WHERE model = ? AND segment = ?",
     "models": "SELECT DISTINCT model FROM {ks}.active_models",
-    "set_primary": "UPDATE {ks}.active_models SET version = ?, updated_at = ?, updated_by = ?, reason = ? "
-                   "WHERE model = ? AND segment = ?",
-    "set_primary_clear_canary": "UPDATE {ks}.active_models SET version = ?, canary_version = null, "
+    "set_primary": "UPDATE {ks}.active_models USING TIMESTAMP ? SET version = ?, updated_at = ?, updated_by = ?, "
+                   "reason = ? WHERE model = ? AND segment = ?",
+    "set_primary_clear_canary": "UPDATE {ks}.active_models USING TIMESTAMP ? SET version = ?, canary_version = null, "
                                 "canary_fraction = null, updated_at = ?, updated_by = ?, reason = ? "
                                 "WHERE model = ? AND segment = ?",
-    "set_canary": "UPDATE {ks}.active_models SET canary_version = ?, canary_fraction = ?, updated_at = ?, "
+    "set_canary": "UPDATE {ks}.active_models USING TIMESTAMP ? SET canary_version = ?, canary_fraction = ?, "
+                  "updated_at = ?, updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
+    "set_shadow": "UPDATE {ks}.active_models USING TIMESTAMP ? SET shadow_version = ?, updated_at = ?, "
                   "updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
-    "set_shadow": "UPDATE {ks}.active_models SET shadow_version = ?, updated_at = ?, updated_by = ?, reason = ? "
-                  "WHERE model = ? AND segment = ?",
-    "clear_canary": "UPDATE {ks}.active_models SET canary_version = null, canary_fraction = null, updated_at = ?, "
-                    "updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
+    "clear_canary": "UPDATE {ks}.active_models USING TIMESTAMP ? SET canary_version = null, canary_fraction = null, "
+                    "updated_at = ?, updated_by = ?, reason = ? WHERE model = ? AND segment = ?",
     "log_activation": "INSERT INTO {ks}.activations (model, segment, at, id, actor, action, from_version, "
                       "to_version, canary_version, canary_fraction, reason, release_id) "
                       "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     "activations": "SELECT model, segment, at, actor, action, from_version, to_version, canary_version, "
                    "canary_fraction, reason, release_id FROM {ks}.activations WHERE model = ? AND segment = ? "
                    "LIMIT ?",
+    "activation_log_upto": "SELECT model, segment, at, actor, action, from_version, to_version, canary_version, "
+                           "canary_fraction, reason, release_id FROM {ks}.activations WHERE model = ? "
+                           "AND segment = ? AND at <= ? LIMIT 1",
     "activation_log": "SELECT model, segment, at, actor, action, from_version, to_version, canary_version, "
                       "canary_fraction, reason, release_id FROM {ks}.activations WHERE model = ? AND segment = ?",
     "version": "SELECT * FROM {ks}.model_versions WHERE model = ? AND segment = ? AND version = ?",

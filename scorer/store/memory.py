@@ -39,6 +39,8 @@ class MemoryModelStore:
         self._versions: dict[Key, _Version] = {}
         self._pointers: dict[tuple[str, str], ActiveModel] = {}
         self._log: dict[tuple[str, str], list[Activation]] = {}
+        self._unlogged: set[tuple[str, str]] = set()
+        """Pointers written by ``set_pointer`` (raw CQL) and not yet noticed by a reader."""
         self.failures: list[Exception] = []
         """Exceptions raised, one per call and in order, by the next store calls (then normal service)."""
         self.calls: list[str] = []
@@ -62,8 +64,22 @@ class MemoryModelStore:
                     canary_fraction: float | None = None, shadow_version: int | None = None) -> None:
         """Write a pointer row directly, with no log entry: what a raw CQL UPDATE does to the real table."""
         with self._lock:
+            previous = self._pointers.get((model, segment))
             self._pointers[(model, segment)] = ActiveModel(model, segment, version, canary_version, canary_fraction,
-                                                           shadow_version, rules.now_ms())
+                                                           shadow_version, previous.updated_at if previous else None)
+            self._unlogged.add((model, segment))
+
+    def _notice_outside(self, model: str, segment: str | None = None) -> None:
+        """Log raw pointer writes the way the Cassandra store does when it first reads them."""
+        for key in sorted(k for k in self._unlogged if k[0] == model and segment in (None, k[1])):
+            self._unlogged.discard(key)
+            pointer = self._pointers[key]
+            log = self._log.setdefault(key, [])
+            at = rules.now_ms()
+            log.append(Activation(*key, at, rules.OUTSIDE_ACTOR, rules.OUTSIDE, log[-1].to_version if log else None,
+                                  pointer.version, pointer.canary_version, pointer.canary_fraction,
+                                  "active_models row written outside scorer"))
+            self._pointers[key] = replace(pointer, outside_at=at)
 
     def _enter(self, name: str) -> None:
         self.calls.append(name)
@@ -157,6 +173,7 @@ class MemoryModelStore:
     def active(self, model: str, segment: str | None = None) -> dict[str, ActiveModel]:
         with self._lock:
             self._enter("active")
+            self._notice_outside(model, segment)
             return {s: p for (m, s), p in self._pointers.items() if m == model and segment in (None, s)}
 
     def models(self) -> list[str]:
@@ -173,6 +190,7 @@ class MemoryModelStore:
     def rollback(self, model: str, segment: str, *, actor: str | None = None,
                  reason: str | None = None) -> Activation:
         with self._lock:
+            self._notice_outside(model, segment)
             target = rules.rollback_target(reversed(self._log.get((model, segment), [])))
             if target is None:
                 raise NotFound(f"cannot roll back {rules.where(model, segment)}: no activation to undo in its log")
@@ -264,8 +282,10 @@ class MemoryModelStore:
     def activations(self, model: str, segment: str | None = None, limit: int = 50) -> list[Activation]:
         with self._lock:
             self._enter("activations")
-            entries = [e for (m, s), log in self._log.items() if m == model and segment in (None, s) for e in log]
-        return sorted(entries, key=lambda e: e.at, reverse=True)[:limit]
+            self._notice_outside(model, segment)
+            entries = [(e.at, i, e) for (m, s), log in self._log.items() if m == model and segment in (None, s)
+                       for i, e in enumerate(log)]
+        return [e for _, _, e in sorted(entries, key=lambda t: t[:2], reverse=True)][:limit]
 
     def close(self) -> None:
         """Nothing to release; kept for the protocol."""
@@ -306,6 +326,7 @@ class MemoryModelStore:
 
     def _change(self, entry: Activation, pointer: ActiveModel) -> Activation:
         at: datetime = entry.at
-        self._pointers[(entry.model, entry.segment)] = replace(pointer, updated_at=at)
+        self._notice_outside(entry.model, entry.segment)  # as the Cassandra store's read before a write does
+        self._pointers[(entry.model, entry.segment)] = replace(pointer, updated_at=at, outside_at=None)
         self._log.setdefault((entry.model, entry.segment), []).append(entry)
         return entry

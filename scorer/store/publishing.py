@@ -17,6 +17,7 @@ import orjson
 from cassandra import ConsistencyLevel
 from cassandra.query import BatchStatement, BatchType
 
+from scorer.backoff import backoff
 from scorer.errors import ConfigError, InvalidWeights, ScorerError, StoreError, StoreUnavailable
 from scorer.models import ModelWeights, build
 
@@ -212,7 +213,7 @@ class Publishing:
             except StoreUnavailable:
                 if attempt == 2:
                     raise
-                time.sleep(0.2 * (attempt + 1))
+                time.sleep(backoff(attempt + 1, 0.2, 2.0))
         return None  # pragma: no cover - the loop returns or raises
 
     def _claim_without_paxos(self, model: str, segment: str, version: int, owner: uuid.UUID) -> int:

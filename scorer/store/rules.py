@@ -10,7 +10,7 @@ import itertools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,7 +30,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _MODEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_SEGMENT = 128
 
-PRIMARY_CHANGES = frozenset({"activate", "rollback", "promote", "release"})
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+PRIMARY_CHANGES = frozenset({"activate", "rollback", "promote", "release", "external"})
 """Log actions that change a segment's primary version (a canary does not)."""
 
 
@@ -177,6 +179,36 @@ def rollback_target(log: Iterable[Activation]) -> Activation | None:
         else:
             return entry
     return None
+
+
+OUTSIDE = "external"
+"""Log action of a pointer change made outside scorer (a raw CQL ``UPDATE``), recorded when first read."""
+OUTSIDE_ACTOR = "outside scorer"
+
+
+def outside_change(written: Sequence[int | None], updated_written: int | None,
+                   updated_at: datetime | None) -> tuple[int, bool] | None:
+    """Whether a pointer row's last change may have been written outside scorer: ``(its WRITETIME, certain)``.
+
+    scorer writes each pointer change ``USING TIMESTAMP`` equal to its ``updated_at`` in microseconds, all
+    columns at once. So a pointer column newer than ``updated_at`` is certainly someone else's write; an
+    ``updated_at`` whose write time is not its own value is either someone else's write that set it too, or
+    scorer's own from before it wrote its timestamps (the log, which has an entry at ``updated_at`` for
+    scorer's writes, tells them apart). ``written``: WRITETIMEs of version, canary, fraction and shadow.
+    """
+    newest = max((w for w in written if w is not None), default=None)
+    if newest is None:
+        return None
+    if updated_written is None or newest > updated_written:
+        return newest, True
+    if updated_at is None or updated_written != epoch_micros(updated_at):
+        return updated_written, False
+    return None
+
+
+def epoch_micros(at: datetime) -> int:
+    """A millisecond timestamp in microseconds since the epoch, exactly (a pointer change's write time)."""
+    return (at - EPOCH) // timedelta(milliseconds=1) * 1000
 
 
 def prune_plan(versions: Sequence[int], protected: Iterable[int | None], keep: int) -> list[int]:

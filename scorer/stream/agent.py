@@ -35,6 +35,21 @@ class AgentReader:
             return []
         return sorted(tp.partition for tp in assigned if tp.topic == self.worker.config.input_topic)
 
+    async def lag(self) -> dict[int, int]:
+        """Per assigned input partition, the high watermark minus the consumer's position (faust's view)."""
+        try:
+            consumer = self.app.consumer
+            assigned = [tp for tp in consumer.assignment() if tp.topic == self.worker.config.input_topic]
+            out = {}
+            for tp in assigned:
+                end = consumer.highwater(tp)
+                position = await consumer.position(tp)
+                if end is not None and position is not None:
+                    out[tp.partition] = max(0, end - position)
+            return out
+        except Exception:  # noqa: BLE001 - not assigned yet, or the consumer is restarting
+            return {}
+
     async def run(self, stream: Any) -> None:
         """The agent body: noack_take batches, each handled to the end even when the worker is stopping."""
         worker = self.worker

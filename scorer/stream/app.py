@@ -4,7 +4,8 @@
 reader (by default :class:`~scorer.stream.direct.DirectConsumer`, a task committing offsets after delivery,
 with faust's own consumer off; with ``consumer="faust"`` an agent on the input topic taking ``noack_take``
 batches with explicit acks after delivery), tasks for startup, the pointer poll and the ``model-changes``
-listener, and two pages on the web port: ``/metrics`` (Prometheus text) and ``/models`` (JSON).
+listener, a task updating the consumer-lag gauges, and pages on the web port: ``/metrics`` (Prometheus text),
+``/models`` (JSON), ``/healthz`` (alive) and ``/readyz`` (503 until models are loaded and partitions assigned).
 ``run_worker`` runs it with ``faust.Worker`` until SIGTERM/SIGINT.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
@@ -29,6 +31,8 @@ from scorer.stream.worker import ScoringWorker, WorkerConfig
 
 log = logging.getLogger(__name__)
 
+LAG_INTERVAL = 2.0
+"""Seconds between updates of the consumer-lag gauges."""
 WORKER_ATTR = "scorer_worker"
 """Attribute of the faust app holding its ScoringWorker (for tests, benchmarks and extensions)."""
 
@@ -135,7 +139,13 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
             log.critical("worker cannot start: %s: %s", type(exc).__name__, exc)
             await app.crash(exc)
 
+    async def follow_lag() -> None:
+        while True:
+            runtime.metrics.set_lag(await reader.lag())
+            await asyncio.sleep(LAG_INTERVAL)
+
     app.task(start_runtime)
+    app.task(guarded("lag", follow_lag))
     app.task(guarded("poll", runtime.poll_loop))
     app.task(guarded("notices", runtime.notices_loop))
     for extra in tasks:
@@ -144,6 +154,16 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         return web.bytes(runtime.metrics.render(), content_type=CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def alive_page(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive", "uptime_s": round(time.time() - runtime.started_at, 1)})
+
+    @app.page("/readyz")
+    async def ready_page(web: Any, request: Any) -> Any:
+        waiting = readiness(runtime, reader.assignment())
+        return web.json({"status": "waiting" if waiting else "ready", "waiting_for": waiting},
+                        status=503 if waiting else 200)
 
     @app.page("/models")
     async def models_page(web: Any, request: Any) -> Any:
@@ -156,6 +176,18 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
 
     app.on_before_shutdown.connect(on_shutdown)
     return app
+
+
+def readiness(runtime: ScoringWorker, partitions: Sequence[int]) -> list[str]:
+    """What a worker still waits for before it is ready (empty: ready): its models, its input partitions."""
+    waiting = []
+    if not runtime.ready.is_set():
+        waiting.append("start: connecting to the model store and loading models")
+    elif runtime.cache.n_versions() == 0:
+        waiting.append("models: no model version is loaded")
+    if not partitions:
+        waiting.append("partitions: no input partition is assigned to this worker")
+    return waiting
 
 
 def worker_of(app: faust.App) -> ScoringWorker:

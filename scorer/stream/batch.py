@@ -125,6 +125,8 @@ class Scored:
     canary: bool
     scored_at: str
     shadow: bool = False
+    served_by: str | None = None
+    """The segment whose model scored the events when it is not their own (the fallback segment)."""
 
 
 def format_outputs(model: LoadedModel, output: np.ndarray) -> tuple[list[Any], list[Any]]:
@@ -147,11 +149,17 @@ def format_outputs(model: LoadedModel, output: np.ndarray) -> tuple[list[Any], l
 
 
 def prediction_values(head: Scored, events: Sequence[Event], values: list[Any], labels: list[Any]) -> list[bytes]:
-    """The JSON prediction message of each event (the public prediction format; shadows add ``"shadow": true``)."""
+    """The JSON prediction message of each event (the public prediction format; shadows add ``"shadow": true``,
+    fallback-served events ``"served_by"``: the segment whose model and version scored them)."""
     model, segment, version, canary, scored_at = head.model, head.segment, head.version, head.canary, head.scored_at
+    extra: dict[str, Any] = {"served_by": head.served_by} if head.served_by is not None else {}
     if head.shadow:
         return [_dumps({"id": e.id, "model": model, "segment": segment, "version": version, "canary": False,
-                        "shadow": True, "prediction": v, "label": label, "scored_at": scored_at})
+                        "shadow": True, "prediction": v, "label": label, "scored_at": scored_at, **extra})
+                for e, v, label in zip(events, values, labels, strict=True)]
+    if extra:
+        return [_dumps({"id": e.id, "model": model, "segment": segment, "version": version, "canary": canary,
+                        "prediction": v, "label": label, "scored_at": scored_at, **extra})
                 for e, v, label in zip(events, values, labels, strict=True)]
     return [_dumps({"id": e.id, "model": model, "segment": segment, "version": version, "canary": canary,
                     "prediction": v, "label": label, "scored_at": scored_at})

@@ -153,6 +153,7 @@ class ModelCache(StoreSide):
         models = list(self.models) if self.models is not None else await self._call("list models", self.store.models)
         for model in models:
             self._served.setdefault(model, None)
+            self.metrics.model_seen(model)
         keys: list[Key] = []
         for model in models:
             rows = await self._read(model)
@@ -262,12 +263,22 @@ class ModelCache(StoreSide):
                 log.debug("evicted %s/%s (least recently used, max_models=%d)", *evicted_key, self.max_models)
         else:
             entry.serving, entry.blocked = serving, None
+        self.metrics.version_served(key[0], serving.segment, serving.primary.version, False)
+        if serving.canary is not None:
+            self.metrics.version_served(key[0], serving.segment, serving.canary.version, True)
         self._update_gauges()
         for listener in self.swap_listeners:
             try:
                 listener(old, serving)
             except Exception:  # a listener must never break a swap
                 log.exception("swap listener failed")
+
+    def add_swap_listener(self, listener: Callable[[Serving | None, Serving], None]) -> None:
+        """Call ``listener(old, new)`` for every Serving that goes live from now on, and at once (old None) for
+        each one live already."""
+        for _, entry in self._entries.items():
+            listener(None, entry.serving)
+        self.swap_listeners.append(listener)
 
     def _update_gauges(self) -> None:
         self.metrics.segments_loaded.set(len(self._entries))

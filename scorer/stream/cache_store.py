@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from scorer.backoff import backoff
 from scorer.errors import InvalidWeights, NotFound, ScorerError
 from scorer.stream.events import UNKNOWN_MODEL
 from scorer.stream.serving import LoadedModel, Unservable, is_transient
@@ -172,4 +173,4 @@ class StoreSide:
         """The poll interval, backed off exponentially while the store is failing."""
         if self.store_ok:
             return self.poll_interval
-        return min(self.max_backoff, self.poll_interval * 2 ** min(self.store_failures, 10))
+        return backoff(self.store_failures + 1, self.poll_interval, self.max_backoff)

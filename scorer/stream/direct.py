@@ -50,6 +50,8 @@ class DirectConsumer(ConsumerRebalanceListener):
         self._delivered: dict[TopicPartition, int] = {}
         """Next offset to commit per partition: everything before it has its outputs on the broker."""
         self._committed: dict[TopicPartition, int] = {}
+        self._taken: dict[TopicPartition, int] = {}
+        """Next offset to take per partition (for the lag gauge)."""
         self._last_commit = time.monotonic()
         self._task: asyncio.Task | None = None
         self._taking = asyncio.Lock()
@@ -61,6 +63,28 @@ class DirectConsumer(ConsumerRebalanceListener):
         if self.consumer is None:
             return []
         return sorted(tp.partition for tp in self.consumer.assignment())
+
+    async def lag(self) -> dict[int, int]:
+        """Messages not yet taken per assigned partition: the last stable offset (the high watermark before
+        the first fetch answers) minus the next offset to take; partitions not fetched yet are left out."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        out = {}
+        for tp in consumer.assignment():
+            end = consumer.last_stable_offset(tp)
+            if end is None:
+                end = consumer.highwater(tp)
+            if end is None:
+                continue
+            position = self._taken.get(tp)
+            if position is None:
+                try:
+                    position = await consumer.position(tp)
+                except Exception:  # noqa: BLE001, S112 - partition given up meanwhile: no lag to report for it
+                    continue
+            out[tp.partition] = max(0, end - position)
+        return out
 
     async def run(self) -> None:
         """Read, score and commit until cancelled; on cancellation finish the batch in hand and commit it."""
@@ -108,6 +132,7 @@ class DirectConsumer(ConsumerRebalanceListener):
         batch = Batch(records, sent_at=input_seconds(records, 0.001),
                       source={tp: part[-1].offset + 1 for tp, part in batches.items()})
         self._inflight.append(batch)
+        self._taken.update(batch.source)
         await self.worker.submit(batch)
 
     def _collect(self) -> None:
@@ -168,6 +193,7 @@ class DirectConsumer(ConsumerRebalanceListener):
             await self.worker.settle()
             await self.commit()
         for tp in revoked:
+            self._taken.pop(tp, None)
             self._delivered.pop(tp, None)
             self._committed.pop(tp, None)
 

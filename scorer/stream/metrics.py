@@ -20,6 +20,17 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 
 SWAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 CONTENT_TYPE = "text/plain; version=0.0.4"
 
+# Label values known in advance. Every labelled counter is created at zero for them (and per model, per served
+# version, when first served): a series born with its first increment is invisible to rate() and increase(),
+# so an alert on the first dead letter or the first failed swap would never fire.
+RETRY_CAUSES = ("store", "model", "send", "transaction")
+STORE_OPERATIONS = ("connect", "list models", "active", "load")
+SWAP_RESULTS = ("ok", "failed")
+SWAP_ERRORS = ("ChecksumMismatch", "NotFound", "InvalidWeights", "UnsupportedModel", "StoreError",
+               "StoreUnavailable", "ConfigError")
+OUTCOMES = ("scored", "dead_letter")
+TRANSACTION_OUTCOMES = ("committed", "aborted", "fenced")
+
 
 class BulkHistogram(Collector):
     """A histogram fed with numpy arrays: one ``np.searchsorted`` per batch instead of one call per value."""
@@ -115,11 +126,52 @@ class WorkerMetrics:
             "scorer_commit_failures", "Input offset commits that failed (their events may be scored again).",
             registry=r)
         self.notices = Counter("scorer_notices", "model-changes notices received.", registry=r)
+        self.lag = Gauge("scorer_consumer_lag", "Input messages not yet read, per assigned partition "
+                         "(high watermark minus position).", ["partition"], registry=r)
+        self.lag_sum = Gauge("scorer_consumer_lag_sum", "Input messages not yet read, over the assigned partitions.",
+                             registry=r)
         self.transactions = Counter(
             "scorer_transactions", "Exactly-once transactions of input partitions, by outcome (committed, aborted, "
             "fenced: another worker took the partition or the broker timed the transaction out).",
             ["outcome"], registry=r)
         self.store_up.set(1)
+        self._models_seen: set[str] = set()
+        self._lag_partitions: set[int] = set()
+        from scorer.stream.events import REASON_KINDS
+
+        for kind in REASON_KINDS:
+            self.dead_letters.labels(kind)
+        for cause in RETRY_CAUSES:
+            self.batch_retries.labels(cause)
+        for operation in STORE_OPERATIONS:
+            self.store_errors.labels(operation)
+        for outcome in TRANSACTION_OUTCOMES:
+            self.transactions.labels(outcome)
+
+    def model_seen(self, model: str) -> None:
+        """Create a model's swap series at zero (at start for the models asked for, else when first served)."""
+        if model in self._models_seen:
+            return
+        self._models_seen.add(model)
+        for result in SWAP_RESULTS:
+            self.swaps.labels(model, result)
+        for error in SWAP_ERRORS:
+            self.swap_failures.labels(model, error)
+
+    def version_served(self, model: str, segment: str, version: int, canary: bool) -> None:
+        """Create the event series of a version at zero when it goes live (before its first batch is counted)."""
+        self.model_seen(model)
+        for outcome in ("canary", "dead_letter") if canary else OUTCOMES:
+            self.events.labels(model, segment, str(version), outcome)
+
+    def set_lag(self, lags: dict[int, int]) -> None:
+        """Per-partition lag of the partitions assigned now (series of partitions given up are removed)."""
+        for partition in self._lag_partitions - lags.keys():
+            self.lag.remove(str(partition))
+        self._lag_partitions = set(lags)
+        for partition, lag in lags.items():
+            self.lag.labels(str(partition)).set(lag)
+        self.lag_sum.set(sum(lags.values()))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

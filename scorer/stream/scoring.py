@@ -183,7 +183,7 @@ class BatchScorer:
             else:
                 result.failures.append(ModelFailure(scored_by, exc, [e.index for e in events]))
             return
-        head = Scored(model, segment, version, part.canary, scored_at)
+        head = Scored(model, segment, version, part.canary, scored_at, served_by=served if served != segment else None)
         result.predictions.extend(
             (event.id.encode(), value, event.index)
             for event, value in zip(events, prediction_values(head, events, values, labels), strict=True))

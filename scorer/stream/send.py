@@ -98,14 +98,14 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
 async def send_rows(settings: Settings, rows: EventRows, model: str, topic: str, *, rate: float | None = None,
                     progress: Progress | None = None, chunk: int = 500) -> int:
     """Produce every row (keyed by id) and wait for all acknowledgements; returns the count sent."""
-    from scorer.kafka import new_producer
+    from scorer.kafka import new_producer, start_producer
 
     if rate is not None and not (rate > 0 and math.isfinite(rate)):
         raise ConfigError(f"--rate must be a positive number of events per second; got {rate}")
     if rate is not None:
         chunk = max(1, min(chunk, int(rate / 20) or 1))  # about 20 sends a second keeps pacing smooth
     producer = new_producer(settings, linger_ms=5, max_batch_size=1 << 20)
-    await producer.start()
+    await start_producer(producer)
     sent = 0
     try:
         started = time.perf_counter()

@@ -119,6 +119,7 @@ class TransactionalConsumer(DirectConsumer):
             batch = Batch(records, sent_at=input_seconds(records, 0.001), source={tp: records[-1].offset + 1},
                           sink=self._sinks[tp])
             self._inflight.append(batch)
+            self._taken.update(batch.source)
             await self.worker.submit(batch)
 
     def _fail(self, tp: TopicPartition, exc: BaseException) -> None:
@@ -263,7 +264,7 @@ class TransactionalConsumer(DirectConsumer):
         for tp, offset in committed.items():
             consumer.seek(tp, offset)
             self._seek_at[tp] = self._seeks
-            self._committed[tp] = offset
+            self._committed[tp] = self._taken[tp] = offset
         consumer.resume(*tps)
         log.info("input partitions %s at their committed offsets", sorted(tp.partition for tp in tps))
 
@@ -294,7 +295,7 @@ class TransactionalConsumer(DirectConsumer):
             await self._commit_all(rewind=False)
             for tp in revoked:
                 await self._drop(tp)
-                for state in (self._fenced, self._held, self._failures, self._committed):
+                for state in (self._fenced, self._held, self._failures, self._committed, self._taken):
                     state.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from scorer.backoff import backoff
 from scorer.config import Settings
 from scorer.kafka.notices import Notice, follow_notices
 from scorer.stream.batch import Batch
@@ -31,10 +32,6 @@ from scorer.stream.scoring import BatchHook, BatchScorer
 from scorer.stream.sink import KafkaSink
 
 log = logging.getLogger(__name__)
-
-
-def _backoff(attempt: int, base: float = 0.1, cap: float = 5.0) -> float:
-    return min(cap, base * 2 ** max(0, attempt - 1))
 
 
 def _failed(exc: BaseException) -> asyncio.Future:
@@ -105,7 +102,7 @@ class ScoringWorker:
                 self.metrics.store_up.set(0)
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot connect to the model store (attempt %d, retrying): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
         self.cache.store = self.store
         attempt = 0
         while True:
@@ -118,7 +115,7 @@ class ScoringWorker:
                     raise
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
         if self.config.exactly_once:  # nothing is written outside a transaction, drift snapshots included
             from scorer.stream.transactional import TransactionalSink, monitor_transactional_id, producer_options
 
@@ -318,7 +315,7 @@ class ScoringWorker:
                 self.metrics.batch_retries.labels("store").inc()
                 if attempt == 1 or attempt % 20 == 0:
                     log.warning("batch waits for the model store (attempt %d): %s", attempt, exc)
-                await asyncio.sleep(_backoff(attempt, 0.2, 5.0))
+                await asyncio.sleep(backoff(attempt, 0.2, 5.0))
                 continue
             model_attempts += 1
             last = model_attempts >= self.config.predict_attempts
@@ -330,7 +327,7 @@ class ScoringWorker:
             log.warning("model %s raised on %d event(s) (attempt %d of %d, batch retried): %s: %s",
                         failure.scored_by.what, len(failure.indices), model_attempts, self.config.predict_attempts,
                         type(failure.error).__name__, failure.error)
-            await asyncio.sleep(_backoff(model_attempts, 0.1, 2.0))
+            await asyncio.sleep(backoff(model_attempts, 0.1, 2.0))
 
     def _partition_hint(self, record: Any, key: bytes) -> int | None:
         if self._copartitioned and record.key == key:
@@ -381,7 +378,7 @@ class ScoringWorker:
                     raise
                 log.warning("sending a batch's outputs failed (attempt %d of %d, resent): %s: %s", attempt,
                             cfg.send_attempts, type(exc).__name__, exc)
-                await asyncio.sleep(_backoff(attempt, 0.5, 10.0))
+                await asyncio.sleep(backoff(attempt, 0.5, 10.0))
 
     # ------------------------------------------------------------------ reporting
 

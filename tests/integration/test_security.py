@@ -314,6 +314,9 @@ def test_reader_can_read_but_cannot_write_or_change_schema(cassandra_node: Cassa
     try:
         session.execute("SELECT * FROM active_models WHERE model = 'm'")
         session.execute("SELECT * FROM model_chunks WHERE model = 'm' AND segment = 's' AND version = 1")
+        # the one write a worker makes: the log entry of a pointer change made outside scorer
+        session.execute("INSERT INTO activations (model, segment, at, id, action) "
+                        "VALUES ('m', 's', toTimestamp(now()), now(), 'external')")
         for statement in (
             "UPDATE active_models SET version = 3 WHERE model = 'm' AND segment = 's'",
             "INSERT INTO model_chunks (model, segment, version, chunk, data) VALUES ('m', 's', 1, 0, 0x00)",

@@ -77,3 +77,48 @@ def test_train_as_a_subprocess(settings: Settings, tmp_path: Path) -> None:
     assert done.stdout.strip().splitlines()[-1] == "published 1 segments of eta and activated"
     with CassandraModelStore(settings) as store:
         assert store.active("eta")["A"].version == 1
+
+
+def test_each_version_records_the_lineage_of_its_training_rows(settings: Settings, tmp_path: Path) -> None:
+    import hashlib
+
+    import orjson
+
+    from trainers.lineage import fingerprint
+
+    rng = np.random.default_rng(3)
+    lines = ["city,dist,hour,label,at"]
+    rows: dict[str, list] = {"ORD": [], "JFK": []}
+    times: dict[str, list] = {"ORD": [], "JFK": []}
+    for i in range(240):
+        city = "ORD" if i % 2 else "JFK"
+        a, b = rng.normal(size=2)
+        label = int(a - b + rng.logistic() > 0)
+        at = f"2026-0{1 + i % 3}-{1 + i % 28:02d}T12:00:00"
+        lines.append(f"{city},{a:.6f},{b:.6f},{label},{at}")
+        times[city].append(at + "Z")
+        rows[city].append((float(f"{a:.6f}"), float(f"{b:.6f}"), label))
+    data = tmp_path / "trips.csv"
+    data.write_text("\n".join(lines) + "\n")
+    args = ["--keyspace", settings.keyspace, "train", "--data", str(data), "--model", "lin", "--segment-col", "city",
+            "--target", "label", "--time-col", "at", "--activate"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output + result.stderr
+
+    with CassandraModelStore(settings) as store:
+        info = store.version_info("lin", "ORD", 1)
+    assert info is not None and info.feature_names == ("dist", "hour")  # the time column is never a feature
+    lineage = info.metadata["lineage"]
+    ord_rows = np.array(rows["ORD"])
+    expected = fingerprint(ord_rows[:, :2], ord_rows[:, 2].astype(np.int64))
+    assert lineage["rows"] == 120 and lineage["sha256"] == expected["sha256"]
+    assert (lineage["time_from"], lineage["time_to"]) == (min(times["ORD"]), max(times["ORD"]))
+    assert lineage["scorer_version"] and len(hashlib.sha256().hexdigest()) == len(lineage["sha256"])
+
+    shown = CliRunner().invoke(main, ["--keyspace", settings.keyspace, "show", "lin", "ORD", "--json"])
+    assert shown.exit_code == 0, shown.output
+    described = orjson.loads(shown.stdout)
+    assert described["lineage"] == lineage and described["version"] == 1 and described["state"] == "active"
+    assert described["pointer"]["version"] == 1 and described["recent_changes"][0]["action"] == "release"
+    table = CliRunner().invoke(main, ["--keyspace", settings.keyspace, "show", "lin", "ORD"])
+    assert table.exit_code == 0 and "120 rows" in table.stdout and lineage["sha256"][:16] in table.stdout

@@ -56,6 +56,8 @@ def test_canary_scores_a_stable_fifth_of_a_segment(settings: Settings, bootstrap
         canaries.append(chosen)
         fallback = [o for o in outs if o["segment"] == "NO-SUCH-SEGMENT"]
         assert len(fallback) == 50 and {o["version"] for o in fallback} == {1}  # the __default__ model
+        assert {o.get("served_by") for o in fallback} == {"__default__"}  # named: the version is the fallback's
+        assert all("served_by" not in o for o in in_c)
         entry = state["models"][MODEL]["C"]
         assert entry["version"] == 1 and entry["canary"]["version"] == 2 and entry["canary"]["fraction"] == 0.2
         assert metric_value(metrics, "scorer_events_total", segment="C", version="2", outcome="canary") == len(chosen)

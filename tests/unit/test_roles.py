@@ -18,6 +18,7 @@ def test_statements_grant_least_privilege() -> None:
         "GRANT MODIFY ON KEYSPACE prod TO scorer_writer",
         "GRANT SELECT ON KEYSPACE prod TO scorer_reader",
         "REVOKE MODIFY ON KEYSPACE prod FROM scorer_reader",
+        "GRANT MODIFY ON TABLE prod.activations TO scorer_reader",
     ]
     assert not any("PASSWORD" in statement.upper() for statement in statements)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from scorer.monitor.observer import DriftGauges
 from scorer.stream.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -23,7 +24,8 @@ PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "topk", "
 def _exported() -> dict[str, set[str]]:
     """Sample name -> label names, from a worker's /metrics text with every labelled metric touched once."""
     metrics = WorkerMetrics()
-    for value in vars(metrics).values():
+    drift = DriftGauges(metrics.registry)  # a monitored worker's drift gauges join its registry
+    for value in [*vars(metrics).values(), *vars(drift).values()]:
         labelnames = getattr(value, "_labelnames", ())
         if labelnames:
             child = value.labels(*["x"] * len(labelnames))
@@ -61,7 +63,8 @@ def test_every_metric_in_the_dashboard_is_exported_by_the_worker() -> None:
     assert not missing, f"dashboard metrics the worker does not export: {missing}; exported: {sorted(exported)}"
     # The panels the issue asks for are there.
     for name in ("scorer_events_total", "scorer_e2e_latency_seconds_bucket", "scorer_swaps_total",
-                 "scorer_dead_letters_total", "scorer_store_errors_total"):
+                 "scorer_dead_letters_total", "scorer_store_errors_total", "scorer_consumer_lag_sum",
+                 "scorer_consumer_lag", "scorer_drift_max_psi", "scorer_drift_max_ks", "scorer_drift_alerts_total"):
         assert name in used, name
 
 
@@ -86,9 +89,15 @@ def test_dashboard_shape_and_datasource_match_the_provisioning() -> None:
     datasources = yaml.safe_load((ROOT / "monitoring/grafana/provisioning/datasources/prometheus.yml").read_text())
     uid = datasources["datasources"][0]["uid"]
     assert datasources["datasources"][0]["url"] == "http://prometheus:9090"
+    # Panels take their datasource from a variable whose default is the provisioned one (another Grafana picks
+    # its own Prometheus from the list instead of editing every panel).
+    (variable,) = [v for v in dashboard["templating"]["list"] if v["type"] == "datasource"]
+    assert variable["name"] == "datasource" and variable["query"] == "prometheus"
+    assert variable["current"]["value"] == uid
     for panel in dashboard["panels"]:
         if panel["type"] != "row":
-            assert panel["datasource"]["uid"] == uid, panel["title"]
+            assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+            assert all(t["datasource"]["uid"] == "${datasource}" for t in panel["targets"]), panel["title"]
             assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
             assert 0 <= panel["gridPos"]["x"] and panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24
 

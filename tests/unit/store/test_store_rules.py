@@ -138,3 +138,43 @@ def test_json_columns_are_canonical_and_refuse_non_json() -> None:
 def test_default_actor_is_user_at_host() -> None:
     user, _, host = default_actor().partition("@")
     assert user and host
+
+
+# ---------------------------------------------------------------- changes made outside scorer
+
+def test_outside_change_tells_scorer_writes_from_raw_ones() -> None:
+    at = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    own = rules.epoch_micros(at)
+    assert own == 1767323045678000
+    # scorer writes every column with its updated_at as the write time
+    assert rules.outside_change((own, None, None, own - 5), own, at) is None
+    # a pointer column newer than updated_at: certainly someone else's
+    assert rules.outside_change((own + 17, None, None, None), own, at) == (own + 17, True)
+    # updated_at written at a time other than its value: a raw write of it too, or an old scorer write
+    assert rules.outside_change((own + 3, None, None, None), own + 3, at) == (own + 3, False)
+    assert rules.outside_change((None, None, None, None), None, None) is None
+
+
+def test_memory_store_logs_a_raw_pointer_write_once_and_rollback_undoes_it() -> None:
+    import numpy as np
+    from sklearn.linear_model import LogisticRegression
+
+    from scorer.store.memory import MemoryModelStore
+    from trainers import export
+
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    weights = export(LogisticRegression().fit(X, X[:, 0] > 0), ["a", "b", "c"])
+    store = MemoryModelStore()
+    for _ in range(3):
+        store.publish("m", "A", weights)
+    store.activate("m", "A", 1)
+    store.activate("m", "A", 2)
+    store.set_pointer("m", "A", 3)
+    assert store.active("m")["A"].outside_at is not None
+    assert store.active("m")["A"].outside_at is not None
+    log = store.activations("m", "A")
+    assert [(e.action, e.from_version, e.to_version) for e in log] == [
+        ("external", 2, 3), ("activate", 1, 2), ("activate", None, 1)]
+    assert log[0].actor == rules.OUTSIDE_ACTOR
+    assert store.rollback("m", "A").to_version == 2
+    assert store.active("m")["A"].outside_at is None

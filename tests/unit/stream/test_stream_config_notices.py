@@ -9,11 +9,12 @@ import orjson
 import pytest
 from pydantic import ValidationError
 
+from scorer.backoff import backoff
 from scorer.config import load_settings
 from scorer.kafka.notices import Notice, decode_notice, encode_notice, try_publish_notice
 from scorer.stream.metrics import BulkHistogram, WorkerMetrics
 from scorer.stream.sink import key_partition
-from scorer.stream.worker import WorkerConfig, _backoff
+from scorer.stream.worker import WorkerConfig
 
 
 def test_worker_config_defaults_and_validation() -> None:
@@ -35,8 +36,12 @@ def test_worker_config_defaults_and_validation() -> None:
             WorkerConfig(**moved)
 
 
-def test_backoff_grows_and_is_capped() -> None:
-    assert [_backoff(n, 0.1, 1.0) for n in (1, 2, 3, 4, 5, 9)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+def test_backoff_grows_is_capped_and_jittered() -> None:
+    steps = [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    for n, step in zip((1, 2, 3, 4, 5, 9), steps, strict=True):
+        delays = [backoff(n, 0.1, 1.0) for _ in range(200)]
+        assert all(step / 2 <= d <= step for d in delays)
+        assert len(set(delays)) > 100  # jittered: workers failing together do not retry in step
 
 
 def test_notice_round_trip_and_bad_notices_are_ignored() -> None:

@@ -35,9 +35,9 @@ class TrainingData:
     target: str = "target"
     n_dropped: int = 0
     """Rows of the source left out because their segment or target was missing."""
-    categories: dict[str, tuple] = field(default_factory=dict)
     times: np.ndarray | None = None
     """(n,) epoch seconds of each row (NaN: unknown) when a time column was given: the lineage's time range."""
+    categories: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.segments.shape[0] if self.segments.ndim == 1 else -1
@@ -45,11 +45,11 @@ class TrainingData:
             raise ConfigError(
                 f"training arrays disagree: segments {self.segments.shape}, X {self.X.shape}, y {self.y.shape}, "
                 f"{len(self.feature_names)} feature names")
+        if self.times is not None and self.times.shape != (n,):
+            raise ConfigError(f"training arrays disagree: {n} rows but {self.times.shape} times")
         unknown = set(self.categories) - set(self.feature_names)
         if unknown:
             raise ConfigError(f"categorical columns {sorted(unknown)} are not features")
-        if self.times is not None and self.times.shape != (n,):
-            raise ConfigError(f"training arrays disagree: {n} rows but {self.times.shape} times")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ConfigError(f"feature names must be unique; got {list(self.feature_names)}")
 
@@ -108,8 +108,8 @@ def choose_features(table: pa.Table, segment_col: str, target: str,
 
 
 def table_to_training_data(table: pa.Table, *, segment_col: str, target: str,
-                           features: Sequence[str] | None = None, time_col: str | None = None,
-                           categorical: Sequence[str] = ()) -> TrainingData:
+                           features: Sequence[str] | None = None, categorical: Sequence[str] = (),
+                           time_col: str | None = None) -> TrainingData:
     """Convert a table: drop rows without segment (null or "") or target, features to float64 with NaN for nulls
     (categorical ones to str or int values, see :class:`TrainingData`)."""
     if time_col is not None and time_col not in table.column_names:
@@ -145,7 +145,29 @@ def table_to_training_data(table: pa.Table, *, segment_col: str, target: str,
     times = None if time_col is None else _epoch_seconds(table.column(time_col), time_col)
     return TrainingData(segments=segments, X=X, y=_target_array(table.column(target), target),
                         feature_names=feature_names, segment_col=segment_col, target=target,
-                        n_dropped=int(n_dropped), categories=categories, times=times)
+                        n_dropped=int(n_dropped), times=times, categories=categories)
+
+
+def _epoch_seconds(column: pa.ChunkedArray, name: str) -> np.ndarray:
+    """A time column as float64 epoch seconds (NaN for nulls): timestamps, dates, ISO-8601 text or numbers."""
+    dtype = column.type
+    try:
+        if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
+            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
+            text = pc.cast(column, pa.string())
+            try:  # naive text is UTC; text with an offset is converted to UTC
+                column = pc.cast(text, pa.timestamp("us"))
+            except pa.ArrowInvalid:
+                column = pc.cast(text, pa.timestamp("us", tz="UTC"))
+        elif pa.types.is_date(dtype):
+            column = pc.cast(column, pa.timestamp("us"))
+        elif not pa.types.is_timestamp(dtype):
+            raise ConfigError(f"time column {name!r} has type {dtype}; give timestamps, dates, ISO text or numbers")
+        micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
+    except pa.ArrowInvalid as exc:
+        raise ConfigError(f"time column {name!r}: {str(exc).splitlines()[0]}") from None
+    return pc.divide(pc.cast(micros, pa.float64()), 1e6).to_numpy(zero_copy_only=False)
 
 
 #: most levels a categorical column may have (one-hot width, HistGradientBoosting's 255-bin limit)
@@ -171,29 +193,6 @@ def _categorical_column(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray,
     return out, tuple(levels)
 
 
-
-def _epoch_seconds(column: pa.ChunkedArray, name: str) -> np.ndarray:
-    """A time column as float64 epoch seconds (NaN for nulls): timestamps, dates, ISO-8601 text or numbers."""
-    dtype = column.type
-    try:
-        if pa.types.is_integer(dtype) or pa.types.is_floating(dtype):
-            return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
-        if pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or pa.types.is_dictionary(dtype):
-            text = pc.cast(column, pa.string())
-            try:  # naive text is UTC; text with an offset is converted to UTC
-                column = pc.cast(text, pa.timestamp("us"))
-            except pa.ArrowInvalid:
-                column = pc.cast(text, pa.timestamp("us", tz="UTC"))
-        elif pa.types.is_date(dtype):
-            column = pc.cast(column, pa.timestamp("us"))
-        elif not pa.types.is_timestamp(dtype):
-            raise ConfigError(f"time column {name!r} has type {dtype}; give timestamps, dates, ISO text or numbers")
-        micros = pc.cast(pc.cast(column, pa.timestamp("us")), pa.int64())
-    except pa.ArrowInvalid as exc:
-        raise ConfigError(f"time column {name!r}: {str(exc).splitlines()[0]}") from None
-    return pc.divide(pc.cast(micros, pa.float64()), 1e6).to_numpy(zero_copy_only=False)
-
-
 def _target_array(column: pa.ChunkedArray, name: str) -> np.ndarray:
     dtype = column.type
     if pa.types.is_dictionary(dtype) or pa.types.is_large_string(dtype):
@@ -210,15 +209,15 @@ def _target_array(column: pa.ChunkedArray, name: str) -> np.ndarray:
 
 
 def load_training_data(source: str | Path | pa.Table, *, segment_col: str, target: str,
-                       features: Sequence[str] | None = None, time_col: str | None = None,
-                       categorical: Sequence[str] = ()) -> TrainingData:
+                       features: Sequence[str] | None = None, categorical: Sequence[str] = (),
+                       time_col: str | None = None) -> TrainingData:
     """Read ``source`` (a file path or a pyarrow Table) and convert it; reads only the columns it needs."""
     if isinstance(source, pa.Table):
         return table_to_training_data(source, segment_col=segment_col, target=target, features=features,
-                                      time_col=time_col, categorical=categorical)
+                                      categorical=categorical, time_col=time_col)
     # dict.fromkeys: a feature repeated or equal to the target is reported precisely by choose_features.
     extra = [time_col] if time_col else []
     columns = list(dict.fromkeys([segment_col, target, *features, *extra])) if features else None
     table = read_table(source, columns=columns, text_columns=(segment_col,))
     return table_to_training_data(table, segment_col=segment_col, target=target, features=features,
-                                  time_col=time_col, categorical=categorical)
+                                  categorical=categorical, time_col=time_col)

@@ -31,7 +31,7 @@ def categorical_pipeline(arch: str, estimator: Any, categories: Mapping[int, Seq
     fills = [_missing_level(categories[j]) for j in cat]
     levels = [[*categories[j], fill] for j, fill in zip(cat, fills, strict=True)]
     imputers = [("fill", SimpleImputer(strategy="constant", fill_value=fill), [k]) for k, fill in enumerate(fills)]
-    if arch in ("logistic", "linear", "mlp"):
+    if arch in ("logistic", "linear", "sgd", "mlp"):
         encoder: Any = OneHotEncoder(categories=levels, handle_unknown="error")
         numeric: Any = Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
                                  ("scale", StandardScaler())])
@@ -76,6 +76,10 @@ def final_estimator(arch: str, classify: bool, seed: int) -> Any:
         if classify:
             raise ConfigError("arch linear is a regressor; use logistic (or another arch) for classification")
         return linear_model.LinearRegression()
+    if arch == "sgd":  # served as logistic/linear, with the learner state that online learning resumes from
+        if classify:
+            return linear_model.SGDClassifier(loss="log_loss", random_state=seed)
+        return linear_model.SGDRegressor(random_state=seed)
     if arch == "tree":
         cls = tree.DecisionTreeClassifier if classify else tree.DecisionTreeRegressor
         return cls(max_depth=8, min_samples_leaf=5, random_state=seed)

@@ -38,7 +38,7 @@ from trainers.stats import DEFAULT_BINS, feature_stats
 if TYPE_CHECKING:
     from scorer.models import ModelWeights
 
-ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp", "lightgbm", "xgboost")
+ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp", "sgd", "lightgbm", "xgboost")
 TASKS = ("auto", "classification", "regression")
 #: ``--task auto``: an integer-valued target with at most this many distinct values is a class label.
 MAX_AUTO_CLASSES = 10
@@ -194,7 +194,7 @@ def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any
     impute = ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
     if categories:
         return categorical_pipeline(arch, estimator, categories, n_features)
-    if arch in ("logistic", "linear", "mlp"):
+    if arch in ("logistic", "linear", "sgd", "mlp"):
         return Pipeline([impute, ("scale", StandardScaler()), ("model", estimator)])
     if arch in ("hgb", "lightgbm", "xgboost"):
         return Pipeline([("model", estimator)])
@@ -255,8 +255,8 @@ def group_rows(segments: np.ndarray) -> list[tuple[str, np.ndarray]]:
 # -- training -----------------------------------------------------------------------------------------
 def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None, *, segment: str = "",
                 feature_names: Sequence[str] | None = None, task: str | None = None,
-                categories: Mapping[str, Sequence[Any]] | None = None, times: np.ndarray | None = None
-                ) -> SegmentResult:
+                times: np.ndarray | None = None,
+                categories: Mapping[str, Sequence[Any]] | None = None) -> SegmentResult:
     """Fit, export and evaluate one segment. ``y`` should come from ``prepare_target`` for the task.
 
     Raises SkipSegment (with the reason) when the segment cannot be trained, ConfigError for settings
@@ -271,8 +271,8 @@ def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
 
 def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: str,
                  feature_names: Sequence[str] | None, task: str | None,
-                 categories: Mapping[str, Sequence[Any]] | None = None, times: np.ndarray | None = None
-                 ) -> SegmentResult:
+                 times: np.ndarray | None = None,
+                 categories: Mapping[str, Sequence[Any]] | None = None) -> SegmentResult:
     """fit_segment without the thread limit (train_segments sets it once: setting it costs milliseconds)."""
     from scorer.models import build
     from trainers.export import export
@@ -311,6 +311,10 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
 
     weights = export(estimator, feature_names=list(names))
     weights = replace(weights, metadata={**weights.metadata, "lineage": fingerprint(X, y, times)})
+    if arch == "sgd":
+        from trainers.sgd import with_learner
+
+        weights = with_learner(weights, estimator[-1])
     model = build(weights)
     X_eval = X[holdout] if holdout.size else X[train[:_PARITY_ROWS]]
     served = model.predict(X_eval)

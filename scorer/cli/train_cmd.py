@@ -20,8 +20,9 @@ if TYPE_CHECKING:
 
     from trainers.segment import SegmentResult, TrainReport
 
-_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|lightgbm|xgboost (default: logistic or linear "
-             "by task; lightgbm and xgboost need the scorer[lightgbm] / scorer[xgboost] extras)")
+_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|sgd|lightgbm|xgboost (default: logistic or "
+              "linear by task; sgd keeps the learner state for scorer learn-worker; lightgbm and xgboost need the "
+              "scorer[lightgbm] / scorer[xgboost] extras)")
 _SHOWN_SKIPS = 20
 
 
@@ -32,10 +33,10 @@ _SHOWN_SKIPS = 20
 @click.option("--segment-col", required=True, help="Column whose values name the segments.")
 @click.option("--target", required=True, help="Column to predict.")
 @click.option("--features", help="Comma-separated feature columns, in model order [default: every numeric column].")
-@click.option("--categorical", help="Comma-separated categorical feature columns (text or integers): one-hot for "
-              "linear/logistic/mlp, native for hgb/lightgbm/xgboost, ordinal codes for the tree ensembles.")
 @click.option("--time-col", help="Column of row times (timestamps, ISO text or epoch seconds): the time range of "
               "each version's training rows is recorded in its lineage. Never a feature.")
+@click.option("--categorical", help="Comma-separated categorical feature columns (text or integers): one-hot for "
+              "linear/logistic/mlp, native for hgb/lightgbm/xgboost, ordinal codes for the tree ensembles.")
 @click.option("--arch", help=_ARCH_HELP)
 @click.option("--task", default="auto", show_default=True, help="classification|regression|auto.")
 @click.option("--min-rows", type=int, default=50, show_default=True, help="Skip segments with fewer rows.")
@@ -51,7 +52,7 @@ _SHOWN_SKIPS = 20
 @click.option("--reason", help="Recorded in the activation log with --activate.")
 @pass_cli
 def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, target: str, features: str | None,
-              categorical: str | None, time_col: str | None, arch: str | None, task: str, min_rows: int,
+              time_col: str | None, categorical: str | None, arch: str | None, task: str, min_rows: int,
               test_size: float, seed: int,
               n_bins: int, params: tuple[str, ...], out_dir: Path | None, activate: bool, author: str | None,
               reason: str | None) -> None:

@@ -35,6 +35,7 @@ from scorer.models.columns import ColumnsLayout
 from scorer.models.weights import ModelWeights
 
 PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler", "columns")
+LEARNER_PREFIX = "learn."
 _F64 = np.dtype(np.float64)
 
 
@@ -93,7 +94,8 @@ class Model:
         self._validate()
         # Scan every input for NaN/inf only when nothing else catches them (decided once, not per call).
         self._scan_input = not (self.checks_own_input or self.accepts_missing)
-        unused = sorted(set(weights.arrays) - self._used)
+        # ``learn.*`` arrays are an online learner's state (scorer.learn.state), read by the learner only.
+        unused = sorted(n for n in set(weights.arrays) - self._used if not n.startswith(LEARNER_PREFIX))
         if unused:
             raise InvalidWeights(f"{self._what()}: unexpected arrays {unused} (not read by this architecture)")
 
@@ -127,6 +129,17 @@ class Model:
         if self._scan_input and not np.isfinite(X).all():
             self._reject_nonfinite(X)
         return self._predict(X)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The kernel's inputs (n, n_inputs) for rows of ``X``: the stored preprocessing applied, ``X`` untouched.
+
+        Online learners update the weights behind this fixed preprocessing.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        out = X
+        for step in self._steps:
+            out = step(out)
+        return out.copy() if out is X else out
 
     def fuse_key(self) -> tuple | None:
         """Models with equal keys can be scored together by ``predict_fused``; None: only one at a time."""

@@ -110,7 +110,7 @@ def run(quick: bool) -> dict[str, Any]:
         river_s, river_coef = float("nan"), np.full((N_SEGMENTS, N_FEATURES), np.nan)
     rows: list[dict[str, Any]] = [{"what": "river LogisticRegression.learn_one", "batch": 1, "seconds": river_s,
                                    "updates_per_s": n / river_s, "vs_river": 1.0}]
-    for batch in (500, 5000):
+    for batch in (500, 5000, 50_000):
         seconds, coef = run_learner(owner, dicts, y, batch)
         gap = float(np.abs(coef - river_coef).max())
         rows.append({"what": "scorer Learner.learn (dicts, scaler, targets)", "batch": batch, "seconds": seconds,

@@ -167,26 +167,51 @@ class Bank:
         live = np.searchsorted(-counts[order], -np.arange(steps), side="left")
         idx = uniq[order]
         local = _Local(self, idx)
+        # t only steers the optimal/invscaling schedules and averaging; otherwise it is counted at the end.
+        local.count_t = self.schedule in ("optimal", "invscaling") or local.averaging
+        local.buf = np.empty((m, self.n_inputs))
+        not_y = 1.0 - Y2 if self.loss == "log_loss" else Y2
         for k in range(steps):
-            self._step(local, int(live[k]), X3[k], Y2[k])
+            self._step(local, int(live[k]), X3[k], Y2[k], not_y[k])
+        if not local.count_t:
+            local.t += counts[order]
         local.scatter(self, idx)
 
-    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray) -> None:
+    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray, not_y: np.ndarray) -> None:
         """One sample for each of the first ``n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
         X, y = X[:n], y[:n]
         wd, ws, b, t = s.w[:n], s.ws[:n], s.b[:n], s.t[:n]
         alpha, l1 = s.alpha[:n], s.l1r[:n]
-        # WeightVector.dot: a sequential sum (cumsum keeps the order), then the scale.
-        p = np.cumsum(X * wd, axis=1)[:, -1]
-        p *= ws
+        # WeightVector.dot: a sequential sum (cumsum keeps the order), then the scale (1 without decay).
+        buf = s.buf[:n]
+        np.multiply(X, wd, out=buf)
+        np.cumsum(buf, axis=1, out=buf)
+        p = buf[:, -1]
+        if self.decay:
+            p *= ws
         p += b
-        eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
-        update = gradient(self.loss, y, p, s.eps[:n])
-        if self.loss not in BOUNDED_LOSSES:
-            np.minimum(update, MAX_DLOSS, out=update)
-            np.maximum(update, -MAX_DLOSS, out=update)
-        update *= eta
-        np.negative(update, out=update)  # -eta * dloss, exactly
+        if self.loss == "log_loss":  # inline: ((1 - y) - y * e) / (1 + e), e = exp(-p), as scikit-learn
+            e = np.negative(p)
+            np.exp(e, out=e)
+            update = y * e
+            np.subtract(not_y[:n], update, out=update)
+            e += 1.0
+            update /= e
+            if p.min() <= -37:
+                far = p <= -37
+                update[far] = np.exp(p[far]) - y[far]
+        else:
+            update = gradient(self.loss, y, p, s.eps[:n])
+            if self.loss not in BOUNDED_LOSSES:
+                np.minimum(update, MAX_DLOSS, out=update)
+                np.maximum(update, -MAX_DLOSS, out=update)
+        if self.schedule in ("constant", "adaptive"):
+            eta = s.eta0[:n]
+            update *= s.neg_eta0[:n]  # -eta * dloss, exactly
+        else:
+            eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
+            update *= eta
+            np.negative(update, out=update)
         if self.decay:
             ws *= np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
             small = ws < WSCALE_MIN
@@ -216,7 +241,8 @@ class Bank:
                               np.where(signed < 0, np.minimum(0.0, wd + (u[:, None] - q) / ws[:, None]), wd))
             q += ws[:, None] * (shrunk - wd)
             wd[...] = shrunk
-        t += 1.0
+        if s.count_t:
+            t += 1.0
 
 
 _STATE = ("w", "ws", "b", "t", "aw", "a", "bb", "avg_b", "q", "u")
@@ -230,6 +256,9 @@ class _Local:
             setattr(self, name, getattr(bank, name)[idx])
         self.averaging = bool(self.avg_start.any())
         self.all_intercepts = bool((self.fi == 1.0).all())
+        self.neg_eta0 = -self.eta0
+        self.count_t = True
+        self.buf = np.empty(0)
 
     def fold(self, rows: np.ndarray) -> None:
         """scikit-learn's ``reset_wscale`` for some rows (their scale became tiny)."""

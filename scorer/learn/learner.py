@@ -149,14 +149,14 @@ class Learner:
         self.learned += len(examples) - len(rejected)
         return rejected
 
-    def due(self, force: bool = False) -> list[Segment]:
-        """Segments whose pending labels call for a checkpoint (all with any when ``force``)."""
+    def due(self) -> list[Segment]:
+        """Segments whose pending labels call for a checkpoint (enough of them, or waiting long enough)."""
         now = self._clock()
         out = []
         for seg in self.segments.values():
             if not seg.pending or seg.checkpointing:
                 continue
-            if force or seg.pending_labels >= self.every_labels or now - seg.pending_since >= self.every_seconds:
+            if seg.pending_labels >= self.every_labels or now - seg.pending_since >= self.every_seconds:
                 out.append(seg)
         return out
 

@@ -41,8 +41,8 @@ class Segment:
     expected_live: int | None = None
     """The live version as this learner last saw or set it; any other change is a human's."""
     paused: bool = False
-    pending: list[Any] = field(default_factory=list)
-    """Records (label and event) learned since the last checkpoint, safe once it is written."""
+    pending: list[Example] = field(default_factory=list)
+    """Examples learned since the last checkpoint: their records are safe once it is written."""
     pending_labels: int = 0
     pending_since: float = 0.0
     checkpointing: bool = False
@@ -107,15 +107,11 @@ class Learner:
         if not examples:
             return []
         rejected: list[tuple[Example, str]] = []
-        index: dict[int, int] = {}
-        groups: list[list[int]] = []
-        owner = np.empty(len(examples), dtype=np.int64)
-        for i, ex in enumerate(examples):
-            g = index.setdefault(id(ex.segment), len(index))
-            if g == len(groups):
-                groups.append([])
-            groups[g].append(i)
-            owner[i] = g
+        _, owner = np.unique(np.fromiter((id(ex.segment) for ex in examples), dtype=np.int64,
+                                         count=len(examples)), return_inverse=True)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.flatnonzero(np.diff(owner[order])) + 1
+        groups = [part.tolist() for part in np.split(order, cuts)]
         ranks = step_ranks(owner)
         per_bank: dict[int, tuple[Bank, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
         now = self._clock()
@@ -140,8 +136,7 @@ class Learner:
             rk.append(np.repeat(ranks[idxs], n_rows))
             if not seg.pending:
                 seg.pending_since = now
-            for i in idxs:
-                seg.pending.extend(examples[i].records)
+            seg.pending.extend(examples[i] for i in idxs)
             seg.pending_labels += len(idxs)
             seg.labels += len(idxs)
         for bank, rows, xs, ys, rk in per_bank.values():
@@ -167,7 +162,8 @@ class Learner:
         seg.offsets.update(positions)
         state = seg.bank.state(seg.rows)
         learned = Learnable(seg.learned.params, state, dict(seg.offsets), seg.labels, paused=paused)
-        records, seg.pending, seg.pending_labels = seg.pending, [], 0
+        records = [record for example in seg.pending for record in example.records]
+        seg.pending, seg.pending_labels = [], 0
         return checkpoint(seg.base, learned), records
 
     def restart_schedule(self, seg: Segment) -> None:

@@ -93,7 +93,7 @@ class LearnWorker:
         consumer = AIOKafkaConsumer(
             *topics, **aiokafka_options(self.settings), group_id=cfg.group_id or f"{self.settings.app_id}-learn",
             auto_offset_reset="earliest" if cfg.from_beginning else "latest", enable_auto_commit=False,
-            max_poll_records=5000)
+            max_poll_records=5000, isolation_level="read_committed")  # predictions and alerts: committed only
         await self._publisher.start()
         await consumer.start()
         last_commit = last_poll = self._clock()

@@ -20,7 +20,7 @@ from scorer.learn.sgd import encode_targets
 from scorer.learn.state import Learnable, checkpoint
 from scorer.models import ModelWeights, build
 from scorer.models.base import Model
-from scorer.stream.events import feature_matrix
+from scorer.stream.events import feature_matrix, object_block
 
 
 @dataclass
@@ -117,8 +117,7 @@ class Learner:
         now = self._clock()
         for idxs in groups:
             seg = examples[idxs[0]].segment
-            X, errors = feature_matrix([examples[i].features for i in idxs], seg.feature_names,
-                                       seg.scorer.accepts_missing, f"{seg.model}/{seg.segment}")
+            X, errors = _inputs(seg, [examples[i].features for i in idxs])
             if errors:
                 bad = {position for position, _ in errors}
                 rejected.extend((examples[idxs[position]], reason) for position, reason in errors)
@@ -179,3 +178,31 @@ def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
         out.append((example.source, tp, reason, CachedEvent(example.segment.model, example.segment.segment, {},
                                                               event_tp, event_offset, 0.0)))
     return out
+
+
+def _inputs(seg: Segment, features: list[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The rows the segment's model reads, as the scoring worker builds them (categories to codes for models
+    with categorical inputs), and (position, reason) for the rows it cannot take."""
+    what = f"{seg.model}/{seg.segment}"
+    names = seg.feature_names
+    categorical = seg.scorer.categorical
+    if categorical is None:
+        texts = [(i, n) for i, row in enumerate(features) for n in names if type(row.get(n)) is str]
+        if not texts:
+            return feature_matrix(features, names, seg.scorer.accepts_missing, what)
+        bad = dict(texts[::-1])  # the first such feature of each row
+        errors = [(i, f"feature '{n}' for {what} must be a number or null; got a string")
+                  for i, n in sorted(bad.items())]
+        good = [row for i, row in enumerate(features) if i not in bad]
+        X, more = feature_matrix(good, names, seg.scorer.accepts_missing, what)
+        positions = [i for i in range(len(features)) if i not in bad]
+        return X, sorted(errors + [(positions[j], reason) for j, reason in more])
+    X, keep, failed = categorical.encode_rows(object_block(features, names), what)
+    errors = [(row, reason) for row, reason, _ in failed]
+    if not seg.scorer.accepts_missing and X.size:
+        missing = ~np.isfinite(X).all(axis=1)
+        if missing.any():
+            errors += [(int(keep[j]), f"missing feature for {what} (model cannot impute)")
+                       for j in np.flatnonzero(missing).tolist()]
+            X = X[~missing]
+    return X, sorted(errors)

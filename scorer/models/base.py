@@ -139,6 +139,9 @@ class Model:
         out = X
         for step in self._steps:
             out = step(out)
+        layout = self._layout
+        if layout is not None and layout.expand not in self._steps:  # folded into a linear kernel: expand here
+            out = layout.expand(out)
         return out.copy() if out is X else out
 
     def fuse_key(self) -> tuple | None:

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
+from scorer.models.affine import AffineFront
 from scorer.models.categorical import CategoricalInputs, ColumnsLayout
 from scorer.models.weights import ModelWeights
 
@@ -81,6 +82,11 @@ class Model:
             if len(set(self.classes)) != len(self.classes) or len({repr(c) for c in self.classes}) != len(self.classes):
                 raise InvalidWeights(f"{self._what()}: class labels must be distinct; got {list(self.classes)}")
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
+        self._plan: list[tuple] = []
+        """The steps as data, for architectures that fold them into their weights (``scorer.models.affine``)."""
+        self._front: AffineFront | None = None
+        """Set by an architecture that folded the preprocessing into its first layer: ``_steps`` then only serve
+        ``transform`` and ``predict_encoded`` calls ``_predict_front`` on the raw inputs."""
         self._imputes = False
         self._layout: ColumnsLayout | None = None
         cat = weights.metadata.get("categorical")
@@ -121,6 +127,8 @@ class Model:
         shape = X.shape
         if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
             return self._odd_shape(X)
+        if self._front is not None:
+            return self._predict_front(X)
         if self._steps:
             for step in self._steps:
                 X = step(X)
@@ -138,6 +146,18 @@ class Model:
         for step in self._steps:
             out = step(out)
         return out.copy() if out is X else out
+
+    def _fold_front(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold the preprocessing into a first layer ``W`` (n_inputs, r), ``b`` (r,) when it is impute + scalers:
+        the folded pair, with ``self._front`` set (the architecture then implements ``_predict_front``)."""
+        front = AffineFront.from_plan(self._plan, self.n_features) if self.categorical is None else None
+        if front is None or len(self._plan) != len(self._steps):
+            return None
+        self._front = front
+        return front.fold(W, b)
+
+    def _predict_front(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not fold its preprocessing")
 
     def fuse_key(self) -> tuple | None:
         """Models with equal keys can be scored together by ``predict_fused``; None: only one at a time."""
@@ -297,6 +317,7 @@ class Model:
             elif kind == "minmax_scaler":
                 self._add_minmax_scaler(i, width, spec)
             elif kind == "columns":
+                self._plan.append(("other",))
                 self._layout = ColumnsLayout(self, i, width)
                 self._steps.append(self._layout.expand)
                 width = self._layout.width_out
@@ -322,6 +343,7 @@ class Model:
                     f"got {keep.tolist()}"
                 )
         self._imputes = self._imputes or bool(np.isfinite(fill).all())
+        self._plan.append(("impute", fill, keep))
         isnan, where = np.isnan, np.where
 
         if keep is None:
@@ -344,6 +366,8 @@ class Model:
         scale = self._array(f"pre{i}.scale", shape=(width,), optional=True)
         if scale is not None and (scale == 0).any():
             raise InvalidWeights(f"{self._what()}: pre{i}.scale has zeros (scikit-learn stores 1 for constant columns)")
+        a = np.ones(width) if scale is None else 1.0 / scale
+        self._plan.append(("affine", a, np.zeros(width) if mean is None else -mean * a))
         first = not self._steps
 
         def standardise(X: np.ndarray) -> np.ndarray:
@@ -372,6 +396,7 @@ class Model:
         ):
             raise InvalidWeights(f"{self._what()}: preprocess step {i} 'feature_range' must be [lo, hi] with lo < hi")
         lo, hi = float(rng[0]), float(rng[1])
+        self._plan.append(("other",) if clip else ("affine", scale, offset))
         first = not self._steps
 
         def minmax(X: np.ndarray) -> np.ndarray:

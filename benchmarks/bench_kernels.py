@@ -35,8 +35,11 @@ import sklearn
 from rich.console import Console
 from rich.table import Table
 from sklearn.ensemble import GradientBoostingClassifier, HistGradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
@@ -52,6 +55,7 @@ BATCHES = (1, 64, 4096)
 TARGETS = {
     ("logistic", 1, "speedup"): 50.0,
     ("logistic", 4096, "vs_numpy"): 1.5,
+    ("logistic+prep", 4096, "vs_numpy"): 1.5,
     ("forest", 1, "speedup"): 20.0,
     ("forest", 4096, "speedup"): 1.0,
     ("gbt", 4096, "speedup"): 1.0,
@@ -99,6 +103,8 @@ def data(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 def estimators(quick: bool) -> list[tuple[str, Any]]:
     return [
         ("logistic", LogisticRegression(max_iter=500)),
+        # the pipeline scorer train builds: imputer and scaler folded into the weights at build time
+        ("logistic+prep", make_pipeline(SimpleImputer(), StandardScaler(), LogisticRegression(max_iter=500))),
         ("forest", RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0)),
         ("gbt", GradientBoostingClassifier(n_estimators=50 if quick else 100, max_depth=3, random_state=0)),
         ("hgb", HistGradientBoostingClassifier(max_iter=50 if quick else 100, random_state=0)),
@@ -161,6 +167,10 @@ def run(quick: bool) -> dict[str, Any]:
         baseline = None
         if name == "logistic":
             baseline = bare_numpy(weights.arrays["coef"], weights.arrays["intercept"])
+        elif name == "logistic+prep":  # the same decisions written by hand on raw inputs: (x - m)/s folded into w, b
+            scaler, final = est[-2], est[-1]
+            coef = final.coef_ / scaler.scale_
+            baseline = bare_numpy(coef, final.intercept_ - coef @ scaler.mean_)
         for batch in BATCHES:
             X = np.ascontiguousarray(X_test[:batch])
             fns = [lambda X=X, f=model.predict: f(X), lambda X=X, f=est.predict_proba: f(X)]

@@ -30,16 +30,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
+from scorer.models.affine import AffineFront
 from scorer.models.categorical import CategoricalInputs
 from scorer.models.columns import ColumnsLayout
+from scorer.models.preprocess import Preprocessing
 from scorer.models.weights import ModelWeights
 
-PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler", "columns")
 LEARNER_PREFIX = "learn."
 _F64 = np.dtype(np.float64)
 
 
-class Model:
+class Model(Preprocessing):
     """Base of every architecture. Subclasses set ``arch``, implement ``_validate`` and ``_predict``.
 
     ``_validate`` reads arrays only through ``self._array(...)`` (which checks dtype, shape and
@@ -82,6 +83,11 @@ class Model:
             if len(set(self.classes)) != len(self.classes) or len({repr(c) for c in self.classes}) != len(self.classes):
                 raise InvalidWeights(f"{self._what()}: class labels must be distinct; got {list(self.classes)}")
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
+        self._plan: list[tuple] = []
+        """The steps as data, for architectures that fold them into their weights (``scorer.models.affine``)."""
+        self._front: AffineFront | None = None
+        """Set by an architecture that folded the preprocessing into its first layer: ``_steps`` then only serve
+        ``transform`` and ``predict_encoded`` calls ``_predict_front`` on the raw inputs."""
         self._imputes = False
         self._layout: ColumnsLayout | None = None
         self._affine: dict[Callable[[np.ndarray], np.ndarray], tuple] = {}
@@ -90,6 +96,7 @@ class Model:
         unused = weights.metadata.get("unused_inputs", [])
         self.categorical = None if cat is None else CategoricalInputs(cat, self.feature_names, self._what(), unused)
         self.n_inputs = self._parse_preprocess()
+        self._all_steps = tuple(self._steps)
         self._owns_input = bool(self._steps)
         self._validate()
         # Scan every input for NaN/inf only when nothing else catches them (decided once, not per call).
@@ -123,6 +130,8 @@ class Model:
         shape = X.shape
         if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
             return self._odd_shape(X)
+        if self._front is not None:
+            return self._predict_front(X)
         if self._steps:
             for step in self._steps:
                 X = step(X)
@@ -137,12 +146,21 @@ class Model:
         """
         X = np.ascontiguousarray(X, dtype=np.float64)
         out = X
-        for step in self._steps:
+        for step in self._all_steps:  # every step, also those a kernel folded into its weights
             out = step(out)
-        layout = self._layout
-        if layout is not None and layout.expand not in self._steps:  # folded into a linear kernel: expand here
-            out = layout.expand(out)
         return out.copy() if out is X else out
+
+    def _fold_front(self, W: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Fold the preprocessing into a first layer ``W`` (n_inputs, r), ``b`` (r,) when it is impute + scalers:
+        the folded pair, with ``self._front`` set (the architecture then implements ``_predict_front``)."""
+        front = AffineFront.from_plan(self._plan, self.n_features) if self.categorical is None else None
+        if front is None or len(self._plan) != len(self._steps):
+            return None
+        self._front = front
+        return front.fold(W, b)
+
+    def _predict_front(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not fold its preprocessing")
 
     def fuse_key(self) -> tuple | None:
         """Models with equal keys can be scored together by ``predict_fused``; None: only one at a time."""
@@ -287,105 +305,3 @@ class Model:
         if len(set(names)) != len(names):
             dups = sorted({n for n in names if names.count(n) > 1})
             raise InvalidWeights(f"{self._what()}: duplicate feature names {dups}")
-
-    def _parse_preprocess(self) -> int:
-        steps = self.weights.metadata.get("preprocess", [])
-        if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
-            raise InvalidWeights(f"{self._what()}: metadata 'preprocess' must be a list of objects; got {steps!r}")
-        width = self.n_features
-        for i, spec in enumerate(steps):
-            kind = spec.get("kind")
-            if kind == "impute":
-                width = self._add_impute(i, width)
-            elif kind == "standard_scaler":
-                self._add_standard_scaler(i, width)
-            elif kind == "minmax_scaler":
-                self._add_minmax_scaler(i, width, spec)
-            elif kind == "columns":
-                self._layout = ColumnsLayout(self, i, width)
-                self._steps.append(self._layout.expand)
-                width = self._layout.width_out
-            else:
-                raise InvalidWeights(
-                    f"{self._what()}: preprocess step {i} has kind {kind!r}; valid: {', '.join(PREPROCESS_KINDS)}"
-                )
-            extra = set(spec) - {"kind", "clip", "feature_range"}
-            if extra:
-                raise InvalidWeights(f"{self._what()}: preprocess step {i} has unknown keys {sorted(extra)}")
-        return width
-
-    def _add_impute(self, i: int, width: int) -> int:
-        # NaN fills leave a column as it is (columns outside a ColumnTransformer branch's imputer)
-        fill = self._array(f"pre{i}.fill", shape=(width,), finite=False)
-        if np.isinf(fill).any():
-            raise InvalidWeights(f"{self._what()}: pre{i}.fill has inf")
-        keep = self._array(f"pre{i}.keep", ndim=1, dtype="int64", optional=True)
-        if keep is not None:
-            if keep.size == 0 or keep[0] < 0 or keep[-1] >= width or (keep.size > 1 and (np.diff(keep) <= 0).any()):
-                raise InvalidWeights(
-                    f"{self._what()}: pre{i}.keep must be increasing column indices in [0, {width}); "
-                    f"got {keep.tolist()}"
-                )
-        self._imputes = self._imputes or bool(np.isfinite(fill).all())
-        isnan, where = np.isnan, np.where
-
-        if keep is None:
-            def impute(X: np.ndarray) -> np.ndarray:
-                return where(isnan(X), fill, X)
-            self._steps.append(impute)
-            return width
-
-        fill_kept = np.ascontiguousarray(fill[keep])
-
-        def impute_drop(X: np.ndarray) -> np.ndarray:
-            X = X[:, keep]
-            return where(isnan(X), fill_kept, X)
-
-        self._steps.append(impute_drop)
-        return int(keep.size)
-
-    def _add_standard_scaler(self, i: int, width: int) -> None:
-        mean = self._array(f"pre{i}.mean", shape=(width,), optional=True)
-        scale = self._array(f"pre{i}.scale", shape=(width,), optional=True)
-        if scale is not None and (scale == 0).any():
-            raise InvalidWeights(f"{self._what()}: pre{i}.scale has zeros (scikit-learn stores 1 for constant columns)")
-        first = not self._steps
-
-        def standardise(X: np.ndarray) -> np.ndarray:
-            if mean is not None:
-                X = X - mean if first else np.subtract(X, mean, out=X)
-            elif first:
-                X = X.copy()
-            if scale is not None:
-                np.divide(X, scale, out=X)
-            return X
-
-        self._steps.append(standardise)
-        #: (mean, scale) of each standardise step, for kernels that fold them into their weights
-        self._affine[standardise] = (mean, scale)
-
-    def _add_minmax_scaler(self, i: int, width: int, spec: dict[str, Any]) -> None:
-        scale = self._array(f"pre{i}.scale", shape=(width,))
-        offset = self._array(f"pre{i}.min", shape=(width,))
-        clip = spec.get("clip", False)
-        rng = spec.get("feature_range", [0.0, 1.0])
-        if not isinstance(clip, bool):
-            raise InvalidWeights(f"{self._what()}: preprocess step {i} 'clip' must be a bool; got {clip!r}")
-        if (
-            not isinstance(rng, list)
-            or len(rng) != 2
-            or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in rng)
-            or not rng[0] < rng[1]
-        ):
-            raise InvalidWeights(f"{self._what()}: preprocess step {i} 'feature_range' must be [lo, hi] with lo < hi")
-        lo, hi = float(rng[0]), float(rng[1])
-        first = not self._steps
-
-        def minmax(X: np.ndarray) -> np.ndarray:
-            X = X * scale if first else np.multiply(X, scale, out=X)
-            X += offset
-            if clip:
-                np.clip(X, lo, hi, out=X)
-            return X
-
-        self._steps.append(minmax)

@@ -101,6 +101,26 @@ def _fold(model: Model, coef: np.ndarray) -> _Folded | None:
     return _Folded(model, coef)
 
 
+def _unfusable(model: Model) -> bool:
+    """Fused kernels take raw feature rows: preprocessing must be absent or folded (with no dropped column)."""
+    front = model._front
+    return bool(model.categorical or model._folded or (model._steps and (front is None or front.keep is not None)))  # type: ignore[attr-defined]
+
+
+def _impute_rows(models: list[Model], X: np.ndarray, owner: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """Decisions of fused rows that came out non-finite, again by their own model's front (which imputes);
+    rows of models without an imputer stay non-finite (the scorer dead-letters them)."""
+    if _isfinite(z.sum()):
+        return z
+    for i in np.flatnonzero(~np.isfinite(z)).tolist():
+        model = models[owner[i]]
+        front = model._front
+        if front is not None and front.fill is not None:
+            w = model._w if hasattr(model, "_w") else model._coef  # type: ignore[attr-defined]
+            z[i] = front.decide(X[i:i + 1], w, np.asarray([model._b]), None)[0]  # type: ignore[attr-defined]
+    return z
+
+
 @register
 class LinearModel(Model):
     """``X @ coef + intercept`` (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)."""
@@ -115,6 +135,14 @@ class LinearModel(Model):
         self._intercept = self._array("intercept", shape=(1,))
         self._b = float(self._intercept[0])
         self._folded = _fold(self, self._coef[:, np.newaxis])
+        front = self._fold_front(self._coef, self._intercept) if self._folded is None else None
+        if front is not None:
+            self._coef, self._intercept = front
+            self._b = float(self._intercept[0])
+
+    def _predict_front(self, X: np.ndarray) -> np.ndarray:
+        assert self._front is not None
+        return self._front.decide(X, self._coef, self._intercept, self._reject_nonfinite)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         y = X.dot(self._coef) if self._folded is None else self._folded(X)[:, 0]
@@ -124,11 +152,12 @@ class LinearModel(Model):
         return y
 
     def fuse_key(self) -> tuple | None:
-        return None if self._steps or self.categorical or self._folded else ("linear", self.n_features)
+        return None if _unfusable(self) else ("linear", self.n_features)
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        return _rowwise_decision(X, owner, [m._coef for m in models], [m._b for m in models])  # type: ignore[attr-defined]
+        z = _rowwise_decision(X, owner, [m._coef for m in models], [m._b for m in models])  # type: ignore[attr-defined]
+        return _impute_rows(models, X, owner, z)
 
 
 @register
@@ -157,6 +186,11 @@ class LogisticModel(Model):
         self._b = float(intercept[0])
         self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
         self._folded = _fold(self, self._coef_t)
+        front = self._fold_front(self._coef_t, intercept) if self._folded is None else None
+        if front is not None:  # scalers folded into the weights; the kernels below then see raw inputs
+            self._coef_t, self._intercept = front
+            self._w = np.ascontiguousarray(self._coef_t[:, 0])
+            self._b = float(self._intercept[0])
         # Bind the kernel once so a call pays no mode dispatch.
         if self._folded is not None:
             self._predict = self._predict_folded  # type: ignore[method-assign]
@@ -193,11 +227,19 @@ class LogisticModel(Model):
             return softmax_(np.stack([-z, z], axis=1))
         return _binary_proba(z)
 
+    def _predict_front(self, X: np.ndarray) -> np.ndarray:
+        assert self._front is not None
+        return self._link(self._front.decide(X, self._coef_t, self._intercept, self._reject_nonfinite))
+
     def _predict_folded(self, X: np.ndarray) -> np.ndarray:
         z = self._folded(X)  # type: ignore[misc]
         z += self._intercept
         if not _isfinite(z.sum()):
             self._reject_nonfinite(X)
+        return self._link(z)
+
+    def _link(self, z: np.ndarray) -> np.ndarray:
+        """Probabilities from decisions ``z`` (n, rows of coef) by this model's proba mode (``z`` is reused)."""
         if self._mode == "softmax":
             return softmax_(z)
         if self._mode == "ovr":
@@ -206,13 +248,14 @@ class LogisticModel(Model):
         return _binary_proba(z)
 
     def fuse_key(self) -> tuple | None:
-        if self._steps or self.categorical or self._folded or self._mode not in ("binary", "binary-softmax"):
+        if _unfusable(self) or self._mode not in ("binary", "binary-softmax"):
             return None
         return ("logistic-binary", self.n_features, self._scale)
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
         z = _rowwise_decision(X, owner, [m._w for m in models], [m._b for m in models])  # type: ignore[attr-defined]
+        z = _impute_rows(models, X, owner, z)
         scale = models[0]._scale  # type: ignore[attr-defined]
         if scale != 1.0:
             z *= scale  # softmax([-z, z]) == expit(2z)

@@ -86,6 +86,9 @@ class MLPModel(Model):
             layers.append((coef, self._array(f"intercept{i}", shape=(width,))))
         if not layers:
             raise InvalidWeights(f"{self._what()}: missing array 'coef0' (an MLP needs at least one layer)")
+        front = self._fold_front(*layers[0])
+        if front is not None:  # scalers folded into the first layer; _predict_front sees raw inputs
+            layers[0] = front
         self._layers = layers
         self._hidden = ACTIVATIONS[act]
         self._out = OUT_ACTIVATIONS[out]
@@ -104,13 +107,21 @@ class MLPModel(Model):
         else:
             raise InvalidWeights(f"{self._what()}: a classifier needs logistic or softmax output; got {out!r}")
 
+    def _predict_front(self, X: np.ndarray) -> np.ndarray:
+        assert self._front is not None
+        return self._rest(self._front.decide(X, *self._layers[0], self._reject_nonfinite))
+
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        layers = self._layers
-        coef, intercept = layers[0]
+        coef, intercept = self._layers[0]
         z = X.dot(coef)  # ndarray.dot: same BLAS call as @, less overhead on small batches
         z += intercept
         if not math.isfinite(z.sum()):  # NaN/inf inputs (with non-zero weights) reach the first layer
             self._reject_nonfinite(X)
+        return self._rest(z)
+
+    def _rest(self, z: np.ndarray) -> np.ndarray:
+        """The layers after the first, from its decisions ``z`` (reused in place)."""
+        layers = self._layers
         hidden = self._hidden
         for coef, intercept in layers[1:]:
             hidden(z)

@@ -54,6 +54,7 @@ from .base import ActiveModel, Progress, VersionInfo, active_version
 from .claims import PlainClaims
 from .connection import connect
 from .cql import COMPLETE, PAGE_BYTES, STATEMENTS, aware, in_groups
+from .outside import OutsideChanges
 from .pointers import Pointers
 from .publishing import Publishing
 
@@ -70,7 +71,7 @@ def _busy(exc: BaseException) -> bool:
         isinstance(err, ConnectionBusy) for err in exc.errors.values())
 
 
-class CassandraModelStore(Publishing, Pointers):
+class CassandraModelStore(Publishing, Pointers, OutsideChanges):
     """ModelStore on Cassandra. One instance owns one cluster connection and its prepared statements.
 
     Thread-safe: methods may be called from several threads (``asyncio.to_thread``). Never runs DDL; the

@@ -375,20 +375,14 @@ class ModelCache(StoreSide):
         models: dict[str, dict[str, Any]] = {}
         for (model, segment), entry in self._entries.items():
             serving = entry.serving
-
-            def one(m: LoadedModel | None) -> dict[str, Any] | None:
-                if m is None:
-                    return None
-                return {"version": m.version, "loaded_at": m.loaded_at.isoformat(), "arch": m.predictor.weights.arch,
-                        "load_ms": round(m.load_seconds * 1000, 1)}
             wanted = target_of(self._rows.get(model, {}).get(segment))
             models.setdefault(model, {})[segment] = {
                 "version": serving.primary.version,
                 "loaded_at": serving.primary.loaded_at.isoformat(),
-                "primary": one(serving.primary),
-                "canary": None if serving.canary is None else {**(one(serving.canary) or {}),
+                "primary": serving.primary.describe(),
+                "canary": None if serving.canary is None else {**serving.canary.describe(),
                                                                "fraction": serving.canary_fraction},
-                "shadow": one(serving.shadow),
+                "shadow": None if serving.shadow is None else serving.shadow.describe(),
                 "pending": None if wanted is None or wanted == serving.target else {
                     "version": wanted.version, "canary_version": wanted.canary_version,
                     "canary_fraction": wanted.canary_fraction, "shadow_version": wanted.shadow_version},

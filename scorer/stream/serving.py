@@ -65,6 +65,11 @@ class LoadedModel:
     def what(self) -> str:
         return f"{self.model}/{self.segment} v{self.version}"
 
+    def describe(self) -> dict[str, Any]:
+        """This version as ``/models`` shows it."""
+        return {"version": self.version, "loaded_at": self.loaded_at.isoformat(),
+                "arch": self.predictor.weights.arch, "load_ms": round(self.load_seconds * 1000, 1)}
+
 
 def prepare(model: str, segment: str, version: int, weights: Any, load_seconds: float = 0.0) -> LoadedModel:
     """Build and warm weights (or an already built Model, e.g. a bound ensemble) into a :class:`LoadedModel`

@@ -10,7 +10,7 @@ import orjson
 import pytest
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import MinMaxScaler, StandardScaler
 
 from scorer.models import ModelWeights, build
 from scorer.models.linear import LogisticModel
@@ -51,8 +51,13 @@ def test_predict_fused_matches_each_models_predict(make) -> None:
         np.testing.assert_allclose(fused[owner == i], model.predict(X[owner == i]), rtol=1e-12, atol=1e-15)
 
 
-def test_models_with_preprocessing_or_many_classes_do_not_fuse() -> None:
-    assert build(linear(0, scaled=True)).fuse_key() is None
+def test_scalers_fold_and_fuse_but_many_classes_do_not() -> None:
+    # a scaler is folded into the weights at build time, so a scaled model fuses with plain ones
+    assert build(linear(0, scaled=True)).fuse_key() == build(linear(1)).fuse_key() is not None
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(60, 4))
+    clipped = make_pipeline(MinMaxScaler(clip=True), LinearRegression()).fit(X, X @ rng.normal(size=4))
+    assert build(export(clipped, feature_names=NAMES)).fuse_key() is None  # clipping cannot be folded
     rng = np.random.default_rng(0)
     X = rng.normal(size=(90, 4))
     y = np.argmax(X[:, :3], axis=1)
@@ -62,7 +67,7 @@ def test_models_with_preprocessing_or_many_classes_do_not_fuse() -> None:
 
 
 def test_a_batch_over_many_segments_scores_the_same_fused_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
-    """20 logistic segments, 5 scaled linear ones (not fusable), a NaN row and a canary: outputs per event
+    """20 logistic segments, 5 scaled linear ones (scaler folded), a NaN row and a canary: outputs per event
     equal the serving model's own predict."""
     cache = ModelCache(None, fallback_segment=None, max_models=100)
     served = {}

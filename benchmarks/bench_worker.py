@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._support import cpu_seconds, create_keyspace, drop_keyspace, fitted_logistic, free_port  # noqa: E402
+from benchmarks._support import cpu_seconds, create_keyspace, drop_keyspace, fitted_model, free_port  # noqa: E402
 from scorer.config import Settings, load_settings  # noqa: E402
 
 MODEL = "bench"
@@ -126,16 +126,18 @@ def direct_forwarder(args: argparse.Namespace) -> None:
 
 # ------------------------------------------------------------------------------------------ setup
 
-def setup_store(settings: Settings) -> None:
-    """Keyspace with the schema, and v1 (live) and v2 (published) logistic models for every segment."""
+def setup_store(settings: Settings, arch: str = "logistic") -> None:
+    """Keyspace with the schema, and v1 (live) and v2 (published) models (``arch``) for every segment."""
     from scorer.store import CassandraModelStore
 
     create_keyspace(settings)
-    models = [fitted_logistic(seed, N_FEATURES) for seed in range(10)]
+    distinct = 5 if arch == "logistic" else 2  # forests take a second each to fit
+    models = [fitted_model(arch, seed, N_FEATURES) for seed in range(2 * distinct)]
     with CassandraModelStore(settings) as store:
-        store.publish_many(MODEL, [(segment(i), models[i % 5], None, None) for i in range(N_SEGMENTS)],
+        store.publish_many(MODEL, [(segment(i), models[i % distinct], None, None) for i in range(N_SEGMENTS)],
                            activate=True)
-        store.publish_many(MODEL, [(segment(i), models[5 + i % 5], None, None) for i in range(N_SEGMENTS)])
+        store.publish_many(MODEL, [(segment(i), models[distinct + i % distinct], None, None)
+                                   for i in range(N_SEGMENTS)])
 
 
 def segment(i: int) -> str:
@@ -576,6 +578,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="40,000 events, 1 round, 8 s of latency.")
     parser.add_argument("--throughput-only", action="store_true", help="Skip the live stream (latency, swaps).")
     parser.add_argument("--live-only", action="store_true", help="With --rate: skip the throughput drains.")
+    parser.add_argument("--arch", choices=["logistic", "forest"], default="logistic",
+                        help="Model of every segment: logistic regression or a 50-tree forest of depth 8.")
     parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
     parser.add_argument("--kinds", default="noop,noop-direct,scorer",
                         help="Drains to run each round, of: noop (the no-op faust agent), noop-direct (scorer "
@@ -593,8 +597,8 @@ def main() -> int:
     console = Console()
     settings = load_settings(keyspace=f"bench_{uuid.uuid4().hex[:12]}")
     console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions, "
-                  f"logistic on {N_FEATURES} features")
-    setup_store(settings)
+                  f"{args.arch} on {N_FEATURES} features")
+    setup_store(settings, args.arch)
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "load_avg": os.getloadavg()}, "args": vars(args)}
     try:

@@ -285,11 +285,15 @@ def render_compare(d: dict[str, Any]) -> list[str]:
         restart = {None: "-", True: "yes", False: "no"}[r.get("restart")]
         name = r.get("short", r["approach"]) + (f" — FAILED: {r['error']}" if r.get("error") else "")
         lost = "-" if r.get("lost") is None else f"{r['lost']} / {r['duplicates']}"
+        feed = r.get("feed") or {}
+        fed = "-" if not feed else (f"{feed['achieved_eps']:,.0f} of {feed['aimed_eps']:,.0f}"
+                                    + (" (SHORT)" if feed.get("short") else ""))
         rows.append([name, fmt(r.get("eps"), ",.0f"), fmt(r.get("eps_vs_baked"), ".2f", "x"),
-                     fmt(r.get("us_cpu_per_event"), ",.0f"), fmt(r.get("p50_ms")), fmt(r.get("p99_ms")), changes,
-                     restart, lost])
-    lines += table(["approach", "events/s", "vs baked", "µs CPU/event", "p50 ms", "p99 ms",
-                    "time for a new version to take effect", "restart?", "lost / dup"], rows)
+                     fmt(r.get("eps_vs_best_peer"), ".2f", "x"), fmt(r.get("us_cpu_per_event"), ",.0f"),
+                     fmt(r.get("p50_ms")), fmt(r.get("p99_ms")), fed, changes, restart, lost])
+    lines += table(["approach", "events/s", "vs baked", "vs best peer", "µs CPU/event", "p50 ms", "p99 ms",
+                    "feed events/s reached", "time for a new version to take effect", "restart?", "lost / dup"],
+                   rows)
     for pair, p in d.get("parity", {}).items():
         lines.append(f"- same models, same predictions ({pair.replace('_', ' ')}): {fmt(p.get('events'), ',d')} "
                      f"events, max |diff| {fmt(p.get('max_abs_diff'), '.1e')}")
@@ -426,7 +430,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "monitor": render_monitor, "soak": render_soak,
 }
 TITLES = {
-    "compare": "Three ways to score a stream: baked-in model vs REST service vs scorer",
+    "compare": "Ways to score a stream: baked-in model, REST service, batched sklearn and ONNX peers, scorer",
     "kernels": "Scoring kernels: Model.predict vs scikit-learn (median µs per call)",
     "store": "Model store: publish 1,000 models, load every active version",
     "train": "Per-segment training",
@@ -500,8 +504,10 @@ def plot(combined: dict[str, Any], path: Path) -> None:
                  f" CPUs shared with Kafka and Cassandra; {load}", fontsize=12)
     compare = combined["benchmarks"].get("compare", {})
     summary = get(compare, "data", "summary", default=[]) if compare.get("data") else []
-    colors = {"baked": "#d62728", "rest": "#ff7f0e", "scorer": "#2ca02c"}
-    ticks = {"baked": "baked in\n(Faust + sklearn)", "rest": "REST service\n(Faust + HTTP)", "scorer": "scorer\nworker"}
+    colors = {"baked": "#d62728", "rest": "#ff7f0e", "batched": "#8c564b", "onnx": "#e377c2", "scorer": "#2ca02c"}
+    ticks = {"baked": "baked in\n(Faust + sklearn)", "rest": "REST service\n(Faust + HTTP)",
+             "batched": "batched sklearn\n(scorer's reader)", "onnx": "ONNX Runtime\n(scorer's reader)",
+             "scorer": "scorer\nworker"}
     names = [ticks.get(r["approach"], r["approach"]) for r in summary]
 
     def failed(ax: Any, what: str, entry: dict[str, Any] | None) -> None:

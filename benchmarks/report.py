@@ -362,8 +362,28 @@ def render_worker(d: dict[str, Any]) -> list[str]:
         ["swaps / events / lost / duplicates / dead letters",
          " / ".join(fmt(v, ",d") for v in (swaps.get("total"), live.get("events"), live.get("lost"),
                                             live.get("duplicates"), live.get("dead_letters")))],
+        ["load generator reached / aimed (events/s): 10k phase, half-rate phase, swaps",
+         " / ".join(f"{fmt(p.get('achieved_rate'), ',.0f')} of {fmt(p.get('rate'), ',.0f')}"
+                    + (" (SHORT)" if p.get("short") else "")
+                    for p in (live.get("latency_at_target_rate", {}), live.get("latency", {}),
+                              live.get("swap_phase_feed", {})))],
+        ["Cassandra reads/s that polling costs one worker (measured)",
+         fmt(get(live, "latency", "active_models_reads_per_s"), ".1f")],
     ]
     return table(["measure", "value"], rows)
+
+
+def render_segments(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for arch, r in d.get("archs", {}).items():
+        pre, spread, zipf = r.get("preload", {}), r.get("spread", {}), r.get("zipf", {})
+        rows.append([arch, fmt(r.get("segments"), ",d"), fmt(pre.get("seconds"), ".2f"),
+                     f"{fmt(pre.get('rss_models_mb'), ',.0f')} / {fmt(pre.get('rss_per_model_kb'), '.1f')}",
+                     fmt(get(spread, "best", "all", "eps"), ",.0f"), fmt(get(spread, "best", "hundred", "eps"), ",.0f"),
+                     fmt(spread.get("ratio"), ".2f"), fmt(zipf.get("hit_rate"), ".3f"),
+                     fmt(get(zipf, "miss_per_model_ms", "p99"), ".2f")])
+    return table(["arch", "segments", "preload s", "RSS MB / KB per model", "events/s all segments",
+                  "events/s 100 segments", "ratio", "Zipf hit rate", "miss p99 ms per model"], rows)
 
 
 def render_soak(d: dict[str, Any]) -> list[str]:
@@ -371,6 +391,7 @@ def render_soak(d: dict[str, Any]) -> list[str]:
     prop = sw.get("propagation_ms", {})
     rows = [
         ["capacity / soak rate (events/s)", f"{fmt(d.get('capacity_eps'), ',.0f')} / {fmt(d.get('rate_eps'), ',.0f')}"],
+        ["soak rate reached (events/s)", fmt(d.get("achieved_eps"), ",.0f") + (" (SHORT)" if d.get("short") else "")],
         ["soak duration (s) / a swap every (s)",
          f"{fmt(d.get('soak_seconds'), ',.0f')} / {fmt(get(d, 'config', 'swap_every_s'), ',.0f')}"],
         ["events sent / lost / duplicates / failed",
@@ -427,7 +448,7 @@ def generic_lines(data: Any, limit: int = 40) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "compare": render_compare, "kernels": render_kernels, "store": render_store, "worker": render_worker,
-    "monitor": render_monitor, "soak": render_soak,
+    "monitor": render_monitor, "soak": render_soak, "segments": render_segments,
 }
 TITLES = {
     "compare": "Ways to score a stream: baked-in model, REST service, batched sklearn and ONNX peers, scorer",
@@ -437,6 +458,7 @@ TITLES = {
     "worker": "Scoring worker vs a no-op Faust agent",
     "soak": "Soak: one worker at half its capacity, swapping models all along",
     "monitor": "Monitoring costs",
+    "segments": "10,000 segments of one model: preload, memory, spread throughput, LRU under Zipf",
 }
 
 

@@ -615,6 +615,8 @@ def main() -> int:
     from rich.table import Table
 
     console = Console()
+    if not console.is_terminal:  # piped: wide enough for the table
+        console = Console(width=160)
     settings = load_settings(keyspace=f"bench_{uuid.uuid4().hex[:12]}")
     console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions, "
                   f"{args.arch} on {N_FEATURES} features")

@@ -987,6 +987,10 @@ def notes(args: argparse.Namespace) -> list[str]:
         "row starts at the release call in a process that already holds a store (like the REST server's reload); "
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
+        "batched and ONNX peers run scorer's own reader, sink, delivery and commits (the same app with its scoring "
+        "replaced): orjson per message, grouped by segment, one predict per segment per micro-batch, orjson per "
+        "prediction. They do none of scorer's checks (names, sizes, non-finite values, dead letters), no "
+        "metrics, no swaps without a restart; ONNX scores in float32 (differences ~1e-7).",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "
         "micro-batches of up to 1000 events or 10 ms; it reads with its direct reader (one aiokafka consumer), "
         "while the baked and REST agents run stock faust.",

@@ -439,7 +439,7 @@ class Watch:
         topics = [self.output] + ([self.input] if self.input else [])
         consumer = AIOKafkaConsumer(*topics, **aiokafka_options(self.settings), group_id=None,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=5,
-                                    max_partition_fetch_bytes=4 << 20)
+                                    max_partition_fetch_bytes=4 << 20, isolation_level="read_committed")
         await consumer.start()
         self._ready.set()
         try:

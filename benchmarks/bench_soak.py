@@ -219,7 +219,8 @@ async def read_outputs(settings: Settings, topics: dict[str, str], out: Outputs,
     from aiokafka import AIOKafkaConsumer
 
     consumer = AIOKafkaConsumer(topics["predictions"], topics["dlq"], bootstrap_servers=bootstrap(settings),
-                                group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=50)
+                                group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=50,
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         while not stop.is_set():

@@ -18,7 +18,14 @@ logistic models of 20 features over 100 segments:
 
 Prints a table, writes reports/bench_worker.json.
 
+With ``--guarantees`` it compares the delivery guarantees instead (``scorer worker --guarantee``), alternating
+in one run: backlog drain throughput, latency at 10,000 events/s as a read_committed reader sees it (an
+exactly-once output is visible only once its transaction commits), and lost/duplicated outputs after a
+SIGKILL and restart of the worker mid-stream; it names the default the project chose by (exactly-once when it
+costs at most 10% of the throughput) and writes reports/bench_guarantees.json.
+
     .venv/bin/python benchmarks/bench_worker.py [--events 200000] [--rounds 2] [--quick]
+    .venv/bin/python benchmarks/bench_worker.py --guarantees [--quick] [--worker-args '--commit-interval 0.2']
 """
 
 from __future__ import annotations
@@ -285,7 +292,7 @@ class Reader:
 
         consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=bootstrap(self.settings), group_id=None,
                                     auto_offset_reset="earliest", fetch_max_wait_ms=5,
-                                    max_partition_fetch_bytes=4 << 20)
+                                    max_partition_fetch_bytes=4 << 20, isolation_level="read_committed")
         await consumer.start()
         self._ready.set()
         try:
@@ -379,7 +386,7 @@ def drain(settings: Settings, kind: str, n: int, args: argparse.Namespace) -> di
                                        "--window-ms", str(args.window_ms),
                                        *(["--reader", "direct"] if kind == "noop-direct" else [])], settings, kind)
         else:
-            extra = ("--consumer", "faust") if kind == "scorer-faust" else ()
+            extra = KIND_FLAGS.get(kind, ())
             proc, _, log = scorer_worker(settings, topics, app_id, args, extra)
         try:
             deadline = time.monotonic() + max(120, n / 1000)
@@ -576,6 +583,142 @@ def swap_report(rows: list[tuple], swaps: list[dict[str, Any]], state: dict[str,
     return out
 
 
+# ------------------------------------------------------------------------------------------ guarantees
+
+KIND_FLAGS: dict[str, tuple[str, ...]] = {
+    "scorer-faust": ("--consumer", "faust"),
+    "at-least-once": ("--guarantee", "at-least-once"),
+    "exactly-once": ("--guarantee", "exactly-once"),
+}
+GUARANTEES = ("at-least-once", "exactly-once")
+EOS_MAX_COST = 0.10
+"""Exactly-once becomes the default when it costs at most this share of the at-least-once throughput."""
+
+
+def committed_latency(settings: Settings, guarantee: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Latency at 10,000 events/s as a read_committed reader sees it: read time minus send time (p50/p99)."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}
+    asyncio.run(admin(settings, create=list(topics.values())))
+    gc.collect()
+    gc.disable()  # as in live(): the harness's own collections would stall its threads
+    try:
+        proc, _, log = scorer_worker(settings, topics, f"bw-lat-{tag}", args, KIND_FLAGS[guarantee])
+        reader = Reader(settings, [topics["out"], topics["dlq"]]).start(keep=True)
+        stream = Stream(settings, topics["in"], TARGET_LATENCY_RATE).start()
+        try:
+            time.sleep(3.0)  # warm up
+            mark, sent_mark = time.time(), stream.next
+            time.sleep(args.latency_seconds)
+            end, sent_end = time.time(), stream.next
+            time.sleep(2.0)
+        finally:
+            stream.stop()
+            stop_process(proc)
+            reader.stop()
+        achieved = (sent_end - sent_mark) / (end - mark)
+        return {**latency_from(list(reader.rows), mark, end, stream), "rate": TARGET_LATENCY_RATE,
+                "achieved_rate": achieved, "short": achieved < SHORT_FEED * TARGET_LATENCY_RATE,
+                "producer_lag_max_s": stream.lag_max, "log": str(log)}
+    finally:
+        gc.enable()
+        asyncio.run(admin(settings, delete=list(topics.values())))
+
+
+def after_a_kill(settings: Settings, guarantee: str, args: argparse.Namespace, rate: float = 3_000.0
+                 ) -> dict[str, Any]:
+    """A steady stream; the worker SIGKILLed mid-stream and restarted: committed outputs lost and duplicated."""
+    tag = uuid.uuid4().hex[:8]
+    topics = {"in": f"bw-in-{tag}", "out": f"bw-out-{tag}", "dlq": f"bw-dlq-{tag}", "changes": f"bw-changes-{tag}"}
+    asyncio.run(admin(settings, create=list(topics.values())))
+    app_id = f"bw-kill-{tag}"
+    flags = (*KIND_FLAGS[guarantee], "--session-timeout", "6")
+    try:
+        proc, _, log = scorer_worker(settings, topics, app_id, args, flags)
+        reader = Reader(settings, [topics["out"], topics["dlq"]]).start(keep=True)
+        stream = Stream(settings, topics["in"], rate).start()
+        streamed_from = time.time()
+        try:
+            time.sleep(5.0)
+            proc.kill()  # SIGKILL: no drain, no commit
+            proc.wait(10)
+            killed_with = reader.count
+            proc, _, log = scorer_worker(settings, topics, app_id, args, flags)
+            time.sleep(5.0)
+        finally:
+            last = stream.stop()
+            achieved = (last - stream.first) / (time.time() - streamed_from)
+        deadline = time.monotonic() + 120
+        while len({row[0] for row in reader.rows}) < last - stream.first and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(2.0)  # late duplicates would show up now
+        stop_process(proc)
+        reader.stop()
+        counts = Counter(row[0] for row in reader.rows)
+        expected = {f"e-{n}" for n in range(stream.first, last)}
+        return {"events": len(expected), "outputs_at_kill": killed_with, "lost": len(expected - set(counts)),
+                "duplicates": sum(c - 1 for c in counts.values()), "dead_letters": reader.dead, "rate": rate,
+                "achieved_rate": achieved, "short": achieved < SHORT_FEED * rate, "log": str(log)}
+    finally:
+        asyncio.run(admin(settings, delete=list(topics.values())))
+
+
+def compare_guarantees(settings: Settings, args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """Both guarantees in one run, alternating: drain throughput, committed latency at 10,000/s, a kill."""
+    runs: list[dict[str, Any]] = []
+    for r in range(args.rounds):
+        for guarantee in GUARANTEES:
+            run = drain(settings, guarantee, args.events, args)
+            console.print(f"round {r + 1} {guarantee}: {run['eps']:,.0f} events/s, {run['us_cpu_per_event']:.0f} us "
+                          "CPU per event")
+            runs.append(run)
+    out: dict[str, Any] = {"runs": runs}
+    for guarantee in GUARANTEES:
+        mine = [run for run in runs if run["kind"] == guarantee]
+        out[guarantee] = {"eps": max(run["eps"] for run in mine), "eps_slowest": min(run["eps"] for run in mine),
+                          "us_cpu_per_event": min(run["us_cpu_per_event"] for run in mine)}
+    for guarantee in GUARANTEES:
+        out[guarantee]["latency"] = committed_latency(settings, guarantee, args)
+        out[guarantee]["kill"] = after_a_kill(settings, guarantee, args)
+        lat, kill = out[guarantee]["latency"], out[guarantee]["kill"]
+        console.print(f"{guarantee}: p50 {lat['p50']:.0f} ms, p99 {lat['p99']:.0f} ms at 10,000/s; after a kill "
+                      f"{kill['lost']} lost, {kill['duplicates']} duplicates of {kill['events']}")
+    # Each round drains with both guarantees back to back: the ratio within a round is the least disturbed by
+    # whatever else the machine does, and the median over rounds decides.
+    paired = [eos["eps"] / alo["eps"] for alo, eos in zip(runs[0::2], runs[1::2], strict=True)]
+    out["round_ratios"] = paired
+    out["throughput_ratio"] = float(np.median(paired))
+    out["best_ratio"] = out["exactly-once"]["eps"] / out["at-least-once"]["eps"]
+    out["default"] = "exactly-once" if out["throughput_ratio"] >= 1 - EOS_MAX_COST else "at-least-once"
+    return out
+
+
+def guarantee_table(result: dict[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("measure", *GUARANTEES, "exactly-once / at-least-once"):
+        table.add_column(column)
+    alo, eos = result["at-least-once"], result["exactly-once"]
+    table.add_row("throughput, backlog drain (events/s, best)", f"{alo['eps']:,.0f}", f"{eos['eps']:,.0f}",
+                  f"{result['best_ratio']:.2f}")
+    table.add_row("throughput ratio within each round (median decides)", "", "",
+                  " ".join(f"{r:.2f}" for r in result["round_ratios"]) + f" -> {result['throughput_ratio']:.2f}")
+    table.add_row("CPU per event (us)", f"{alo['us_cpu_per_event']:.0f}", f"{eos['us_cpu_per_event']:.0f}",
+                  f"{eos['us_cpu_per_event'] / alo['us_cpu_per_event']:.2f}")
+    for q in ("p50", "p99"):
+        table.add_row(f"latency {q} at 10,000/s, read_committed (ms)", f"{alo['latency'][q]:.0f}",
+                      f"{eos['latency'][q]:.0f}", f"{eos['latency'][q] / alo['latency'][q]:.1f}")
+    for key in ("lost", "duplicates"):
+        table.add_row(f"{key} after a SIGKILL and restart (3,000/s)", str(alo["kill"][key]), str(eos["kill"][key]), "")
+    for phase, what in (("latency", "10,000/s latency"), ("kill", "3,000/s kill")):
+        table.add_row(f"load generator reached (events/s), {what} phase",
+                      *(f"{r[phase]['achieved_rate']:,.0f}" + (" SHORT" if r[phase]["short"] else "")
+                        for r in (alo, eos)), "")
+    table.add_row("default chosen (exactly-once if it costs <= 10% throughput)", "", "", result["default"])
+    return table
+
+
 # ------------------------------------------------------------------------------------------ main
 
 def main() -> int:
@@ -603,7 +746,10 @@ def main() -> int:
     parser.add_argument("--worker-args", default="", help="Extra `scorer worker` flags, e.g. '--no-changes'.")
     parser.add_argument("--kinds", default="noop,noop-direct,scorer",
                         help="Drains to run each round, of: noop (the no-op faust agent), noop-direct (scorer "
-                        "worker forwarding instead of scoring), scorer, scorer-faust.")
+                        "worker forwarding instead of scoring), scorer, scorer-faust, at-least-once, exactly-once.")
+    parser.add_argument("--guarantees", action="store_true",
+                        help="Only compare the delivery guarantees: throughput, latency at 10,000/s as a "
+                        "read_committed reader sees it, duplicates after a SIGKILL (reports/bench_guarantees.json).")
     args = parser.parse_args()
     if args.command == "forwarder":
         forwarder(args)
@@ -621,6 +767,21 @@ def main() -> int:
     console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions, "
                   f"{args.arch} on {N_FEATURES} features")
     setup_store(settings, args.arch)
+    if args.guarantees:
+        try:
+            result = compare_guarantees(settings, args, console)
+        finally:
+            drop_keyspace(settings)
+        result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                             "load_avg": os.getloadavg()}
+        result["args"] = vars(args)
+        console.print(guarantee_table(result, f"delivery guarantees ({os.cpu_count()} CPUs, worker flags: "
+                                              f"{args.worker_args or 'defaults'})"))
+        out = ROOT / "reports" / "bench_guarantees.json"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(result, indent=2, default=str))
+        console.print(f"wrote {out}")
+        return 0
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "load_avg": os.getloadavg()}, "args": vars(args)}
     try:

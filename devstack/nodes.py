@@ -287,6 +287,14 @@ class KafkaNode(Node):
     extra_listeners: dict[str, tuple[int, str]] = field(default_factory=dict)
     """name -> (port, security protocol), e.g. {"SASL_SSL": (9094, "SASL_SSL")}."""
     extra_properties: str = ""
+    node_id: int = 1
+    voters: str = ""
+    """``id@host:controller_port,...`` of every controller of the cluster (empty: this node alone)."""
+    replication: int = 1
+    """Replication factor of new topics and of the offsets and transaction state logs."""
+    min_isr: int = 1
+    cluster_id: str = ""
+    """The cluster's id, shared by its nodes (empty: a fresh one for a node alone)."""
 
     def render_properties(self) -> str:
         listeners = [f"PLAINTEXT://{self.address}:{self.port}", f"CONTROLLER://{self.address}:{self.controller_port}"]
@@ -296,6 +304,10 @@ class KafkaNode(Node):
             protocols.append(f"{name}:{protocol}")
         template = Template((HERE / "kafka" / "server.properties").read_text())
         return template.substitute(
+            node_id=self.node_id,
+            voters=self.voters or f"{self.node_id}@{self.address}:{self.controller_port}",
+            replication=self.replication,
+            min_isr=self.min_isr,
             address=self.address,
             controller_port=self.controller_port,
             listeners=",".join(listeners),
@@ -325,7 +337,7 @@ class KafkaNode(Node):
             return
         java = find_java("Kafka", (11, 17, 21))
         lib = ensure_artifacts("kafka")
-        cluster_id = kafka_cluster_id()
+        cluster_id = self.cluster_id or kafka_cluster_id()
         fmt = subprocess.run(  # fixed argv
             [*self._java_base(java, lib, "256m"), "kafka.tools.StorageTool", "format", "-t", cluster_id,
              "-c", str(props), "--ignore-formatted"],

@@ -66,12 +66,24 @@ def default_kafka() -> KafkaNode:
     )
 
 
+DEFAULT_SERVICES = ("cassandra", "kafka", "prometheus")
+"""What ``up``/``down``/``status`` act on when no service is named (``kafka3`` only when named)."""
+
+
 def _services(names: list[str]) -> list[Node]:
-    table = {"cassandra": default_cassandra, "kafka": default_kafka, "prometheus": default_prometheus}
+    from devstack.cluster import default_kafka3
+
+    table = {"cassandra": lambda: [default_cassandra()], "kafka": lambda: [default_kafka()],
+             "prometheus": lambda: [default_prometheus()], "kafka3": default_kafka3}
     unknown = [n for n in names if n not in table]
     if unknown:
         raise StackError(f"unknown service {unknown[0]!r}; choose from {', '.join(table)}")
-    return [table[n]() for n in (names or list(table))]
+    return [node for n in (names or DEFAULT_SERVICES) for node in table[n]()]
+
+
+def _label(node: Node) -> str:
+    """The name a node goes by in records: its kind for the default nodes (as before), kind/name in a cluster."""
+    return f"{node.kind}/{node.name}" if getattr(node, "voters", "") else node.kind
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -79,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="action", required=True)
     for action in ("up", "down", "status", "fetch"):
         cmd = sub.add_parser(action)
-        cmd.add_argument("services", nargs="*", help="cassandra, kafka, prometheus (default: all three)")
+        cmd.add_argument("services", nargs="*",
+                         help="cassandra, kafka, prometheus, kafka3 (three brokers, RF 3; devstack/cluster.py) "
+                         "[default: cassandra, kafka and prometheus]")
         if action in ("up", "down"):
             cmd.add_argument("--record", type=Path, help="up: write the names it started here; down: stop only those")
     args = parser.parse_args(argv)
@@ -91,19 +105,19 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{node.kind} jars in {ensure_artifacts(node.kind)}")
         elif args.action == "status":
             for node in nodes:
-                print(f"{node.kind:10} {node.status():10} {node.address}:{node.port}  log: {node.log}")
+                print(f"{_label(node):16} {node.status():10} {node.address}:{node.port}  log: {node.log}")
         elif args.action == "up":
-            # Launch every node first, then wait: the JVMs warm up side by side.
-            states = {node.kind: node.launch() for node in nodes}
+            # Launch every node first, then wait: the JVMs warm up side by side (and a cluster needs a quorum).
+            states = {_label(node): node.launch() for node in nodes}
             if args.record is not None:
-                args.record.write_text("\n".join(kind for kind, state in states.items() if state == "stopped"))
+                args.record.write_text("\n".join(label for label, state in states.items() if state == "stopped"))
             for node in nodes:
-                if states[node.kind] not in ("running", "foreign"):
+                if states[_label(node)] not in ("running", "foreign"):
                     node.wait_ready()
         else:
             if args.record is not None:
                 recorded = args.record.read_text().split() if args.record.exists() else []
-                nodes = [node for node in nodes if node.kind in recorded]
+                nodes = [node for node in nodes if _label(node) in recorded]
                 args.record.unlink(missing_ok=True)
             for node in reversed(nodes):
                 node.down()

@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from scorer.errors import ConfigError
 
 _IDENT = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,47}$")
+DEFAULT_GUARANTEE = "exactly-once"
+"""The workers' default delivery guarantee: exactly-once cost at most 10% of the at-least-once throughput
+(median of the measured ratios 0.93; ``benchmarks/bench_worker.py --guarantees``)."""
 CONSISTENCY_LEVELS = ("ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
 
 
@@ -73,6 +76,10 @@ class Settings(BaseSettings):
     """Faust application id: workers with the same id share the input topic's partitions."""
     changes_topic: str = "model-changes"
     """Kafka topic of pointer-change notices: written by activate/rollback/canary/promote/release, read by workers."""
+    guarantee: Literal["exactly-once", "at-least-once"] = DEFAULT_GUARANTEE
+    """What a worker promises about its outputs: each batch's outputs and input offsets in one Kafka transaction
+    (exactly-once, for read_committed readers), or outputs acknowledged before offsets are committed (at-least-once:
+    a crash re-scores the uncommitted tail). ``scorer worker --guarantee`` overrides it."""
 
     _split_hosts = field_validator("cassandra_hosts", "replication_dcs", mode="before")(_split_csv)
 

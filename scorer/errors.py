@@ -36,3 +36,17 @@ class ChecksumMismatch(StoreError):
 class BrokerUnavailable(ScorerError):
     """The Kafka brokers cannot be reached or refuse our TLS/SASL credentials; the message names them."""
 
+
+
+class CategoryError(ScorerError, ValueError):
+    """A categorical input the model cannot score: an unknown category (the encoder's rule is 'error') or a
+    value of the wrong type (a number where categories are strings, or the reverse). ``row`` is its position
+    in the batch, ``kind`` is ``unknown_category`` or ``category_type``."""
+
+    def __init__(self, message: str, *, row: int, feature: str, kind: str, detail: str = "") -> None:
+        super().__init__(message)
+        #: the message without the model's name, for callers that name the model their own way
+        self.detail = detail or message
+        self.row = row
+        self.feature = feature
+        self.kind = kind

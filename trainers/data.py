@@ -8,7 +8,7 @@ dropped and counted, never silently kept.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,11 @@ from scorer.tables import is_numeric_type, read_table
 
 @dataclass(frozen=True)
 class TrainingData:
-    """Rows to train on, as arrays: ``segments`` (n,) str, ``X`` (n, p) float64 (NaN = missing), ``y`` (n,)."""
+    """Rows to train on, as arrays: ``segments`` (n,) str, ``X`` (n, p) float64 (NaN = missing), ``y`` (n,).
+
+    With categorical columns (``categories``: name -> the levels seen in the whole file, sorted) ``X`` is an
+    object array: numbers as floats, categories as str (or int for integer columns), NaN for missing.
+    """
 
     segments: np.ndarray
     X: np.ndarray
@@ -33,6 +37,7 @@ class TrainingData:
     """Rows of the source left out because their segment or target was missing."""
     times: np.ndarray | None = None
     """(n,) epoch seconds of each row (NaN: unknown) when a time column was given: the lineage's time range."""
+    categories: dict[str, tuple] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = self.segments.shape[0] if self.segments.ndim == 1 else -1
@@ -42,6 +47,9 @@ class TrainingData:
                 f"{len(self.feature_names)} feature names")
         if self.times is not None and self.times.shape != (n,):
             raise ConfigError(f"training arrays disagree: {n} rows but {self.times.shape} times")
+        unknown = set(self.categories) - set(self.feature_names)
+        if unknown:
+            raise ConfigError(f"categorical columns {sorted(unknown)} are not features")
         if len(set(self.feature_names)) != len(self.feature_names):
             raise ConfigError(f"feature names must be unique; got {list(self.feature_names)}")
 
@@ -58,8 +66,9 @@ class TrainingData:
 
 
 def choose_features(table: pa.Table, segment_col: str, target: str,
-                    features: Sequence[str] | None = None) -> tuple[str, ...]:
-    """The feature columns, in order: the given ones (checked numeric), else every numeric column but segment/target."""
+                    features: Sequence[str] | None = None, categorical: Sequence[str] = ()) -> tuple[str, ...]:
+    """The feature columns, in order: the given ones (checked numeric unless categorical), else every numeric
+    or categorical column but segment/target."""
     schema = table.schema
     for role, name in (("segment column", segment_col), ("target", target)):
         if name not in schema.names:
@@ -78,11 +87,20 @@ def choose_features(table: pa.Table, segment_col: str, target: str,
                 role = "segment column" if name == segment_col else "target"
                 raise ConfigError(f"feature {name!r} is also the {role}")
             dtype = schema.field(name).type
-            if not is_numeric_type(dtype):
-                raise ConfigError(f"feature {name!r} is not numeric (type {dtype}); features must be numbers")
+            if not is_numeric_type(dtype) and name not in categorical:
+                raise ConfigError(f"feature {name!r} is not numeric (type {dtype}); features must be numbers "
+                                  "(or list it in --categorical)")
+        missing = [c for c in categorical if c not in chosen]
+        if missing:
+            raise ConfigError(f"categorical column {missing[0]!r} is not among the features")
         return tuple(chosen)
+    for name in categorical:
+        if name not in schema.names:
+            raise ConfigError(f"categorical column {name!r} not in data; columns are: {', '.join(schema.names)}")
+        if name in (segment_col, target):
+            raise ConfigError(f"categorical column {name!r} is also the segment column or the target")
     chosen = [field.name for field in schema if field.name not in (segment_col, target)
-              and is_numeric_type(field.type)]
+              and (is_numeric_type(field.type) or field.name in categorical)]
     if not chosen:
         raise ConfigError(f"no numeric feature columns besides {segment_col!r} and {target!r}; "
                           f"columns are: {', '.join(schema.names)}")
@@ -90,15 +108,17 @@ def choose_features(table: pa.Table, segment_col: str, target: str,
 
 
 def table_to_training_data(table: pa.Table, *, segment_col: str, target: str,
-                           features: Sequence[str] | None = None, time_col: str | None = None) -> TrainingData:
-    """Convert a table: drop rows without segment (null or "") or target, features to float64 with NaN for nulls."""
+                           features: Sequence[str] | None = None, categorical: Sequence[str] = (),
+                           time_col: str | None = None) -> TrainingData:
+    """Convert a table: drop rows without segment (null or "") or target, features to float64 with NaN for nulls
+    (categorical ones to str or int values, see :class:`TrainingData`)."""
     if time_col is not None and time_col not in table.column_names:
         raise ConfigError(f"time column {time_col!r} is not in the data; columns: {', '.join(table.column_names)}")
     if time_col is not None and features is None:  # a time column is never a feature by default
         table_for_features = table.drop_columns([time_col])
     else:
         table_for_features = table
-    feature_names = choose_features(table_for_features, segment_col, target, features)
+    feature_names = choose_features(table_for_features, segment_col, target, features, categorical)
     segment_column = table.column(segment_col)
     target_column = table.column(target)
     segment_text = pc.cast(segment_column, pa.string())
@@ -111,16 +131,21 @@ def table_to_training_data(table: pa.Table, *, segment_col: str, target: str,
         table = table.filter(keep)
 
     segments = pc.cast(table.column(segment_col), pa.string()).to_numpy(zero_copy_only=False).astype(str)
-    X = np.empty((table.num_rows, len(feature_names)), dtype=np.float64)
+    X = np.empty((table.num_rows, len(feature_names)), dtype=object if categorical else np.float64)
+    categories: dict[str, tuple] = {}
     for j, name in enumerate(feature_names):
-        X[:, j] = pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
-        if np.isinf(X[:, j]).any():
-            raise ConfigError(f"feature {name!r} has {int(np.isinf(X[:, j]).sum())} infinite values; "
+        if name in categorical:
+            X[:, j], categories[name] = _categorical_column(table.column(name), name)
+            continue
+        column = pc.cast(table.column(name), pa.float64()).to_numpy(zero_copy_only=False)
+        X[:, j] = column
+        if np.isinf(column).any():
+            raise ConfigError(f"feature {name!r} has {int(np.isinf(column).sum())} infinite values; "
                               "use empty cells (missing) or finite numbers")
     times = None if time_col is None else _epoch_seconds(table.column(time_col), time_col)
     return TrainingData(segments=segments, X=X, y=_target_array(table.column(target), target),
                         feature_names=feature_names, segment_col=segment_col, target=target,
-                        n_dropped=int(n_dropped), times=times)
+                        n_dropped=int(n_dropped), times=times, categories=categories)
 
 
 def _epoch_seconds(column: pa.ChunkedArray, name: str) -> np.ndarray:
@@ -145,6 +170,29 @@ def _epoch_seconds(column: pa.ChunkedArray, name: str) -> np.ndarray:
     return pc.divide(pc.cast(micros, pa.float64()), 1e6).to_numpy(zero_copy_only=False)
 
 
+#: most levels a categorical column may have (one-hot width, HistGradientBoosting's 255-bin limit)
+MAX_LEVELS = 255
+
+
+def _categorical_column(column: pa.ChunkedArray, name: str) -> tuple[np.ndarray, tuple]:
+    """A categorical column as objects (str, or int for integer columns; NaN for missing) and its levels."""
+    dtype = column.type
+    if pa.types.is_dictionary(dtype):
+        column, dtype = pc.cast(column, dtype.value_type), dtype.value_type
+    if pa.types.is_integer(dtype) or pa.types.is_boolean(dtype):
+        values = [np.nan if v is None else int(v) for v in column.to_pylist()]
+    elif pa.types.is_string(dtype) or pa.types.is_large_string(dtype):
+        values = [np.nan if v is None else v for v in column.to_pylist()]
+    else:
+        raise ConfigError(f"categorical column {name!r} has type {dtype}; it must hold text or integers")
+    levels = sorted({v for v in values if not (isinstance(v, float) and v != v)})
+    if len(levels) > MAX_LEVELS:
+        raise ConfigError(f"categorical column {name!r} has {len(levels)} levels; at most {MAX_LEVELS}")
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out, tuple(levels)
+
+
 def _target_array(column: pa.ChunkedArray, name: str) -> np.ndarray:
     dtype = column.type
     if pa.types.is_dictionary(dtype) or pa.types.is_large_string(dtype):
@@ -161,14 +209,15 @@ def _target_array(column: pa.ChunkedArray, name: str) -> np.ndarray:
 
 
 def load_training_data(source: str | Path | pa.Table, *, segment_col: str, target: str,
-                       features: Sequence[str] | None = None, time_col: str | None = None) -> TrainingData:
+                       features: Sequence[str] | None = None, categorical: Sequence[str] = (),
+                       time_col: str | None = None) -> TrainingData:
     """Read ``source`` (a file path or a pyarrow Table) and convert it; reads only the columns it needs."""
     if isinstance(source, pa.Table):
         return table_to_training_data(source, segment_col=segment_col, target=target, features=features,
-                                      time_col=time_col)
+                                      categorical=categorical, time_col=time_col)
     # dict.fromkeys: a feature repeated or equal to the target is reported precisely by choose_features.
     extra = [time_col] if time_col else []
     columns = list(dict.fromkeys([segment_col, target, *features, *extra])) if features else None
     table = read_table(source, columns=columns, text_columns=(segment_col,))
     return table_to_training_data(table, segment_col=segment_col, target=target, features=features,
-                                  time_col=time_col)
+                                  categorical=categorical, time_col=time_col)

@@ -23,8 +23,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from scorer.errors import UnsupportedModel
 from scorer.models import ModelWeights, build
+from trainers.columns import export_front, is_column_front
 
-SUPPORTED_STEPS = ("SimpleImputer", "StandardScaler", "MinMaxScaler")
+SUPPORTED_STEPS = ("SimpleImputer", "StandardScaler", "MinMaxScaler", "ColumnTransformer", "OneHotEncoder",
+                   "OrdinalEncoder")
 IMPUTE_STRATEGIES = ("mean", "median", "most_frequent", "constant")
 
 
@@ -36,6 +38,8 @@ class Exported:
     arrays: Mapping[str, np.ndarray]
     classes: tuple | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: categorical inputs the estimator encodes itself (HistGradientBoosting), with "column" indices
+    categorical: Sequence[Mapping[str, Any]] = ()
 
 
 Exporter = Callable[[Any], Exported]
@@ -93,18 +97,40 @@ def export(estimator: Any, feature_names: Sequence[str] | None = None) -> ModelW
 
     arrays: dict[str, np.ndarray] = {}
     preprocess: list[dict[str, Any]] = []
-    for i, step in enumerate(steps):
-        spec, step_arrays = _export_step(step)
+    exported_steps: list[tuple[dict[str, Any], dict[str, np.ndarray]]] = []
+    categorical: list[Mapping[str, Any]] = []
+    rest = steps
+    if steps and any(is_column_front(s) for s in steps):
+        categorical, exported_steps, used = export_front(steps, int(n_features), _export_step)
+        rest = steps[used:]
+    exported_steps += [_export_step(step) for step in rest]
+    for i, (spec, step_arrays) in enumerate(exported_steps):
         preprocess.append(spec)
         arrays.update({f"pre{i}.{k}": v for k, v in step_arrays.items()})
 
     out = exporter(final)
+    if out.categorical:
+        if steps:
+            raise UnsupportedModel(
+                f"cannot export {final_name} with categorical_features behind other steps; supported: "
+                "categorical_features on the raw input columns (the model first in the Pipeline)"
+            )
+        categorical = list(out.categorical)
     clash = set(arrays) & set(out.arrays)
     if clash:
         raise ValueError(f"exporter for {final_name} used reserved array names {sorted(clash)}")
     arrays.update(out.arrays)
     metadata = {"estimator": final_name, "sklearn_version": sklearn.__version__, "preprocess": preprocess}
     metadata.update(out.metadata)
+    unused = [names[c["column"]] for c in categorical if c.get("unused")]
+    categorical = [c for c in categorical if not c.get("unused")]
+    if categorical:
+        metadata["categorical"] = sorted(
+            ({"feature": names[c["column"]], **{k: v for k, v in c.items() if k != "column"}} for c in categorical),
+            key=lambda c: names.index(c["feature"]),
+        )
+        if unused:
+            metadata["unused_inputs"] = unused
     classes = out.classes
     if classes is not None:
         classes = tuple(_label(c, final_name) for c in classes)
@@ -133,7 +159,7 @@ def _unwrap(estimator: Any) -> tuple[list[Any], Any]:
         raise UnsupportedModel("cannot export a Pipeline with no estimator (every step is passthrough)")
     *steps, final = flat
     for i, step in enumerate(steps):
-        if type(step) not in (SimpleImputer, StandardScaler, MinMaxScaler):
+        if type(step) not in (SimpleImputer, StandardScaler, MinMaxScaler) and not (is_column_front(step)):
             raise UnsupportedModel(
                 f"cannot export Pipeline step {i} ({type(step).__name__}): supported steps before the estimator "
                 f"are {', '.join(SUPPORTED_STEPS)}"

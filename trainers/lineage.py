@@ -2,7 +2,8 @@
 
 The fingerprint is exact, not a sample: the same rows in the same order give the same sha256 on any machine, so
 "was version 7 trained on this extract?" is answered by hashing the extract again. Rows are the segment's rows
-given to the fit (its training and holdout parts), features as float64 (NaN for missing) and labels as given.
+given to the fit (its training and holdout parts), numeric features as float64 (NaN for missing), categorical
+ones by type and text, and labels as given.
 """
 
 from __future__ import annotations
@@ -21,11 +22,16 @@ def fingerprint(X: np.ndarray, y: np.ndarray, times: np.ndarray | None = None) -
     seconds, NaN for missing) are given."""
     from scorer import __version__
 
-    X = np.ascontiguousarray(X, dtype=np.float64)
+    X = np.asarray(X)
     y = np.asarray(y)
     digest = hashlib.sha256(FORMAT.encode())
     digest.update(np.asarray(X.shape, dtype=np.int64).tobytes())
-    digest.update(X.tobytes())
+    if X.dtype == object:  # categorical columns: every cell as its type and text, column by column
+        for column in X.T:
+            digest.update("\x1f".join(_cell(value) for value in column.tolist()).encode())
+            digest.update(b"\x1e")
+    else:
+        digest.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
     if y.dtype.kind in "biuf":
         digest.update(np.ascontiguousarray(y, dtype=np.float64).tobytes())
     else:
@@ -39,6 +45,14 @@ def fingerprint(X: np.ndarray, y: np.ndarray, times: np.ndarray | None = None) -
             out["time_from"] = _iso(float(known.min()))
             out["time_to"] = _iso(float(known.max()))
     return out
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, float) and value != value:
+        return ""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return repr(float(value))
+    return f"{type(value).__name__}:{value}"
 
 
 def _iso(seconds: float) -> str:

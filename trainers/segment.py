@@ -20,6 +20,7 @@ import hashlib
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -31,12 +32,13 @@ from scorer.errors import ConfigError
 from trainers.data import TrainingData
 from trainers.lineage import fingerprint
 from trainers.metrics import classification_metrics, regression_metrics
+from trainers.pipelines import categorical_pipeline, final_estimator
 from trainers.stats import DEFAULT_BINS, feature_stats
 
 if TYPE_CHECKING:
     from scorer.models import ModelWeights
 
-ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp")
+ARCHS = ("logistic", "linear", "tree", "forest", "extra-trees", "gbt", "hgb", "mlp", "sgd", "lightgbm", "xgboost")
 TASKS = ("auto", "classification", "regression")
 #: ``--task auto``: an integer-valued target with at most this many distinct values is a class label.
 MAX_AUTO_CLASSES = 10
@@ -164,11 +166,13 @@ def prepare_target(y: np.ndarray, task: str, target: str = "target") -> np.ndarr
 
 
 # -- estimators ---------------------------------------------------------------------------------------
-def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any] | None = None) -> Any:
+def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any] | None = None,
+                   categories: Mapping[int, Sequence[Any]] | None = None, n_features: int = 0) -> Any:
     """An unfitted scikit-learn pipeline for ``arch`` with the house defaults (every one exportable).
 
     linear, logistic and mlp get median imputation and standard scaling; tree ensembles get median
     imputation; hgb handles missing values itself. ``params`` override the final estimator's defaults.
+    ``categories`` (column index -> levels; ``n_features`` in all): see :mod:`trainers.pipelines`.
     """
     from sklearn.impute import SimpleImputer
     from sklearn.pipeline import Pipeline
@@ -177,7 +181,7 @@ def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any
     if arch not in ARCHS:
         raise ConfigError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHS)}")
     classify = task == "classification"
-    estimator = _final_estimator(arch, classify, seed)
+    estimator = final_estimator(arch, classify, seed)
     if params:
         known = estimator.get_params(deep=False)
         for key in params:
@@ -188,41 +192,13 @@ def make_estimator(arch: str, task: str, seed: int = 0, params: Mapping[str, Any
     # keep_empty_features: a column with no values in one segment still occupies its slot (imputed 0),
     # so the exported model keeps the feature order every other segment has.
     impute = ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
-    if arch in ("logistic", "linear", "mlp"):
+    if categories:
+        return categorical_pipeline(arch, estimator, categories, n_features)
+    if arch in ("logistic", "linear", "sgd", "mlp"):
         return Pipeline([impute, ("scale", StandardScaler()), ("model", estimator)])
-    if arch == "hgb":
+    if arch in ("hgb", "lightgbm", "xgboost"):
         return Pipeline([("model", estimator)])
     return Pipeline([impute, ("model", estimator)])
-
-
-def _final_estimator(arch: str, classify: bool, seed: int) -> Any:
-    from sklearn import ensemble, linear_model, neural_network, tree
-
-    if arch == "logistic":
-        if not classify:
-            raise ConfigError("arch logistic is a classifier; use linear (or another arch) for regression")
-        return linear_model.LogisticRegression(max_iter=1000)
-    if arch == "linear":
-        if classify:
-            raise ConfigError("arch linear is a regressor; use logistic (or another arch) for classification")
-        return linear_model.LinearRegression()
-    if arch == "tree":
-        cls = tree.DecisionTreeClassifier if classify else tree.DecisionTreeRegressor
-        return cls(max_depth=8, min_samples_leaf=5, random_state=seed)
-    if arch in ("forest", "extra-trees"):
-        if arch == "forest":
-            cls = ensemble.RandomForestClassifier if classify else ensemble.RandomForestRegressor
-        else:
-            cls = ensemble.ExtraTreesClassifier if classify else ensemble.ExtraTreesRegressor
-        return cls(n_estimators=100, max_depth=10, min_samples_leaf=2, n_jobs=1, random_state=seed)
-    if arch == "gbt":
-        cls = ensemble.GradientBoostingClassifier if classify else ensemble.GradientBoostingRegressor
-        return cls(n_estimators=100, max_depth=3, learning_rate=0.1, random_state=seed)
-    if arch == "hgb":
-        cls = ensemble.HistGradientBoostingClassifier if classify else ensemble.HistGradientBoostingRegressor
-        return cls(max_iter=100, random_state=seed)
-    cls = neural_network.MLPClassifier if classify else neural_network.MLPRegressor
-    return cls(hidden_layer_sizes=(32,), max_iter=500, random_state=seed)
 
 
 def default_arch(task: str) -> str:
@@ -279,7 +255,8 @@ def group_rows(segments: np.ndarray) -> list[tuple[str, np.ndarray]]:
 # -- training -----------------------------------------------------------------------------------------
 def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None, *, segment: str = "",
                 feature_names: Sequence[str] | None = None, task: str | None = None,
-                times: np.ndarray | None = None) -> SegmentResult:
+                times: np.ndarray | None = None,
+                categories: Mapping[str, Sequence[Any]] | None = None) -> SegmentResult:
     """Fit, export and evaluate one segment. ``y`` should come from ``prepare_target`` for the task.
 
     Raises SkipSegment (with the reason) when the segment cannot be trained, ConfigError for settings
@@ -287,22 +264,23 @@ def fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig | None = None,
     ``config.threads`` while it runs; the limit is process-wide, as threadpoolctl's limits are.
     """
     config = config or TrainConfig()
-    if config.threads is None:
-        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task, times=times)
-    with threadpool_limits(limits=config.threads):
-        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task, times=times)
+    with threadpool_limits(limits=config.threads) if config.threads is not None else nullcontext():
+        return _fit_segment(X, y, config, segment=segment, feature_names=feature_names, task=task,
+                            categories=categories, times=times)
 
 
 def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: str,
                  feature_names: Sequence[str] | None, task: str | None,
-                 times: np.ndarray | None = None) -> SegmentResult:
+                 times: np.ndarray | None = None,
+                 categories: Mapping[str, Sequence[Any]] | None = None) -> SegmentResult:
     """fit_segment without the thread limit (train_segments sets it once: setting it costs milliseconds)."""
     from scorer.models import build
     from trainers.export import export
 
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=object if categories else np.float64)
     y = np.asarray(y)
     names = tuple(feature_names) if feature_names is not None else tuple(f"x{j}" for j in range(X.shape[1]))
+    by_index = {names.index(c): tuple(levels) for c, levels in (categories or {}).items()}
     if X.ndim != 2 or X.shape != (y.shape[0], len(names)):
         raise ConfigError(f"segment {segment!r}: X {X.shape} does not match y {y.shape} and {len(names)} features")
     task = task or resolve_task(y, config.task, config.arch)
@@ -318,7 +296,7 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
 
     seed = segment_seed(config.seed, segment)
     train, holdout = holdout_split(y, config.test_size, seed, stratify=classify)
-    estimator = make_estimator(arch, task, seed, config.params)
+    estimator = make_estimator(arch, task, seed, config.params, by_index, len(names))
     caught: list[str] = []
     with warnings.catch_warnings(record=True) as records:
         warnings.simplefilter("always")
@@ -333,11 +311,16 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
 
     weights = export(estimator, feature_names=list(names))
     weights = replace(weights, metadata={**weights.metadata, "lineage": fingerprint(X, y, times)})
+    if arch == "sgd":
+        from trainers.sgd import with_learner
+
+        weights = with_learner(weights, estimator[-1])
     model = build(weights)
     X_eval = X[holdout] if holdout.size else X[train[:_PARITY_ROWS]]
     served = model.predict(X_eval)
     reference = estimator.predict_proba(X_eval) if classify else estimator.predict(X_eval)
-    gap = float(np.max(np.abs(served - reference))) if served.size else 0.0
+    # relative beyond 1: XGBoost sums in float32, so large regression targets differ in the 7th digit
+    gap = float(np.max(np.abs(served - reference) / np.maximum(1.0, np.abs(reference)))) if served.size else 0.0
     if not np.isfinite(gap) or gap > PARITY_TOLERANCE:
         raise SkipSegment(f"exported model disagrees with the fitted {type(estimator[-1]).__name__} "
                           f"by {gap:.3g} (> {PARITY_TOLERANCE:g})")
@@ -353,7 +336,8 @@ def _fit_segment(X: np.ndarray, y: np.ndarray, config: TrainConfig, *, segment: 
     if caught:
         metrics["warnings"] = caught
     stats = feature_stats(X[train], names, n_bins=config.n_bins, y=y[train],
-                          classes=model.classes if classify else None)
+                          classes=model.classes if classify else None,
+                          categories=model.categorical.levels() if model.categorical is not None else None)
     return SegmentResult(segment=segment, weights=weights, metrics=metrics, stats=stats, n_rows=n_rows)
 
 
@@ -382,6 +366,7 @@ def train_segments(data: TrainingData, config: TrainConfig | None = None, *,
                     raise SkipSegment(f"{rows.size} rows < min_rows {config.min_rows}")
                 results.append(_fit_segment(data.X[rows], y[rows], config, segment=segment,
                                             feature_names=data.feature_names, task=task,
+                                            categories=data.categories,
                                             times=None if data.times is None else data.times[rows]))
             except SkipSegment as exc:
                 skipped.append(SkippedSegment(segment=segment, n_rows=int(rows.size), reason=str(exc)))

@@ -15,6 +15,11 @@ and of one feature::
      "hist": [p0, ..., pk-1], # share of non-missing values per bin
      "below": 0.0, "above": 0.0}   # share of non-missing values < e0 or > ek
 
+A categorical feature (``categories`` given) has instead::
+
+    {"kind": "categorical", "count": .., "n_missing": .., "missing_rate": ..,
+     "levels": [...], "shares": [...]}     # training frequency of each level among non-missing values
+
 Bins are ``[e_i, e_(i+1))`` except the last, which is closed ``[e_(k-1), e_k]``; ``hist + below + above``
 sums to 1 whenever ``count > 0``. Training data never falls outside its own edges, so ``below``/``above``
 are 0 here; they are spelled out so that live windows binned with ``bin_shares`` have the same shape and a
@@ -150,12 +155,38 @@ def target_stats(y: np.ndarray, classes: Sequence[Any] | None) -> dict[str, Any]
             "min": _float(values.min()), "max": _float(values.max())}
 
 
+def category_stats(values: np.ndarray, levels: Sequence[Any]) -> dict[str, Any]:
+    """Level frequencies of one categorical column (NaN/None = missing; values outside ``levels`` ignored)."""
+    counts = dict.fromkeys(levels, 0)
+    n_missing = 0
+    for v in values.tolist():
+        if v is None or (isinstance(v, float) and v != v):
+            n_missing += 1
+        elif v in counts:
+            counts[v] += 1
+    count = int(values.size) - n_missing
+    return {"kind": "categorical", "count": count, "n_missing": n_missing,
+            "missing_rate": n_missing / values.size if values.size else 0.0,
+            "levels": [_jsonable(v) for v in levels], "shares": [c / count if count else 0.0 for c in counts.values()]}
+
+
 def feature_stats(X: np.ndarray, feature_names: Sequence[str], *, n_bins: int = DEFAULT_BINS,
-                  y: np.ndarray | None = None, classes: Sequence[Any] | None = None) -> dict[str, Any]:
+                  y: np.ndarray | None = None, classes: Sequence[Any] | None = None,
+                  categories: Any = None) -> dict[str, Any]:
     """The ``stats`` dict of a version: one entry per feature in ``feature_names`` order (see module doc).
 
-    ``X`` is the raw training matrix (before imputation or scaling), NaN meaning missing.
+    ``X`` is the raw training matrix (before imputation or scaling), NaN meaning missing; the columns named in
+    ``categories`` (name -> levels) hold categories and get level frequencies instead of bins.
     """
+    if categories:
+        names = list(feature_names)
+        num = [j for j, n in enumerate(names) if n not in categories]
+        out = feature_stats(np.asarray(X[:, num], dtype=np.float64), [names[j] for j in num], n_bins=n_bins,
+                            y=y, classes=classes)
+        numeric = out["features"]
+        out["features"] = {n: category_stats(X[:, j], categories[n]) if n in categories else numeric[n]
+                           for j, n in enumerate(names)}
+        return out
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 2 or X.shape[1] != len(feature_names):
         raise ValueError(f"X must be 2-D with {len(feature_names)} columns (one per feature); got shape {X.shape}")

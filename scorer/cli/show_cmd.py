@@ -10,6 +10,7 @@ import orjson
 from scorer.cli.base import CliContext, main, pass_cli
 from scorer.cli.store_cmds import _console, _opt, _size, _states, _version_json, _when, open_store
 from scorer.errors import NotFound
+from scorer.models.categorical import describe_levels
 from scorer.store.base import ActiveModel
 
 
@@ -66,6 +67,8 @@ def show_cmd(cli: CliContext, model: str, segment: str, version: int | None, as_
         ("features", f"{len(info.feature_names)}: {', '.join(info.feature_names[:20])}"
                      + (" ..." if len(info.feature_names) > 20 else "")),
         ("classes", "- (regressor)" if info.classes is None else ", ".join(map(str, info.classes))),
+        *([("categorical", "\n".join(describe_levels(c) for c in info.metadata["categorical"]))]
+          if isinstance(info.metadata.get("categorical"), list) else []),
         ("size", f"{_size(info.size_bytes)} in {info.n_chunks} chunk(s)"),
         ("sha256", info.checksum),
         ("created", f"{_when(info.created_at)} UTC by {info.author or '-'}"),

@@ -12,6 +12,7 @@ import click
 
 from scorer.cli.base import CliContext, main, pass_cli
 from scorer.cli.monitor_cmds import worker_monitor_options
+from scorer.config import DEFAULT_GUARANTEE
 from scorer.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,8 +45,10 @@ if TYPE_CHECKING:
               help="Larger input messages become dead letters.")
 @click.option("--max-features", type=int, default=1024, show_default=True,
               help="Events with more features become dead letters.")
-@click.option("--commit-interval", type=float, default=1.0, show_default=True,
-              help="Seconds between offset commits (a crash re-scores at most about this much).")
+@click.option("--commit-interval", type=float,
+              help="Seconds between offset commits: at-least-once, a crash re-scores at most about this much "
+              "[default: 1.0]; exactly-once, outputs become visible to read_committed readers after about this "
+              "long [default: 0.1].")
 @click.option("--session-timeout", type=float, default=10.0, show_default=True,
               help="Seconds before a dead worker's partitions go to the others (Kafka group session timeout).")
 @click.option("--pipeline-depth", type=int, default=2, show_default=True,
@@ -53,6 +56,12 @@ if TYPE_CHECKING:
 @click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
+@click.option("--guarantee", type=click.Choice(["exactly-once", "at-least-once"]),
+              help="exactly-once: each batch's outputs and input offsets commit in one Kafka transaction (readers "
+              "of the outputs must use read_committed); at-least-once: a crash re-scores the uncommitted tail "
+              "[default: SCORER_GUARANTEE or " + DEFAULT_GUARANTEE + "].")
+@click.option("--transaction-timeout", type=float, default=60.0, show_default=True,
+              help="exactly-once: seconds before the broker aborts a transaction its worker stopped finishing.")
 @click.option("--stock-consumer", is_flag=True,
               help="No effect, kept for compatibility: --consumer faust runs faust's stock consumer.")
 @click.option("--no-changes", is_flag=True, help="Do not follow the changes topic (poll only).")
@@ -64,8 +73,9 @@ if TYPE_CHECKING:
 def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: str, changes_topic: str | None,
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
-               max_message_bytes: int, max_features: int, commit_interval: float, session_timeout: float,
-               pipeline_depth: int, consumer: str, stock_consumer: bool, no_changes: bool, allow_empty: bool,
+               max_message_bytes: int, max_features: int, commit_interval: float | None, session_timeout: float,
+               pipeline_depth: int, consumer: str, guarantee: str | None, transaction_timeout: float,
+               stock_consumer: bool, no_changes: bool, allow_empty: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
     from pydantic import ValidationError
@@ -81,10 +91,13 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             web_port=web_port, web_host=web_host, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
+            guarantee=guarantee or _configured_guarantee(cli), transaction_timeout=transaction_timeout,
         )
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(part) for part in first.get("loc", ())) or "option"
+        if where == "option":  # a check across options
+            raise ConfigError(f"invalid options: {first['msg'].removeprefix('Value error, ')}") from None
         raise ConfigError(f"invalid --{where.replace('_', '-')}: {first['msg']}") from None
     # The consumer group and the notices topic are settings (shared with the CLI's announcements); the flags
     # override them for this worker.
@@ -93,6 +106,12 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
         _require_published(cli, config.models)
     logging.getLogger("aiokafka").setLevel(logging.NOTSET)  # a worker's log keeps aiokafka's warnings
     run_monitored_worker(cli.settings.model_copy(update=overrides), config, monitoring, loglevel=loglevel)
+
+
+def _configured_guarantee(cli: CliContext) -> str | None:
+    """SCORER_GUARANTEE when it is set; None lets the worker's options choose (the default of its reader)."""
+    settings = cli.settings
+    return settings.guarantee if "guarantee" in settings.model_fields_set else None
 
 
 def _require_published(cli: CliContext, models: Sequence[str]) -> None:

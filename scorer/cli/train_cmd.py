@@ -20,7 +20,9 @@ if TYPE_CHECKING:
 
     from trainers.segment import SegmentResult, TrainReport
 
-_ARCH_HELP = "logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp (default: logistic or linear by task)"
+_ARCH_HELP = ("logistic|linear|tree|forest|extra-trees|gbt|hgb|mlp|sgd|lightgbm|xgboost (default: logistic or "
+              "linear by task; sgd keeps the learner state for scorer learn-worker; lightgbm and xgboost need the "
+              "scorer[lightgbm] / scorer[xgboost] extras)")
 _SHOWN_SKIPS = 20
 
 
@@ -33,6 +35,8 @@ _SHOWN_SKIPS = 20
 @click.option("--features", help="Comma-separated feature columns, in model order [default: every numeric column].")
 @click.option("--time-col", help="Column of row times (timestamps, ISO text or epoch seconds): the time range of "
               "each version's training rows is recorded in its lineage. Never a feature.")
+@click.option("--categorical", help="Comma-separated categorical feature columns (text or integers): one-hot for "
+              "linear/logistic/mlp, native for hgb/lightgbm/xgboost, ordinal codes for the tree ensembles.")
 @click.option("--arch", help=_ARCH_HELP)
 @click.option("--task", default="auto", show_default=True, help="classification|regression|auto.")
 @click.option("--min-rows", type=int, default=50, show_default=True, help="Skip segments with fewer rows.")
@@ -48,7 +52,8 @@ _SHOWN_SKIPS = 20
 @click.option("--reason", help="Recorded in the activation log with --activate.")
 @pass_cli
 def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, target: str, features: str | None,
-              time_col: str | None, arch: str | None, task: str, min_rows: int, test_size: float, seed: int,
+              time_col: str | None, categorical: str | None, arch: str | None, task: str, min_rows: int,
+              test_size: float, seed: int,
               n_bins: int, params: tuple[str, ...], out_dir: Path | None, activate: bool, author: str | None,
               reason: str | None) -> None:
     """Train one pipeline per segment with holdout metrics and training statistics."""
@@ -66,6 +71,9 @@ def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, ta
     feature_list = [name.strip() for name in features.split(",") if name.strip()] if features else None
     if features is not None and not feature_list:
         raise ConfigError("--features is empty; give comma-separated column names or leave it out")
+    categorical_list = [c.strip() for c in categorical.split(",") if c.strip()] if categorical else []
+    if categorical is not None and not categorical_list:
+        raise ConfigError("--categorical is empty; give comma-separated column names or leave it out")
 
     store = None
     if out_dir is None:
@@ -76,7 +84,7 @@ def train_cmd(cli: CliContext, data_path: Path, model: str, segment_col: str, ta
     try:
         err = Console(stderr=True, soft_wrap=True)
         data = load_training_data(data_path, segment_col=segment_col, target=target, features=feature_list,
-                                  time_col=time_col)
+                                  categorical=categorical_list, time_col=time_col)
         if store is not None:
             for segment in np.unique(data.segments).tolist():  # refuse a bad name before training, not after
                 rules.check_segment(segment)

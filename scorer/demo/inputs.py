@@ -242,7 +242,8 @@ async def _read_topics(settings: Settings, topics: Mapping[str, str], idle_secon
     if not partitions:
         return out
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20)
+                                auto_offset_reset="earliest", max_partition_fetch_bytes=4 << 20,
+                                isolation_level="read_committed")  # what downstream sees: no aborted output
     await consumer.start()
     try:
         consumer.assign(partitions)

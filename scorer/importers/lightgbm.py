@@ -3,7 +3,9 @@
 Read straight from the text format so neither the worker nor the CLI needs lightgbm installed. LightGBM
 goes left when ``x <= threshold`` in float64, which is what ``hist_boosted`` does; a NaN input follows the
 node's default direction (missing_type NaN) or is read as 0.0 (missing_type None). Refused with one line:
-zero-as-missing splits, categorical splits, linear trees, objectives without a known link.
+zero-as-missing splits, linear trees, objectives without a known link. Categorical splits keep LightGBM's
+bitsets (category c goes left when its bit is set; NaN, negative and unlisted values go right), for integer
+category codes; models trained on pandas categoricals (a ``pandas_categorical`` list) are refused.
 """
 
 from __future__ import annotations
@@ -105,29 +107,32 @@ def _tree(t: dict[str, str], i: int, scale: float) -> dict[str, np.ndarray]:
         raise _fail(f"tree {i} has num_leaves={n_leaves}")
     if t.get("is_linear", "0") != "0":
         raise _fail(f"tree {i} is a linear tree; only constant leaves are supported")
-    if _int(t, "num_cat", f"tree {i}") != 0:
-        raise _fail(f"tree {i} has categorical splits; not supported yet")
+    n_cat = _int(t, "num_cat", f"tree {i}")
+    if not 0 <= n_cat <= MAX_LEAVES:
+        raise _fail(f"tree {i} has num_cat={n_cat}")
     leaf_value = _nums(t, "leaf_value", n_leaves, float, i) * scale
     n_int = n_leaves - 1
     if n_int == 0:
         return {
             k: np.array([v])
             for k, v in {"feature": -1, "threshold": 0.0, "left": -1, "right": -1, "missing_left": 0}.items()
-        } | {"value": leaf_value}
+        } | {"value": leaf_value, "bits": []}
     feature = _nums(t, "split_feature", n_int, int, i)
     threshold = _nums(t, "threshold", n_int, float, i)
     dtype = _nums(t, "decision_type", n_int, int, i)
     left = _nums(t, "left_child", n_int, int, i)
     right = _nums(t, "right_child", n_int, int, i)
-    if np.any(dtype & 1):
-        raise _fail(f"tree {i} has categorical splits; not supported yet")
+    is_cat = (dtype & 1).astype(bool)
+    bits = _category_sets(t, i, n_cat, threshold[is_cat]) if is_cat.any() else []
     missing_type = (dtype >> 2) & 3
     if np.any(missing_type == 1):
         raise _fail(f"tree {i} treats zero as missing (missing_type Zero / zero_as_missing); not supported yet")
     if np.any(missing_type > 2) or np.any(feature < 0) or np.any(np.isnan(threshold)):
         raise _fail(f"tree {i} has an invalid split")
-    # NaN type: NaN follows default_left; None type: LightGBM reads NaN as 0.0
+    # NaN type: NaN follows default_left; None type: LightGBM reads NaN as 0.0; categorical: NaN goes right
     missing_left = np.where(missing_type == 2, (dtype >> 1) & 1, (threshold >= 0.0).astype(np.int64))
+    missing_left[is_cat] = 0
+    threshold = np.where(is_cat, 0.0, threshold)
 
     def node(child: np.ndarray) -> np.ndarray:
         out = np.where(child < 0, n_int + ~child, child)
@@ -143,7 +148,31 @@ def _tree(t: dict[str, str], i: int, scale: float) -> dict[str, np.ndarray]:
         "right": np.concatenate([node(right), pad_i]),
         "missing_left": np.concatenate([missing_left, np.zeros(n_leaves, dtype=np.int64)]),
         "value": np.concatenate([np.zeros(n_int), leaf_value]),
+        "cat_split": np.concatenate([is_cat, np.zeros(n_leaves, dtype=bool)]).astype(np.uint8),
+        "bits": bits,
     }
+
+
+#: largest category value a categorical split may name (its bitset's size bounds the stored arrays)
+MAX_CATEGORY = 1 << 16
+
+
+def _category_sets(t: dict[str, str], i: int, n_cat: int, index: np.ndarray) -> list[np.ndarray]:
+    """The left-going category bitsets of a tree's categorical nodes (in node order) as bytes.
+
+    LightGBM keeps them as 32-bit words, ``cat_threshold[cat_boundaries[k]:cat_boundaries[k + 1]]`` for the
+    node whose threshold is k; bit c set sends category c left, anything else (NaN, negative) goes right.
+    """
+    bounds = _nums(t, "cat_boundaries", n_cat + 1, int, i)
+    if bounds[0] != 0 or np.any(np.diff(bounds) < 1):
+        raise _fail(f"tree {i} has bad cat_boundaries")
+    words = np.asarray(_nums(t, "cat_threshold", int(bounds[-1]), int, i))
+    if np.any(words < 0) or np.any(words >= 1 << 32) or np.diff(bounds).max() * 32 > MAX_CATEGORY:
+        raise _fail(f"tree {i} has bad cat_threshold words (or categories beyond {MAX_CATEGORY})")
+    k = index.astype(np.int64)
+    if np.any(k != index) or np.any((k < 0) | (k >= n_cat)):
+        raise _fail(f"tree {i} has a categorical split naming no category set")
+    return [words[bounds[j] : bounds[j + 1]].astype("<u4").view(np.uint8).copy() for j in k.tolist()]
 
 
 def _depth(left: np.ndarray, right: np.ndarray) -> int:
@@ -165,6 +194,12 @@ def read_lightgbm_text(data: bytes | str, classes: tuple | None = None) -> Impor
         except UnicodeDecodeError:
             raise _fail("not UTF-8 text") from None
     header, trees = _sections(data)
+    tail = data[data.rfind("end of trees") :]
+    for line in tail.splitlines():
+        if line.startswith("pandas_categorical:") and line.strip() not in ("pandas_categorical:null",
+                                                                           "pandas_categorical:[]"):
+            raise _fail("trained on pandas categorical columns (pandas_categorical); supported: integer "
+                        "category codes (categorical_feature on numeric columns)")
     objective = header.get("objective", "").split()
     if not objective:
         raise _fail("no objective line")
@@ -186,7 +221,8 @@ def read_lightgbm_text(data: bytes | str, classes: tuple | None = None) -> Impor
             raise _fail(f"tree {i} splits on a feature beyond max_feature_idx")
         if _depth(b["left"], b["right"]) > MAX_DEPTH:
             raise _fail(f"tree {i} is deeper than {MAX_DEPTH}")
-    arrays = {**pack_trees(blocks, with_missing=True), "baseline": np.zeros(k, dtype=np.float64)}
+    bits = [b for block in blocks for b in block.pop("bits")]
+    arrays = {**pack_trees(blocks, with_missing=True, cat_bits=bits), "baseline": np.zeros(k, dtype=np.float64)}
     if is_classifier:
         classes = tuple(classes) if classes is not None else tuple(range(max(k, 2)))
     else:

@@ -3,8 +3,9 @@
 XGBoost goes left when ``float32(x) < t`` (t float32); the stored float64 threshold is the largest float64
 ``x`` for which that holds, so ``x <= threshold`` in the kernel decides every input the same way. NaN
 follows ``default_left``. Leaf values are float32 and XGBoost sums them in float32, so predictions agree to
-about 1e-6. Refused with one line: linear boosters, multi-output, categorical splits (for now), objectives
-without a known link.
+about 1e-6. Partition splits (``enable_categorical``) keep their category set as a bitset: listed categories
+go right, every other value left, NaN by default_left. Refused with one line: linear boosters, multi-output,
+objectives without a known link.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from scorer.errors import UnsupportedModel
 from scorer.importers.lightgbm import MAX_BYTES, MAX_TREES, Imported
+from scorer.models.tree_cat import bitset
 from scorer.models.tree_layout import MAX_DEPTH, pack_trees
 
 # objective -> (link, classifier, base_score -> margin)
@@ -69,8 +71,9 @@ def _tree(tree: dict, i: int, weight: float) -> dict[str, np.ndarray]:
     n = left.size
     if n == 0 or any(a.shape != (n,) for a in (right, cond, feat, dleft, stype)):
         raise _fail(f"tree {i} has arrays of different lengths")
-    if np.any(stype != 0):
-        raise _fail(f"tree {i} has categorical splits; not supported yet")
+    if np.any((stype != 0) & (stype != 1)):
+        raise _fail(f"tree {i} has split types {sorted(set(stype.tolist()))}; supported: 0 numeric, 1 categorical")
+    sets = _category_sets(tree, i, stype) if np.any(stype == 1) else {}
     order, depth, seen = [0], {0: 0}, {0}
     for j in order:  # breadth-first from the root: new ids, parents before children, unreachable nodes dropped
         if left[j] != -1:
@@ -86,6 +89,7 @@ def _tree(tree: dict, i: int, weight: float) -> dict[str, np.ndarray]:
     new = np.full(n, -1)
     new[order] = np.arange(order.size)
     leaf = left[order] == -1
+    is_cat = (stype[order] == 1) & ~leaf
     return {
         "feature": np.where(leaf, -1, feat[order]),
         "threshold": np.where(leaf, 0.0, _threshold(cond[order])),
@@ -93,7 +97,36 @@ def _tree(tree: dict, i: int, weight: float) -> dict[str, np.ndarray]:
         "right": np.where(leaf, -1, new[np.maximum(right[order], 0)]),
         "missing_left": np.where(leaf, 0, dleft[order]),
         "value": np.where(leaf, cond[order].astype(np.float32).astype(np.float64) * weight, 0.0),
+        "cat_split": np.where(is_cat, 2, 0).astype(np.uint8),
+        "bits": [sets[j] for j in order[is_cat].tolist()],
     }
+
+
+#: largest category value a partition split may name (its bitset's size bounds the stored arrays)
+MAX_CATEGORY = 1 << 16
+
+
+def _category_sets(tree: dict, i: int, stype: np.ndarray) -> dict[int, np.ndarray]:
+    """Node id -> bitset of the categories that go right at that partition split (everything else,
+    including values out of range or negative, goes left; NaN follows default_left)."""
+    try:
+        nodes = [int(v) for v in tree["categories_nodes"]]
+        starts = [int(v) for v in tree["categories_segments"]]
+        sizes = [int(v) for v in tree["categories_sizes"]]
+        cats = np.asarray(tree["categories"], dtype=np.int64)
+    except (KeyError, TypeError, ValueError):
+        raise _fail(f"tree {i} has categorical splits without valid category lists") from None
+    if not len(nodes) == len(starts) == len(sizes) or set(nodes) != set(np.flatnonzero(stype == 1).tolist()):
+        raise _fail(f"tree {i}: categories_nodes do not match its categorical splits")
+    out = {}
+    for node, start, size in zip(nodes, starts, sizes, strict=True):
+        if start < 0 or size < 0 or start + size > cats.size:
+            raise _fail(f"tree {i}: a category segment is out of range")
+        values = cats[start : start + size]
+        if values.size and (values.min() < 0 or values.max() >= MAX_CATEGORY):
+            raise _fail(f"tree {i}: categories must be in [0, {MAX_CATEGORY})")
+        out[node] = bitset(values, int(values.max(initial=0)) // 8 + 1)
+    return out
 
 
 def _number(text: Any, what: str) -> list[float]:
@@ -146,7 +179,8 @@ def read_xgboost(model: dict) -> Imported:
         baseline = np.array([to_margin(b) for b in base] * (k if len(base) == 1 else 1), dtype=np.float64)
     except (ValueError, ZeroDivisionError):
         raise _fail(f"base_score {base} is outside the objective's range") from None
-    arrays = {**pack_trees(blocks, with_missing=True), "baseline": baseline}
+    bits = [b for block in blocks for b in block.pop("bits")]
+    arrays = {**pack_trees(blocks, with_missing=True, cat_bits=bits), "baseline": baseline}
     classes = tuple(range(max(k, 2))) if is_classifier else None
     names = tuple(learner.get("feature_names") or ()) or tuple(f"f{j}" for j in range(n_features))
     return Imported("hist_boosted", arrays, classes, {"link": link, "source": "xgboost"}, names)

@@ -120,7 +120,7 @@ async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[No
     warned = False
     while not stopped.is_set():
         consumer = AIOKafkaConsumer(**aiokafka_options(settings), group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="latest")
+                                    auto_offset_reset="latest", isolation_level="read_committed")
         try:
             await consumer.start()
             partitions = consumer.partitions_for_topic(topic)

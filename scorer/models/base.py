@@ -11,7 +11,12 @@ Preprocessing recorded with the weights (from a scikit-learn Pipeline) runs befo
   ``pre{i}.keep`` (int64 column indices) when scikit-learn dropped columns that were empty at fit time;
 - ``{"kind": "standard_scaler"}`` with ``pre{i}.mean`` and/or ``pre{i}.scale``: ``(X - mean) / scale``;
 - ``{"kind": "minmax_scaler", "clip": bool, "feature_range": [lo, hi]}`` with ``pre{i}.scale`` and
-  ``pre{i}.min``: ``X * scale + min`` then clipped to the range when ``clip``.
+  ``pre{i}.min``: ``X * scale + min`` then clipped to the range when ``clip``;
+- ``{"kind": "columns"}``: a ColumnTransformer's output layout, one-hot parts expanded
+  (:class:`scorer.models.categorical.ColumnsLayout`).
+
+Models with categorical inputs (``metadata["categorical"]``, :mod:`scorer.models.categorical`) first
+turn category values into codes; every step and kernel after that sees numbers only.
 
 These are the exact operations scikit-learn performs, in the same order, so results agree bit for bit
 up to floating-point associativity.
@@ -25,9 +30,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
+from scorer.models.categorical import CategoricalInputs, ColumnsLayout
 from scorer.models.weights import ModelWeights
 
-PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler")
+PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler", "columns")
+LEARNER_PREFIX = "learn."
 _F64 = np.dtype(np.float64)
 
 
@@ -75,12 +82,18 @@ class Model:
                 raise InvalidWeights(f"{self._what()}: class labels must be distinct; got {list(self.classes)}")
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
         self._imputes = False
+        self._layout: ColumnsLayout | None = None
+        cat = weights.metadata.get("categorical")
+        #: the categorical input stage, or None for a numeric-only model
+        unused = weights.metadata.get("unused_inputs", [])
+        self.categorical = None if cat is None else CategoricalInputs(cat, self.feature_names, self._what(), unused)
         self.n_inputs = self._parse_preprocess()
         self._owns_input = bool(self._steps)
         self._validate()
         # Scan every input for NaN/inf only when nothing else catches them (decided once, not per call).
         self._scan_input = not (self.checks_own_input or self.accepts_missing)
-        unused = sorted(set(weights.arrays) - self._used)
+        # ``learn.*`` arrays are an online learner's state (scorer.learn.state), read by the learner only.
+        unused = sorted(n for n in set(weights.arrays) - self._used if not n.startswith(LEARNER_PREFIX))
         if unused:
             raise InvalidWeights(f"{self._what()}: unexpected arrays {unused} (not read by this architecture)")
 
@@ -96,8 +109,15 @@ class Model:
         Classifiers return (n, len(classes)) probabilities like scikit-learn's ``predict_proba``,
         regressors (n,) like ``predict``. A DataFrame-like input (with ``columns``) is reordered by name.
         """
+        if self.categorical is not None:
+            return self.predict_encoded(self.categorical.encode(self._reorder(X)))
         if type(X) is not np.ndarray or X.dtype is not _F64 or not X.flags.c_contiguous:
             X = self._coerce(X)
+        return self.predict_encoded(X)
+
+    def predict_encoded(self, X: np.ndarray) -> np.ndarray:
+        """``predict`` on rows whose categorical inputs are already codes (``self.categorical.encode``);
+        the same as ``predict`` for a numeric-only model. X: float64, C-contiguous, feature order."""
         shape = X.shape
         if len(shape) != 2 or shape[1] != self.n_features or not shape[0]:
             return self._odd_shape(X)
@@ -107,6 +127,17 @@ class Model:
         if self._scan_input and not np.isfinite(X).all():
             self._reject_nonfinite(X)
         return self._predict(X)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """The kernel's inputs (n, n_inputs) for rows of ``X``: the stored preprocessing applied, ``X`` untouched.
+
+        Online learners update the weights behind this fixed preprocessing.
+        """
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        out = X
+        for step in self._steps:
+            out = step(out)
+        return out.copy() if out is X else out
 
     def fuse_key(self) -> tuple | None:
         """Models with equal keys can be scored together by ``predict_fused``; None: only one at a time."""
@@ -224,14 +255,19 @@ class Model:
         raise ValueError(f"{self._what()}: input has NaN or inf in column(s) {cols}{hint}")
 
     # -- internals ------------------------------------------------------------------------------------
-    def _coerce(self, X: Any) -> np.ndarray:
+    def _reorder(self, X: Any) -> Any:
+        """A DataFrame-like input (with ``columns``) as an object array in ``feature_names`` order."""
         columns = getattr(X, "columns", None)
-        if columns is not None and not isinstance(X, np.ndarray):
-            cols = [str(c) for c in columns]
-            missing = [f for f in self.feature_names if f not in cols]
-            if missing:
-                raise ValueError(f"{self._what()}: input lacks column(s) {missing[:10]}")
-            X = X[list(self.feature_names)]
+        if columns is None or isinstance(X, np.ndarray):
+            return X
+        cols = [str(c) for c in columns]
+        missing = [f for f in self.feature_names if f not in cols]
+        if missing:
+            raise ValueError(f"{self._what()}: input lacks column(s) {missing[:10]}")
+        return X[list(self.feature_names)]  # the categorical input stage reads a frame column by column
+
+    def _coerce(self, X: Any) -> np.ndarray:
+        X = self._reorder(X)
         try:
             return np.ascontiguousarray(X, dtype=np.float64)
         except (TypeError, ValueError) as exc:
@@ -260,6 +296,10 @@ class Model:
                 self._add_standard_scaler(i, width)
             elif kind == "minmax_scaler":
                 self._add_minmax_scaler(i, width, spec)
+            elif kind == "columns":
+                self._layout = ColumnsLayout(self, i, width)
+                self._steps.append(self._layout.expand)
+                width = self._layout.width_out
             else:
                 raise InvalidWeights(
                     f"{self._what()}: preprocess step {i} has kind {kind!r}; valid: {', '.join(PREPROCESS_KINDS)}"
@@ -270,7 +310,10 @@ class Model:
         return width
 
     def _add_impute(self, i: int, width: int) -> int:
-        fill = self._array(f"pre{i}.fill", shape=(width,))
+        # NaN fills leave a column as it is (columns outside a ColumnTransformer branch's imputer)
+        fill = self._array(f"pre{i}.fill", shape=(width,), finite=False)
+        if np.isinf(fill).any():
+            raise InvalidWeights(f"{self._what()}: pre{i}.fill has inf")
         keep = self._array(f"pre{i}.keep", ndim=1, dtype="int64", optional=True)
         if keep is not None:
             if keep.size == 0 or keep[0] < 0 or keep[-1] >= width or (keep.size > 1 and (np.diff(keep) <= 0).any()):
@@ -278,7 +321,7 @@ class Model:
                     f"{self._what()}: pre{i}.keep must be increasing column indices in [0, {width}); "
                     f"got {keep.tolist()}"
                 )
-        self._imputes = True
+        self._imputes = self._imputes or bool(np.isfinite(fill).all())
         isnan, where = np.isnan, np.where
 
         if keep is None:

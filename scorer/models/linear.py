@@ -9,6 +9,10 @@ Arrays: ``coef`` and ``intercept``. ``linear``: coef (n_inputs,), intercept (1,)
 - ``softmax`` (r=k): softmax of z (multinomial LogisticRegression);
 - ``ovr`` (r=k): expit(z) normalised to sum to 1 per row (SGDClassifier, one-vs-rest LogisticRegression).
 
+Behind a one-hot ``columns`` step (a ColumnTransformer with OneHotEncoder) the one-hot matrix is never
+built: the weights of each one-hot part become a per-category table, and a decision is the numeric inputs
+times their weights plus one table lookup per categorical input (:meth:`ColumnsLayout.fold`).
+
 Non-finite inputs are detected from the decision values (a NaN/inf input with a non-zero weight makes
 the decision non-finite), which is far cheaper than scanning the inputs.
 """
@@ -54,6 +58,31 @@ def _binary_proba(z: np.ndarray) -> np.ndarray:
     return out
 
 
+class _Folded:
+    """Decisions of a linear layer behind a one-hot layout, by lookup (see the module docstring)."""
+
+    def __init__(self, model: Model, coef: np.ndarray) -> None:
+        layout = model._layout
+        assert layout is not None
+        self.layout = layout
+        self.src, self.coef, self.table, self.bases = layout.fold(coef)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray:
+        z = X[:, self.src].dot(self.coef) if self.src.size else np.zeros((X.shape[0], self.coef.shape[1]))
+        if self.bases.size:
+            z += self.table[self.layout.code_index(X, self.bases)].sum(axis=1)
+        return z
+
+
+def _fold(model: Model, coef: np.ndarray) -> _Folded | None:
+    """Take over the last preprocessing step when it is a one-hot layout (no dense one-hot matrix)."""
+    layout = model._layout
+    if layout is None or not model._steps or model._steps[-1] != layout.expand:
+        return None
+    model._steps.pop()
+    return _Folded(model, coef)
+
+
 @register
 class LinearModel(Model):
     """``X @ coef + intercept`` (LinearRegression, Ridge, Lasso, ElasticNet, SGDRegressor)."""
@@ -67,16 +96,17 @@ class LinearModel(Model):
         self._coef = self._array("coef", shape=(self.n_inputs,))
         self._intercept = self._array("intercept", shape=(1,))
         self._b = float(self._intercept[0])
+        self._folded = _fold(self, self._coef[:, np.newaxis])
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        y = X.dot(self._coef)
+        y = X.dot(self._coef) if self._folded is None else self._folded(X)[:, 0]
         y += self._b
         if not _isfinite(y.sum()):  # one reduction: NaN/inf anywhere in y makes the sum non-finite
             self._reject_nonfinite(X)
         return y
 
     def fuse_key(self) -> tuple | None:
-        return None if self._steps else ("linear", self.n_features)
+        return None if self._steps or self.categorical or self._folded else ("linear", self.n_features)
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
@@ -108,8 +138,12 @@ class LogisticModel(Model):
         self._w = np.ascontiguousarray(coef[0])
         self._b = float(intercept[0])
         self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
+        self._folded = _fold(self, self._coef_t)
         # Bind the kernel once so a call pays no mode dispatch.
-        self._predict = self._predict_binary if binary else self._predict_multi  # type: ignore[method-assign]
+        if self._folded is not None:
+            self._predict = self._predict_folded  # type: ignore[method-assign]
+        else:
+            self._predict = self._predict_binary if binary else self._predict_multi  # type: ignore[method-assign]
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         if self._mode in ("binary", "binary-softmax"):
@@ -141,8 +175,20 @@ class LogisticModel(Model):
             return softmax_(np.stack([-z, z], axis=1))
         return _binary_proba(z)
 
+    def _predict_folded(self, X: np.ndarray) -> np.ndarray:
+        z = self._folded(X)  # type: ignore[misc]
+        z += self._intercept
+        if not _isfinite(z.sum()):
+            self._reject_nonfinite(X)
+        if self._mode == "softmax":
+            return softmax_(z)
+        if self._mode == "ovr":
+            return ovr_normalise_(expit_(z))
+        z = z[:, 0] * self._scale
+        return _binary_proba(z)
+
     def fuse_key(self) -> tuple | None:
-        if self._steps or self._mode not in ("binary", "binary-softmax"):
+        if self._steps or self.categorical or self._folded or self._mode not in ("binary", "binary-softmax"):
             return None
         return ("logistic-binary", self.n_features, self._scale)
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from scorer.errors import InvalidWeights
+from scorer.models.tree_cat import CategoricalSplits, stack_bitsets
 
 #: deepest tree accepted; scoring runs one vectorised step per level, so this bounds the cost of a call
 MAX_DEPTH = 256
@@ -37,12 +38,15 @@ def _floor_f32(t: np.ndarray) -> np.ndarray:
     return t32
 
 
-def pack_trees(blocks: Sequence[Mapping[str, np.ndarray]], *, with_missing: bool) -> dict[str, np.ndarray]:
+def pack_trees(
+    blocks: Sequence[Mapping[str, np.ndarray]], *, with_missing: bool, cat_bits: Sequence[np.ndarray] = ()
+) -> dict[str, np.ndarray]:
     """Per-tree node arrays (local child indices, -1 at leaves) -> the stored layout, trees end to end.
 
     Each block has ``feature``, ``threshold``, ``left``, ``right``, ``value`` and, ``with_missing``,
-    ``missing_left``. Every writer of tree arrays (the scikit-learn exporters, the LightGBM and XGBoost
-    readers) packs through here.
+    ``missing_left``; blocks may carry ``cat_split`` (see :mod:`scorer.models.tree_cat`), with one bitset
+    per categorical node, in node order, in ``cat_bits``. Every writer of tree arrays (the scikit-learn
+    exporters, the LightGBM and XGBoost readers) packs through here.
     """
     sizes = [b["left"].size for b in blocks]
     arrays = {
@@ -55,6 +59,10 @@ def pack_trees(blocks: Sequence[Mapping[str, np.ndarray]], *, with_missing: bool
     }
     if with_missing:
         arrays["missing_left"] = np.concatenate([b["missing_left"] for b in blocks]).astype(np.uint8)
+    flags = [b["cat_split"] if "cat_split" in b else np.zeros(n, np.uint8) for b, n in zip(blocks, sizes, strict=True)]
+    if cat_bits:
+        arrays["cat_split"] = np.concatenate(flags).astype(np.uint8)
+        arrays["cat_bits"] = stack_bitsets(list(cat_bits))
     return arrays
 
 
@@ -145,6 +153,14 @@ class TreeLayout:
                 "every node but the root needs exactly one (shared or unreachable nodes)"
             )
         self._n_trees = n_trees
+        self._cat = None
+        if "cat_split" in self.weights.arrays:
+            thr = _floor_f32(threshold).astype(np.float64) if self.float32_inputs else threshold
+            self._cat = CategoricalSplits(self, feature, thr, left, right, missing_left, base, leaf)
+            self._depth = self._cat.depth
+            self._roots = self._cat.roots
+            self._vals = [np.ascontiguousarray(v) for v in values.T]
+            return
         self._pack(base, tree_of, feature, threshold, left, right, missing_left, values, leaf)
 
     def _validate_boosted(self, n_trees: int) -> None:

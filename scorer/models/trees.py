@@ -23,7 +23,9 @@ Stored arrays (all trees of the ensemble packed end to end; N nodes in all, T tr
 - ``missing_left`` uint8 (N,) (forest, hist_boosted): where a NaN input goes;
 - ``value`` float64: forest (N, k) per-tree output (class fractions, or (N, 1) for regression);
   boosted archs (N,) leaf contributions (GradientBoosting's already multiplied by the learning rate);
-- ``baseline`` float64 (K,) (boosted archs): the raw prediction before any tree (the init estimator's).
+- ``baseline`` float64 (K,) (boosted archs): the raw prediction before any tree (the init estimator's);
+- ``cat_split`` uint8 (N,) and ``cat_bits`` uint8 (C, B), optional: categorical splits (category sets as
+  bitsets, :mod:`scorer.models.tree_cat`); a model with them is walked on its stored layout.
 
 Boosted trees are stored stage-major: tree ``t`` adds to raw output ``t % K``. ``metadata["link"]`` maps raw
 to output: ``identity``, ``log`` (exp), ``logit`` (binary, rows [1-p, p]), ``half_logit`` (expit(2 raw),
@@ -131,6 +133,8 @@ class _TreeEnsemble(TreeLayout, Model):
             m = Xc.shape[0]
             if self._depth == 0:
                 j = np.broadcast_to(self._roots[:, np.newaxis], (T, m))
+            elif self._cat is not None:
+                j = self._cat.walk(Xc)
             else:
                 j = self._walk(Xc, has_nan)
             emit(s, s + m, j)

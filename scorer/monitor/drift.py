@@ -50,6 +50,7 @@ class DriftReference:
     valid: np.ndarray
     n_train: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """(F,) training rows behind each feature's histogram (0 when unknown): the reference's own sampling noise."""
+    categorical: frozenset[str] = frozenset()  # binned by code; "above" counts categories unseen in training
 
     @property
     def n_buckets(self) -> int:
@@ -83,6 +84,8 @@ class DriftReference:
         valid = np.zeros(n_features, dtype=bool)
         n_train = np.zeros(n_features, dtype=np.int64)
         full_edges = int(stats.get("n_bins") or 0) + 1
+        categorical = frozenset(n for n in names if isinstance(features.get(n), Mapping)
+                                and features[n].get("kind") == "categorical")
         for j, name in enumerate(names):
             count = features.get(name, {}).get("count") if isinstance(features.get(name), Mapping) else None
             if isinstance(count, int | float) and math.isfinite(count) and count > 0:
@@ -91,7 +94,7 @@ class DriftReference:
             if item is None:
                 continue
             feature_edges, hist, below, above, missing_rate = item
-            if n_train[j] > 0 and feature_edges.size == full_edges:
+            if n_train[j] > 0 and feature_edges.size == full_edges and names[j] not in categorical:
                 # Training data never falls outside its own min and max, but a new value from a continuous
                 # distribution does with probability 1/(m+1) on each side (order statistics): expecting 0
                 # there would turn every such value into a large PSI term. Only for features whose edges
@@ -109,13 +112,22 @@ class DriftReference:
             if total > 0:
                 expected[j] /= total
             valid[j] = True
-        return cls(feature_names=names, edges=edges, n_bins=n_bins, expected=expected, valid=valid, n_train=n_train)
+        return cls(feature_names=names, edges=edges, n_bins=n_bins, expected=expected, valid=valid, n_train=n_train,
+                   categorical=categorical)
 
 
 def _parse_feature(entry: object, where: str) -> tuple[np.ndarray, np.ndarray, float, float, float] | None:
     """(edges, hist, below, above, missing_rate) of one feature's stats; None when it had no training values."""
     if not isinstance(entry, Mapping):
         raise ValueError(f"{where}: stats entry must be a mapping; got {type(entry).__name__}")
+    if entry.get("kind") == "categorical":
+        # category frequencies: code i is the bin [i - 0.5, i + 0.5); categories never seen in training come as
+        # one code beyond the last (the "above" bucket), missing ones as NaN; PSI and chi-square then as usual
+        shares = np.asarray(entry.get("shares") or [], dtype=np.float64)
+        if not entry.get("count") or shares.size == 0:
+            return None
+        entry = {**entry, "edges": (np.arange(shares.size + 1) - 0.5).tolist(), "hist": shares.tolist(),
+                 "below": 0.0, "above": 0.0}
     edges = np.asarray(entry.get("edges") or [], dtype=np.float64)
     hist = np.asarray(entry.get("hist") or [], dtype=np.float64)
     if edges.size == 0:
@@ -169,6 +181,8 @@ class FeatureDrift:
     p_value: float | None = None
     """Chi-square test of live versus training counts: small means the gap is more than sampling noise."""
     ks_critical: float | None = None
+    unseen_rate: float | None = None
+    """Categorical features: share of live values that are categories never seen in training."""
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,9 @@ class DriftSnapshot:
             "max_psi": self.max_psi, "max_ks": self.max_ks,
             "features": {f.name: {"psi": f.psi, "ks": f.ks, "missing_rate": f.missing_rate,
                                   "expected_missing_rate": f.expected_missing_rate, "p_value": f.p_value,
-                                  "ks_critical": f.ks_critical} for f in self.features},
+                                  "ks_critical": f.ks_critical,
+                                  **({"unseen_rate": f.unseen_rate} if f.unseen_rate is not None else {})}
+                         for f in self.features},
         }
 
 
@@ -260,6 +276,7 @@ class DriftWindow:
                 expected_missing_rate=float(ref.expected[j, ref.k + 2]),
                 p_value=_finite(p_values[j]) if ref.valid[j] else None,
                 ks_critical=_finite(ks_critical[j]) if ref.valid[j] else None,
+                unseen_rate=float(self.counts[j, ref.k + 1] / self.n) if name in ref.categorical and self.n else None,
             )
             for j, name in enumerate(ref.feature_names)
         )
@@ -271,8 +288,7 @@ class DriftWindow:
 
 
 def _finite(value: float) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
+    return float(value) if math.isfinite(float(value)) else None
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 from scorer.monitor.observer import DriftObserver
 from scorer.monitor.topics import SHADOW_TOPIC
 from scorer.stream.batch import ExtraMessage, Scored, format_outputs, prediction_values, utc_stamp
-from scorer.stream.events import feature_matrix
+from scorer.stream.events import feature_matrix, object_block
 from scorer.stream.scoring import ScoredGroup
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,19 @@ class ShadowHook:
             return []
         try:
             events = group.events
-            if shadow.feature_names == group.scored_by.feature_names:
+            categorical = getattr(shadow.predictor, "categorical", None)
+            predict = shadow.predictor.predict
+            if categorical is not None or getattr(group.scored_by.predictor, "categorical", None) is not None:
+                # codes differ between versions: encode the events' own values for the shadow
+                raw = object_block([e.features for e in events], shadow.feature_names)
+                if categorical is None:
+                    X = np.where(np.equal(raw, None), np.nan, raw).astype(np.float64)
+                else:
+                    X, keep, errors = categorical.encode_rows(raw)
+                    self.failures += len(errors)
+                    events = [events[i] for i in keep.tolist()]
+                    predict = shadow.predictor.predict_encoded
+            elif shadow.feature_names == group.scored_by.feature_names:
                 X = group.X  # same columns in the same order: no second matrix
                 if not shadow.accepts_missing:
                     keep = np.isfinite(X).all(axis=1)
@@ -58,7 +70,7 @@ class ShadowHook:
                     events = [e for i, e in enumerate(events) if i not in bad]
             if not events:
                 return []
-            values, labels = format_outputs(shadow, shadow.predictor.predict(X))
+            values, labels = format_outputs(shadow, predict(X))
         except Exception:  # a broken shadow must not touch live scoring
             self.failures += len(group.events)
             log.exception("shadow %s failed on %d events", shadow.what, len(group.events))
@@ -80,4 +92,8 @@ class DriftHook:
     def __call__(self, group: ScoredGroup) -> None:
         # The version's own segment (a fallback segment serves others): its training stats are the reference.
         scored_by = group.scored_by
-        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, group.X)
+        X = group.X
+        categorical = getattr(scored_by.predictor, "categorical", None)
+        if categorical is not None:  # category frequencies: missing as missing, unseen beyond the known codes
+            X = categorical.drift_codes(object_block([e.features for e in group.events], scored_by.feature_names))
+        self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, X)

@@ -87,7 +87,8 @@ async def read_latest(settings: Settings, topic: str, *, prefix: str = "", timeo
 
     wanted = prefix.encode()
     consumer = AIOKafkaConsumer(**aiokafka_options(settings), enable_auto_commit=False, group_id=None,
-                                auto_offset_reset="earliest", request_timeout_ms=int(timeout * 1000))
+                                auto_offset_reset="earliest", request_timeout_ms=int(timeout * 1000),
+                                isolation_level="read_committed")
     latest: dict[str, tuple[int, dict[str, Any]]] = {}
     try:
         await asyncio.wait_for(consumer.start(), timeout)

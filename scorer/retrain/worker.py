@@ -105,7 +105,7 @@ class RetrainWorker(Actions):
             topics.events, topics.predictions, topics.shadow, topics.labels, topics.alerts,
             **aiokafka_options(self.settings), group_id=self.config.group_id or f"{self.settings.app_id}-retrain",
             auto_offset_reset="earliest" if self.config.from_beginning else "latest", enable_auto_commit=True,
-            max_poll_records=2000)
+            max_poll_records=2000, isolation_level="read_committed")  # never an aborted (re-scored) prediction
         await self._publisher.start()
         await consumer.start()
         try:

@@ -98,6 +98,8 @@ class CassandraModelStore(Publishing, Pointers):
         self._session = session
         self._plain_claims: PlainClaims | None = None
         self._outside_seen: dict[tuple[str, str], tuple[int, Any]] = {}
+        self._pointer_rows: dict[str, dict[str, tuple[tuple, ActiveModel]]] = {}
+        """Per model, the last read of each pointer row: (values and write times, its ActiveModel)."""
         """Per segment, the last outside-change candidate looked at: (its write time, when it was made or None)."""
         try:
             self._q = self._prepare()
@@ -218,7 +220,7 @@ class CassandraModelStore(Publishing, Pointers):
             rules.check_segment(segment)
             result = self._execute(self._q["active_segment"], (model, segment),
                                    f"read active version of {rules.where(model, segment)}")
-        return self._pointers_of(model, self._rows(result, f"read active versions of {model}"))
+        return self._pointers_of(model, self._rows(result, f"read active versions of {model}"), segment is None)
 
     def models(self) -> list[str]:
         result = self._execute(self._q["models"], (), "list models")

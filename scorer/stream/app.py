@@ -26,6 +26,7 @@ from scorer.stream.agent import AgentReader
 from scorer.stream.direct import DirectConsumer
 from scorer.stream.metrics import CONTENT_TYPE, WorkerMetrics
 from scorer.stream.scoring import BatchHook
+from scorer.stream.transactional import TransactionalConsumer
 from scorer.stream.worker import ScoringWorker, WorkerConfig
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def create_app(settings: Settings, config: WorkerConfig, *, hooks: Sequence[Batc
     if config.consumer == "direct":
         # faust's consumer would join the same group with its own assignor; the direct reader is the member.
         app.boot_strategy = app.BootStrategy(app, enable_kafka_consumer=False)
-        reader = DirectConsumer(settings, runtime, group_id=app_id)
+        reader = (TransactionalConsumer if config.exactly_once else DirectConsumer)(settings, runtime, group_id=app_id)
         app.task(reader.run)
     else:
         reader = AgentReader(app, runtime)

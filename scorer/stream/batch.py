@@ -87,6 +87,9 @@ class Batch:
     """The inputs' Kafka timestamps in seconds (for end-to-end latency)."""
     source: Any = None
     """The reader's own handle to confirm the batch (offsets to commit, or faust events to ack)."""
+    sink: Any = None
+    """Where the outputs go when the reader chooses (exactly-once: the input partition's transaction); a failed
+    send then fails ``delivered`` and the reader retries from its last commit. None: the worker's own sink."""
     events: list[Event] = field(default_factory=list)
     invalid: list[Invalid] = field(default_factory=list)
     groups: dict[Key, list[Event]] = field(default_factory=dict)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from scorer.config import Settings
+from scorer.config import DEFAULT_GUARANTEE, Settings
 from scorer.stream.events import Limits
+
+ALO_COMMIT_INTERVAL = 1.0
+EOS_COMMIT_INTERVAL = 0.1
+"""Like Kafka Streams under exactly-once: outputs are visible to read_committed readers after about this long."""
 
 
 class WorkerConfig(BaseModel):
@@ -42,7 +46,9 @@ class WorkerConfig(BaseModel):
     max_raw_chars: int = Field(16 * 1024, ge=16)
     predict_attempts: int = Field(5, ge=1)
     send_attempts: int = Field(5, ge=1)
-    commit_interval: float = Field(1.0, gt=0)
+    commit_interval: float = Field(ALO_COMMIT_INTERVAL, gt=0)
+    """Seconds between commits; by default 1.0 at-least-once, 0.1 exactly-once (an exactly-once output becomes
+    visible to read_committed readers only when its transaction commits, so this bounds their latency)."""
     session_timeout: float = Field(10.0, ge=2, le=300)
     """Kafka group session timeout: how long a killed worker's partitions wait before another takes them."""
     drain_timeout: float = Field(30.0, gt=0)
@@ -55,6 +61,35 @@ class WorkerConfig(BaseModel):
     scorer.stream.direct) or ``faust`` (a faust agent taking ``noack_take`` batches, acked after delivery)."""
     pipeline_depth: int = Field(2, ge=0, le=64)
     """Batches whose outputs may await the broker's acknowledgement while the next one is scored (0: none)."""
+    guarantee: Literal["exactly-once", "at-least-once"] = DEFAULT_GUARANTEE
+    """``exactly-once``: the direct reader commits each input partition's outputs and offsets in one Kafka
+    transaction (scorer.stream.transactional); ``at-least-once``: outputs acknowledged, then offsets committed."""
+    transaction_timeout: float = Field(60.0, ge=1, le=900)
+    """Exactly-once: seconds after which the broker aborts a transaction its worker stopped finishing."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults(cls, data: Any) -> Any:
+        """Unset (or None) guarantee and commit interval: the defaults that go with the reader and the guarantee."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("guarantee") is None:  # the faust agent reader can only be at-least-once
+            data["guarantee"] = DEFAULT_GUARANTEE if data.get("consumer", "direct") == "direct" else "at-least-once"
+        if data.get("commit_interval") is None:
+            eos = data["guarantee"] == "exactly-once"
+            data["commit_interval"] = EOS_COMMIT_INTERVAL if eos else ALO_COMMIT_INTERVAL
+        return data
+
+    @model_validator(mode="after")
+    def _guarantee_needs_direct(self) -> WorkerConfig:
+        if self.guarantee == "exactly-once" and self.consumer != "direct":
+            raise ValueError("exactly-once needs the direct reader (--consumer direct)")
+        return self
+
+    @property
+    def exactly_once(self) -> bool:
+        return self.guarantee == "exactly-once"
 
     @field_validator("models", mode="before")
     @classmethod

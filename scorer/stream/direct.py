@@ -56,6 +56,8 @@ class DirectConsumer(ConsumerRebalanceListener):
         self._task: asyncio.Task | None = None
         self._taking = asyncio.Lock()
         """Held from the moment a fetch returns until its batch is queued; a rebalance takes it to stop intake."""
+        self._seeks = 0
+        """Seeks made so far (the exactly-once reader seeks after a rewind; fetches older than a seek are stale)."""
 
     def assignment(self) -> list[int]:
         if self.consumer is None:
@@ -103,9 +105,10 @@ class DirectConsumer(ConsumerRebalanceListener):
         try:
             while True:
                 fetched = await self.consumer.getmany(timeout_ms=window_ms, max_records=cfg.batch_size)
+                seen = self._seeks
                 if fetched:
                     async with self._taking:
-                        await self._take(fetched)
+                        await self._take(fetched, seen)
                 if self._due():
                     await self.commit()
         except asyncio.CancelledError:
@@ -117,7 +120,8 @@ class DirectConsumer(ConsumerRebalanceListener):
                 confirmer.cancel()
             await self.close()
 
-    async def _take(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+    async def _take(self, fetched: dict[TopicPartition, list[Any]], seen: int) -> None:
+        """Queue one batch of what was fetched (``seen``: the seek count when the fetch returned)."""
         assert self.consumer is not None
         owned = self.consumer.assignment()
         # A fetch that returned while partitions were being given up: those records go to their next owner.

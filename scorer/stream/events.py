@@ -21,6 +21,8 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 _NUMBER_TYPES = frozenset({int, float, type(None)})
+#: feature values an event may carry: numbers, null, and strings (categories; refused by numeric features)
+_VALUE_TYPES = frozenset({int, float, str, type(None)})
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
@@ -28,8 +30,10 @@ _JSONDecodeError = orjson.JSONDecodeError
 class EventFormat(BaseModel):
     """The input event, for documentation and edge validation (the worker uses :func:`decode_batch`).
 
-    ``{"id": "e-1", "model": "delay", "segment": "ORD", "features": {"dep_delay": 12.0, "hour": 5}}``:
-    feature values are JSON numbers or null (missing); features the model does not use are ignored.
+    ``{"id": "e-1", "model": "delay", "segment": "ORD", "features": {"dep_delay": 12.0, "carrier": "UA"}}``:
+    feature values are JSON numbers, strings (categories) or null (missing); features the model does not use
+    are ignored. A string in a numeric feature, or a category of the wrong type or unknown to a model whose
+    encoder refuses unknowns, is a dead letter naming the feature and the value.
     """
 
     model_config = ConfigDict(extra="allow", strict=True)
@@ -38,7 +42,7 @@ class EventFormat(BaseModel):
     """Unique event id: the prediction's Kafka key, and what canary selection hashes."""
     model: str = Field(min_length=1)
     segment: str = Field(min_length=1)
-    features: dict[str, float | int | None]
+    features: dict[str, float | int | str | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,14 +70,17 @@ DEFAULT_LIMITS = Limits()
 class Event:
     """A decoded, schema-valid event; ``index`` is its position in the batch it came from."""
 
-    __slots__ = ("index", "id", "model", "segment", "features")
+    __slots__ = ("index", "id", "model", "segment", "features", "text")
 
-    def __init__(self, index: int, id: str, model: str, segment: str, features: dict[str, Any]) -> None:
+    def __init__(self, index: int, id: str, model: str, segment: str, features: dict[str, Any],
+                 text: bool = False) -> None:
         self.index = index
         self.id = id
         self.model = model
         self.segment = segment
         self.features = features
+        #: some feature value is a string (a category): only models with categorical inputs read those
+        self.text = text
 
     def __repr__(self) -> str:
         return f"Event({self.index}, id={self.id!r}, {self.model}/{self.segment}, {len(self.features)} features)"
@@ -94,6 +101,8 @@ NOT_OBJECT = "not_object"
 BAD_FIELD = "bad_field"
 BAD_FEATURES = "bad_features"
 BAD_VALUE = "bad_value"
+UNKNOWN_CATEGORY = "unknown_category"
+CATEGORY_TYPE = "category_type"
 TOO_LARGE = "too_large"
 TOO_MANY_FEATURES = "too_many_features"
 MISSING_FEATURE = "missing_feature"
@@ -102,7 +111,8 @@ UNKNOWN_SEGMENT = "unknown_segment"
 MODEL_UNAVAILABLE = "model_unavailable"
 MODEL_ERROR = "model_error"
 REASON_KINDS = (NOT_JSON, NOT_OBJECT, BAD_FIELD, BAD_FEATURES, BAD_VALUE, TOO_LARGE, TOO_MANY_FEATURES,
-                MISSING_FEATURE, UNKNOWN_MODEL, UNKNOWN_SEGMENT, MODEL_UNAVAILABLE, MODEL_ERROR)
+                MISSING_FEATURE, UNKNOWN_MODEL, UNKNOWN_SEGMENT, MODEL_UNAVAILABLE, MODEL_ERROR, UNKNOWN_CATEGORY,
+                CATEGORY_TYPE)
 
 
 def _type_name(value: object) -> str:
@@ -167,8 +177,8 @@ def _bad_feature_value(features: dict) -> str | None:
         if kind is float:
             if not math.isfinite(value):
                 return f"feature {_show(name, 80)} must be a finite number or null; got {value!r}"
-        elif kind is not int and value is not None:
-            return f"feature {_show(name, 80)} must be a number or null; got {_describe(value)}"
+        elif kind is not int and kind is not str and value is not None:
+            return f"feature {_show(name, 80)} must be a number, a string or null; got {_describe(value)}"
     return None
 
 
@@ -207,8 +217,11 @@ def decode_one(index: int, raw: bytes | None, limits: Limits = DEFAULT_LIMITS) -
                        TOO_MANY_FEATURES)
     # One C-level pass over the value types; bool is its own type, so True/False fail here as they should.
     # orjson never yields NaN/inf (they are not JSON), so int/float values are finite numbers.
-    if not _NUMBER_TYPES.issuperset(map(type, features.values())):
-        return Invalid(index, _bad_feature_value(features) or "bad feature value", BAD_VALUE)
+    types = set(map(type, features.values()))
+    if not _NUMBER_TYPES.issuperset(types):
+        if not _VALUE_TYPES.issuperset(types):
+            return Invalid(index, _bad_feature_value(features) or "bad feature value", BAD_VALUE)
+        return Event(index, event_id, model, segment, features, True)
     return Event(index, event_id, model, segment, features)
 
 
@@ -239,6 +252,32 @@ def raw_text(raw: bytes | None, limits: Limits = DEFAULT_LIMITS) -> str:
     if len(text) > limits.max_raw_chars:
         text = text[: limits.max_raw_chars] + f"... [{len(raw)} bytes, cut]"
     return text
+
+
+def text_errors(events: Sequence[Event], feature_names: Sequence[str], what: str
+                ) -> tuple[list[Event], list[tuple[Event, str]]]:
+    """Events whose used numeric features hold strings, for a model without categorical inputs:
+    (the others, [(event, reason)])."""
+    if not any(e.text for e in events):
+        return list(events), []
+    keep, bad = [], []
+    for e in events:
+        if e.text:
+            name = next((n for n in feature_names if type(e.features.get(n)) is str), None)
+            if name is not None:
+                value = _show(e.features[name])
+                bad.append((e, f"feature '{name}' for {what} must be a number or null; got string {value}"))
+                continue
+        keep.append(e)
+    return keep, bad
+
+
+def object_block(features: Sequence[Mapping[str, Any]], feature_names: Sequence[str]) -> np.ndarray:
+    """Rows of ``features`` as an (n, len(feature_names)) object array (strings kept), missing as None."""
+    X = np.empty((len(features), len(feature_names)), dtype=object)
+    for i, row in enumerate(features):
+        X[i] = [row.get(n) for n in feature_names]
+    return X
 
 
 def feature_block(features: Sequence[Mapping[str, Any]], feature_names: Sequence[str]

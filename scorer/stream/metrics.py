@@ -23,12 +23,13 @@ CONTENT_TYPE = "text/plain; version=0.0.4"
 # Label values known in advance. Every labelled counter is created at zero for them (and per model, per served
 # version, when first served): a series born with its first increment is invisible to rate() and increase(),
 # so an alert on the first dead letter or the first failed swap would never fire.
-RETRY_CAUSES = ("store", "model", "send")
+RETRY_CAUSES = ("store", "model", "send", "transaction")
 STORE_OPERATIONS = ("connect", "list models", "active", "load")
 SWAP_RESULTS = ("ok", "failed")
 SWAP_ERRORS = ("ChecksumMismatch", "NotFound", "InvalidWeights", "UnsupportedModel", "StoreError",
                "StoreUnavailable", "ConfigError")
 OUTCOMES = ("scored", "dead_letter")
+TRANSACTION_OUTCOMES = ("committed", "aborted", "fenced")
 
 
 class BulkHistogram(Collector):
@@ -129,6 +130,10 @@ class WorkerMetrics:
                          "(high watermark minus position).", ["partition"], registry=r)
         self.lag_sum = Gauge("scorer_consumer_lag_sum", "Input messages not yet read, over the assigned partitions.",
                              registry=r)
+        self.transactions = Counter(
+            "scorer_transactions", "Exactly-once transactions of input partitions, by outcome (committed, aborted, "
+            "fenced: another worker took the partition or the broker timed the transaction out).",
+            ["outcome"], registry=r)
         self.store_up.set(1)
         self._models_seen: set[str] = set()
         self._lag_partitions: set[int] = set()
@@ -140,6 +145,8 @@ class WorkerMetrics:
             self.batch_retries.labels(cause)
         for operation in STORE_OPERATIONS:
             self.store_errors.labels(operation)
+        for outcome in TRANSACTION_OUTCOMES:
+            self.transactions.labels(outcome)
 
     def model_seen(self, model: str) -> None:
         """Create a model's swap series at zero (at start for the models asked for, else when first served)."""

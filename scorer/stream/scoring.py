@@ -35,6 +35,7 @@ from scorer.stream.batch import (
 )
 from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable, canary_point
 from scorer.stream.events import (
+    BAD_VALUE,
     DEFAULT_LIMITS,
     MISSING_FEATURE,
     MODEL_ERROR,
@@ -42,8 +43,10 @@ from scorer.stream.events import (
     Limits,
     decode_batch,
     feature_block,
+    object_block,
     raw_text,
     row_errors,
+    text_errors,
 )
 from scorer.stream.metrics import WorkerMetrics
 
@@ -118,6 +121,7 @@ class BatchScorer:
         for inv in batch.invalid:
             self._dead_letter(batch, inv.index, inv.reason, inv.kind)
         layouts: dict[tuple[str, ...], list[Part]] = {}
+        categorical: list[Part] = []
         for key, group in batch.groups.items():
             answer = batch.resolved[key]
             if isinstance(answer, Unservable):
@@ -125,11 +129,22 @@ class BatchScorer:
                     self._dead_letter(batch, event.index, answer.reason, answer.kind)
                 continue
             for part in _split(key, answer, group):
+                if getattr(part.scored_by.predictor, "categorical", None) is not None:
+                    categorical.append(part)
+                    continue
+                part.events, bad = text_errors(part.events, part.scored_by.feature_names, part.scored_by.what)
+                for event, reason in bad:
+                    self._dead_letter(batch, event.index, reason, BAD_VALUE)
+                if not part.events:
+                    continue
                 bucket = layouts.get(part.scored_by.feature_names)
                 if bucket is None:
                     bucket = layouts[part.scored_by.feature_names] = []
                 bucket.append(part)
         scored_at = utc_stamp()
+        for part in categorical:
+            if self._encode_part(batch, part):
+                self._score_part(batch, part, scored_at, final_attempt)
         for names, parts in layouts.items():
             X_all, nonfinite = feature_block([e.features for part in parts for e in part.events], names)
             start = 0
@@ -142,6 +157,22 @@ class BatchScorer:
             for part in parts:
                 self._score_part(batch, part, scored_at, final_attempt)
         return result
+
+    def _encode_part(self, batch: Batch, part: Part) -> bool:
+        """Categorical inputs -> codes for one part; unknown or mistyped values are dead-lettered per event.
+        False when no event is left."""
+        scored_by = part.scored_by
+        X_obj = object_block([e.features for e in part.events], scored_by.feature_names)
+        X, keep, errors = scored_by.predictor.categorical.encode_rows(X_obj, scored_by.what)
+        if errors:
+            for row, reason, kind in errors:
+                self._dead_letter(batch, part.events[row].index, reason, kind)
+            dead_key = (part.key[0], part.serving.segment, str(scored_by.version), "dead_letter")
+            batch.result.counts[dead_key] = batch.result.counts.get(dead_key, 0) + len(errors)
+            part.events = [part.events[i] for i in keep.tolist()]
+        finite = np.isfinite(X)
+        part.X, part.nonfinite = X, None if finite.all() else ~finite
+        return bool(part.events)
 
     def _score_part(self, batch: Batch, part: Part, scored_at: str, final_attempt: bool) -> None:
         result = batch.result
@@ -171,7 +202,11 @@ class BatchScorer:
                     output = output[keep]
         try:
             if output is None:
-                output = scored_by.predictor.predict(X)
+                predictor = scored_by.predictor
+                if getattr(predictor, "categorical", None) is not None:
+                    output = predictor.predict_encoded(X)  # codes already (see _encode_part)
+                else:
+                    output = predictor.predict(X)
             values, labels = format_outputs(scored_by, output)
         except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
             if final_attempt:

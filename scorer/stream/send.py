@@ -26,7 +26,8 @@ Progress = Callable[[int], None]
 
 @dataclass(frozen=True)
 class EventRows:
-    """Rows ready to send: ids, segments and float feature columns (NaN = missing)."""
+    """Rows ready to send: ids, segments and feature columns: float (NaN = missing) or, for text columns
+    (categories), object arrays of str (None = missing), sent as JSON strings."""
 
     ids: list[str]
     segments: list[str]
@@ -39,7 +40,8 @@ class EventRows:
     def encode(self, model: str, start: int, stop: int) -> list[tuple[bytes, bytes]]:
         """(key, value) of rows [start, stop)."""
         names = self.feature_names
-        cols = [np.where(np.isnan(c[start:stop]), None, c[start:stop]).tolist() for c in self.columns]
+        cols = [c[start:stop].tolist() if c.dtype == object else np.where(np.isnan(c[start:stop]), None,
+                c[start:stop]).tolist() for c in self.columns]
         out = []
         for offset, i in enumerate(range(start, stop)):
             event_id = self.ids[i]
@@ -49,9 +51,17 @@ class EventRows:
         return out
 
 
+def _is_text(dtype: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(dtype):
+        dtype = dtype.value_type
+    return bool(pa.types.is_string(dtype) or pa.types.is_large_string(dtype))
+
+
 def read_rows(path: Path, segment_col: str, features: Sequence[str] | None = None, id_col: str | None = None,
               limit: int | None = None) -> EventRows:
-    """Read the file; ``features`` default to every numeric column but the segment and id columns."""
+    """Read the file; ``features`` default to every numeric or text column but the segment and id columns."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -67,14 +77,18 @@ def read_rows(path: Path, segment_col: str, features: Sequence[str] | None = Non
     if limit is not None:
         table = table.slice(0, limit)
     if features is None:
-        features = [n for n in names if n not in text and is_numeric_type(table.schema.field(n).type)]
+        features = [n for n in names if n not in text and (is_numeric_type(table.schema.field(n).type)
+                                                           or _is_text(table.schema.field(n).type))]
         if not features:
             raise ConfigError(f"{path.name} has no numeric feature columns besides {', '.join(text)}")
     feature_cols = []
     for name in features:
         column = table.column(name)
+        if _is_text(column.type):
+            feature_cols.append(np.array(pc.cast(column, pa.string()).to_pylist(), dtype=object))
+            continue
         if not is_numeric_type(column.type) and not pa.types.is_null(column.type):
-            raise ConfigError(f"feature column {name!r} of {path.name} is {column.type}, not numeric")
+            raise ConfigError(f"feature column {name!r} of {path.name} is {column.type}, not numeric or text")
         feature_cols.append(np.asarray(pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False),
                                        dtype=np.float64))
     segments = table.column(segment_col).cast(pa.string()).to_pylist()

@@ -83,7 +83,9 @@ def prepare(model: str, segment: str, version: int, weights: Any, load_seconds: 
     try:
         # Warm: one real predict, so the first batch pays nothing extra and a model that cannot score is refused
         # here, while the old one still serves.
-        out = predictor.predict(np.zeros((1, predictor.n_features), dtype=np.float64))
+        categorical = getattr(predictor, "categorical", None)
+        row = np.zeros((1, predictor.n_features)) if categorical is None else categorical.sample_row()
+        out = predictor.predict(row)
     except Exception as exc:  # any failure to score means this version is not servable
         raise InvalidWeights(f"{model}/{segment} v{version} does not score a row of zeros: "
                              f"{type(exc).__name__}: {exc}") from exc

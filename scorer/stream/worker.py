@@ -7,7 +7,8 @@ future is awaited before its input is confirmed, batches strictly in order: the 
 never skipped: store outages and failing models are retried in place with
 backoff (a model still failing after ``predict_attempts`` dead-letters its events, with the error), and
 a send that keeps failing ends the process (``fatal``) so that it restarts from the last commit instead of
-leaving an unacknowledged gap that faust's commit logic could step over.
+leaving an unacknowledged gap that faust's commit logic could step over. Exactly-once: a batch's outputs go into
+its reader's transaction (``Batch.sink``) and a failed send fails the batch; the reader aborts and rewinds.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ from scorer.stream.scoring import BatchHook, BatchScorer
 from scorer.stream.sink import KafkaSink
 
 log = logging.getLogger(__name__)
+
+
+def _failed(exc: BaseException) -> asyncio.Future:
+    future = asyncio.get_running_loop().create_future()
+    future.set_exception(exc)
+    return future
 
 
 def _exit_process(exc: BaseException) -> None:
@@ -109,12 +116,20 @@ class ScoringWorker:
                 if attempt == 1 or attempt % 10 == 0:
                     log.warning("cannot preload models (attempt %d, retrying): %s", attempt, exc)
                 await asyncio.sleep(backoff(attempt, 0.5, 10.0))
-        self._producer = new_producer(
-            self.settings, linger_ms=self.config.producer_linger_ms,
-            max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
-        )
-        await self._producer.start()
-        self.sink = KafkaSink(self._producer)
+        if self.config.exactly_once:  # nothing is written outside a transaction, drift snapshots included
+            from scorer.stream.transactional import TransactionalSink, monitor_transactional_id, producer_options
+
+            self._producer = new_producer(self.settings, transactional_id=monitor_transactional_id(
+                self.settings, self.config), **producer_options(self.config))
+            await self._producer.start()
+            self.sink = TransactionalSink(self._producer)
+        else:
+            self._producer = new_producer(
+                self.settings, linger_ms=self.config.producer_linger_ms,
+                max_batch_size=1024 * 1024, max_request_size=4 * 1024 * 1024, request_timeout_ms=30_000,
+            )
+            await self._producer.start()
+            self.sink = KafkaSink(self._producer)
         n_in = await self.sink.partitions(self.config.input_topic)
         n_out = await self.sink.partitions(self.config.output_topic)
         await self.sink.partitions(self.config.dlq_topic)
@@ -223,7 +238,7 @@ class ScoringWorker:
     async def handle(self, batch: Batch) -> None:
         """Score one batch and send its outputs; ``batch.delivered`` resolves once every output is confirmed."""
         await self.process(batch)
-        if self._pending is None:
+        if self._pending is None and batch.sink is None:
             await self.deliver(batch)
             self._confirmed(batch)
             return
@@ -231,15 +246,21 @@ class ScoringWorker:
             futures: list[Awaitable[Any]] | None = await self.send_outputs(batch)
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - could not even queue: the confirmer resends with retries
-            futures = None
-        await self._pending.put((batch, futures))
+        except Exception as exc:  # noqa: BLE001 - could not even queue: resent by the confirmer (a batch sent in
+            futures = None if batch.sink is None else [_failed(exc)]  # its reader's transaction fails instead)
+        if self._pending is None:
+            await self._settle_transactional(batch, futures or [])
+        else:
+            await self._pending.put((batch, futures))
 
     async def _confirm_loop(self) -> None:
         assert self._pending is not None
         while True:
             batch, futures = await self._pending.get()
             try:
+                if batch.sink is not None:
+                    await self._settle_transactional(batch, futures or [])
+                    continue
                 delivered = False
                 if futures is not None:
                     outcomes = await asyncio.gather(*futures, return_exceptions=True)
@@ -256,6 +277,16 @@ class ScoringWorker:
                 raise
             finally:
                 self._pending.task_done()
+
+    async def _settle_transactional(self, batch: Batch, futures: list[Awaitable[Any]]) -> None:
+        """Confirm a batch sent in its reader's transaction, or fail it with the first send error."""
+        outcomes = await asyncio.gather(*futures, return_exceptions=True)
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
+        if not errors:
+            self._confirmed(batch)
+        elif batch.delivered is not None and not batch.delivered.done():
+            self.metrics.batch_retries.labels("transaction").inc()
+            batch.delivered.set_exception(errors[0])
 
     def _confirmed(self, batch: Batch) -> None:
         if batch.delivered is not None and not batch.delivered.done():
@@ -305,23 +336,24 @@ class ScoringWorker:
 
     async def send_outputs(self, batch: Batch) -> list[Awaitable[Any]]:
         """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
-        assert self.sink is not None
+        sink = batch.sink or self.sink
+        assert sink is not None
         cfg = self.config
         result, records = batch.result, batch.records
         hint = self._partition_hint
         futures: list[Awaitable[Any]] = []
         if result.predictions:
-            futures += await self.sink.send_many(
+            futures += await sink.send_many(
                 cfg.output_topic, [(key, value, hint(records[index], key)) for key, value, index in result.predictions])
         if result.dead_letters:
-            futures += await self.sink.send_many(cfg.dlq_topic, [(key, value, None)
+            futures += await sink.send_many(cfg.dlq_topic, [(key, value, None)
                                                                   for key, value, _ in result.dead_letters])
         if result.extra:
             extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
             for topic, key, value in result.extra:
                 extra.setdefault(topic, []).append((key, value, None))
             for topic, messages in extra.items():
-                futures += await self.sink.send_many(topic, messages)
+                futures += await sink.send_many(topic, messages)
         return futures
 
     async def deliver(self, batch: Batch) -> None:

@@ -24,6 +24,7 @@ from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from scorer.errors import UnsupportedModel
 from scorer.models.tree_layout import MAX_DEPTH, pack_trees
+from trainers.columns import category_list
 from trainers.export import Exported, register_exporter
 
 # scikit-learn's loss link classes -> the link names the boosted architectures know
@@ -131,35 +132,51 @@ def export_gbt(est: Any) -> Exported:
 
 @register_exporter(HistGradientBoostingClassifier, HistGradientBoostingRegressor)
 def export_hgb(est: Any) -> Exported:
-    """Numeric-feature HistGradientBoosting: raw-value thresholds, per-node NaN direction, baseline."""
+    """HistGradientBoosting: raw-value thresholds, per-node NaN direction, baseline, categorical bitsets.
+
+    Categorical features (``categorical_features``) become categorical inputs with scikit-learn's own
+    categories (strings or integers), unknown and missing values NaN, as its internal encoder does; each
+    categorical node keeps its left bitset over those codes.
+    """
     name = type(est).__name__
     categorical = est.is_categorical_
+    order = None
+    inputs: list[dict[str, Any]] = []
     if categorical is not None and np.any(categorical):
-        cols = np.flatnonzero(categorical).tolist()
-        raise UnsupportedModel(
-            f"cannot export {name} with categorical features (columns {cols}); only numeric features are "
-            "supported: encode categories as numbers and fit with categorical_features=None"
-        )
+        categorical = np.asarray(categorical, dtype=bool)
+        # scikit-learn's preprocessor puts the encoded categorical columns first; map back to input columns
+        order = np.concatenate([np.flatnonzero(categorical), np.flatnonzero(~categorical)])
+        encoder = est._preprocessor.named_transformers_["encoder"]
+        for k, cats in enumerate(encoder.categories_):
+            inputs.append({"column": int(order[k]), "categories": category_list(cats, name, int(order[k])),
+                           "missing": None, "unknown": None})
     blocks = []
+    cat_bits: list[np.ndarray] = []
     for predictors in est._predictors:
         for predictor in predictors:
             nodes = predictor.nodes
-            if np.any(nodes["is_categorical"]):
-                raise UnsupportedModel(f"cannot export {name}: a tree splits on a categorical feature")
             if nodes["depth"].max(initial=0) > MAX_DEPTH:
                 raise UnsupportedModel(f"cannot export {name}: a tree is deeper than {MAX_DEPTH}")
             leaf = nodes["is_leaf"].astype(bool)
+            is_cat = nodes["is_categorical"].astype(bool) & ~leaf
+            for i in np.flatnonzero(is_cat).tolist():
+                n_cats = len(inputs[int(nodes["feature_idx"][i])]["categories"])
+                words = np.ascontiguousarray(predictor.raw_left_cat_bitsets[nodes["bitset_idx"][i]], dtype="<u4")
+                cat_bits.append(words.view(np.uint8)[: max(1, (n_cats + 7) // 8)].copy())
+            feature = nodes["feature_idx"] if order is None else order[nodes["feature_idx"]]
             blocks.append(
                 {
-                    "feature": np.where(leaf, -1, nodes["feature_idx"]),
-                    "threshold": np.where(leaf, 0.0, nodes["num_threshold"]),
+                    "feature": np.where(leaf, -1, feature),
+                    "threshold": np.where(leaf | is_cat, 0.0, nodes["num_threshold"]),
                     "left": np.where(leaf, -1, nodes["left"].astype(np.int64)),
                     "right": np.where(leaf, -1, nodes["right"].astype(np.int64)),
                     "missing_left": np.where(leaf, 0, nodes["missing_go_to_left"]),
+                    "cat_split": is_cat.astype(np.uint8),
                     "value": nodes["value"],
                 }
             )
-    arrays = pack_trees(blocks, with_missing=True)
+    arrays = pack_trees(blocks, with_missing=True, cat_bits=cat_bits)
     arrays["baseline"] = np.ascontiguousarray(np.asarray(est._baseline_prediction).reshape(-1), dtype=np.float64)
     classes = _classes(est, name) if is_classifier(est) else None
-    return Exported(arch="hist_boosted", arrays=arrays, classes=classes, metadata={"link": _link(est, name)})
+    return Exported(arch="hist_boosted", arrays=arrays, classes=classes, metadata={"link": _link(est, name)},
+                    categorical=inputs)

@@ -37,7 +37,7 @@ async def create_topics(bootstrap: str, topics: dict[str, int]) -> None:
 
 async def _read_topic(bootstrap: str, topic: str) -> list[tuple[bytes | None, bytes | None]]:
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+                                auto_offset_reset="earliest", isolation_level="read_committed")
     await consumer.start()
     try:
         deadline = time.monotonic() + 30

@@ -194,8 +194,10 @@ class Collector:
             self._ready.set()
 
     async def _consume(self) -> None:
+        # read_committed, like every downstream reader must: outputs of aborted transactions never count.
         consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False)
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    isolation_level="read_committed")
         await consumer.start()
         self._ready.set()
         try:

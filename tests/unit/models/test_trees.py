@@ -281,9 +281,9 @@ def test_hgb_accepts_nan_and_inf_like_sklearn() -> None:
 def test_exporter_refusals() -> None:
     X, y = data(16, n=80, n_classes=2)
     Xc = X.copy()
-    Xc[:, 0] = np.arange(len(X)) % 3
+    Xc[:, 0] = np.arange(len(X)) % 3 + 0.5  # fractional categories: no exact category list
     hgb = fitted(HistGradientBoostingClassifier(max_iter=3, categorical_features=[0]), Xc, y)
-    with pytest.raises(UnsupportedModel, match=r"categorical features \(columns \[0\]\)"):
+    with pytest.raises(UnsupportedModel, match=r"categorical column 0 has category 0.5; supported: strings or"):
         export(hgb)
     gb = fitted(GradientBoostingClassifier(n_estimators=2, init=DummyClassifier(strategy="prior")), X, y)
     with pytest.raises(UnsupportedModel, match="init=DummyClassifier"):

@@ -37,6 +37,7 @@ from scorer.stream.events import (
     decode_batch,
     decode_one,
     raw_text,
+    text_errors,
 )
 from scorer.stream.scoring import BatchScorer
 from trainers import export
@@ -69,8 +70,9 @@ def check(result: Event | Invalid) -> None:
         assert isinstance(result, Event)
         assert type(result.id) is str and result.id
         assert type(result.model) is str and type(result.segment) is str
-        assert all(type(v) in (int, float, type(None)) for v in result.features.values())
-        assert all(np.isfinite(v) for v in result.features.values() if v is not None)
+        assert all(type(v) in (int, float, str, type(None)) for v in result.features.values())
+        assert all(np.isfinite(v) for v in result.features.values() if v is not None and type(v) is not str)
+        assert result.text == any(type(v) is str for v in result.features.values())
 
 
 def nested(depth: int, inner: str = "1") -> str:
@@ -159,14 +161,19 @@ def test_huge_strings_are_refused_with_short_reasons() -> None:
     cases = {
         "id": (good(event_id=big), BAD_FIELD, f"field 'id' is {len(big)} characters long; the limit is 256"),
         "segment": (good(segment=big), BAD_FIELD, f"field 'segment' is {len(big)} characters long; the limit is 256"),
-        "value": (good(a=big), BAD_VALUE, "feature 'a' must be a number or null; got string 'xxxxxxxxxxxxxxx"),
-        "name": ({**good(), "features": {big: "1"}}, BAD_VALUE, "feature 'xxxxxxxxxxxxxxx"),
+        "name": ({**good(), "features": {big: [1]}}, BAD_VALUE, "feature 'xxxxxxxxxxxxxxx"),
     }
     for what, (value, kind, reason) in cases.items():
         result = decode_one(0, enc(value), limits)
         assert isinstance(result, Invalid) and result.kind == kind, what
         assert result.reason.startswith(reason), (what, result.reason[:120])
         check(result)
+    # A string value is a category for the models that read it (a dead letter with a short reason for the others).
+    event = decode_one(0, enc(good(a=big)), limits)
+    assert isinstance(event, Event) and event.text
+    kept, bad = text_errors([event], ["a"], "m/A v1")
+    assert not kept and bad[0][1].startswith("feature 'a' for m/A v1 must be a number or null; got string 'xxx")
+    assert len(bad[0][1]) < 200
     # A huge feature name with a good value is just a feature the model does not read.
     assert isinstance(decode_one(0, enc({**good(), "features": {big: 1.0}}), limits), Event)
 
@@ -243,10 +250,12 @@ def test_any_value_in_any_field_is_decided_with_a_reason_naming_it(field: str, v
 def test_feature_values_of_every_type(features: dict) -> None:
     result = decode_one(0, enc({**good(), "features": features}))
     check(result)
-    numeric = all(type(v) in (int, float, type(None)) for v in features.values())
-    assert isinstance(result, Event) == numeric
-    if not numeric:
+    scalar = all(type(v) in (int, float, str, type(None)) for v in features.values())
+    assert isinstance(result, Event) == scalar
+    if not scalar:
         assert result.kind == BAD_VALUE
+    else:
+        assert result.text == any(type(v) is str for v in features.values())
 
 
 # --------------------------------------------------------------------------------------- feature count

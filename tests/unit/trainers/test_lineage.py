@@ -26,3 +26,20 @@ def test_time_range_ignores_unknown_times() -> None:
     lineage = fingerprint(X, y, np.array([1_767_225_600.0, np.nan, 1_767_312_000.0]))
     assert (lineage["time_from"], lineage["time_to"]) == ("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z")
     assert "time_from" not in fingerprint(X, y, np.array([np.nan] * 3))
+
+
+def test_categorical_rows_hash_by_type_and_text() -> None:
+    X = np.empty((3, 2), dtype=object)
+    X[:, 0] = [1.5, np.nan, 2.0]
+    X[:, 1] = ["red", "blue", np.nan]
+    y = np.array([0, 1, 0])
+    first = fingerprint(X, y)
+    assert first == fingerprint(X.copy(), y) and first["rows"] == 3
+    other = X.copy()
+    other[0, 1] = "Red"
+    assert fingerprint(other, y)["sha256"] != first["sha256"]
+    as_int = X.copy()
+    as_int[1, 1] = 7  # an integer category differs from its text
+    as_text = X.copy()
+    as_text[1, 1] = "7"
+    assert fingerprint(as_int, y)["sha256"] != fingerprint(as_text, y)["sha256"]

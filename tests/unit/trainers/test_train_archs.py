@@ -35,7 +35,8 @@ def test_arch_trains_to_a_servable_model_matching_sklearn(arch: str, task: str, 
     train, _ = holdout_split(y, 0.2, seed, stratify=task == "classification")
     reference = make_estimator(arch, task, seed, SMALL.get(arch, {})).fit(X[train], y[train])
     expected = reference.predict_proba(X) if task == "classification" else reference.predict(X)
-    np.testing.assert_allclose(model.predict(X), expected, rtol=0, atol=1e-9)
+    # XGBoost sums its trees in float32: agreement to about 1e-6 (LightGBM and scikit-learn: exact)
+    np.testing.assert_allclose(model.predict(X), expected, rtol=0, atol=1e-5 if arch == "xgboost" else 1e-9)
     if task == "classification":
         assert result.metrics["roc_auc"] > 0.7
     else:

@@ -112,9 +112,10 @@ def test_every_arch_builds_a_pipeline_with_the_agreed_preprocessing(arch: str) -
     pipeline = make_estimator(arch, task, seed=1)
     steps = [name for name, _ in pipeline.steps]
     scaled = ["impute", "scale", "model"]
-    expected = {"hgb": ["model"], "logistic": scaled, "linear": scaled, "mlp": scaled}
+    expected = {"hgb": ["model"], "lightgbm": ["model"], "xgboost": ["model"], "logistic": scaled, "linear": scaled,
+                "mlp": scaled, "sgd": scaled}
     assert steps == expected.get(arch, ["impute", "model"])
-    if arch in ("tree", "forest", "extra-trees", "gbt", "hgb", "mlp"):
+    if arch in ("tree", "forest", "extra-trees", "gbt", "hgb", "mlp", "sgd", "lightgbm", "xgboost"):
         assert pipeline[-1].random_state == 1
         assert is_regressor(make_estimator(arch, "regression", seed=1))
 

@@ -1,0 +1,244 @@
+"""Many SGD learners stacked in one set of arrays, updated in lockstep: ``partial_fit`` for thousands of
+segments at the cost of one numpy pass per step.
+
+Within one learner updates are sequential (each sees the weights the previous one left), exactly as in
+scikit-learn; across learners they are independent, so step k of every learner runs as one vectorised
+update over all rows that have a k-th sample. Rows share the loss, penalty, schedule and input width
+(the bank's key); the numeric hyperparameters are per row.
+
+The state mirrors scikit-learn's ``WeightVector`` operation for operation (weights as ``w_data * wscale``,
+the lazy average ``(aw + a * w_data) / b``, the same evaluation order, sequential dot products), so the
+results agree with ``partial_fit`` to the last bits rather than drifting apart in long runs. scikit-learn
+folds the lazy parts back at the end of each ``partial_fit`` call (and resets its L1 accumulators), which
+is what :meth:`Bank.finish` does: call it where scikit-learn's call would end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scorer.learn.sgd import BOUNDED_LOSSES, MAX_DLOSS, WSCALE_MIN, SGDParams, gradient, learning_rate
+
+_PER_ROW = ("alpha", "l1r", "eta0", "power_t", "eps", "avg_start", "fi", "opt_init")
+
+
+@dataclass
+class LearnerState:
+    """One learner at a ``partial_fit`` boundary: what a checkpoint stores and a restart resumes from.
+
+    ``coef`` (rows, n_inputs) and ``intercept`` are scikit-learn's ``_standard_coef``/``_standard_intercept``
+    (the running weights), ``avg_*`` its averages (zeros without averaging), ``t`` its ``t_``.
+    """
+
+    coef: np.ndarray
+    intercept: np.ndarray
+    avg_coef: np.ndarray
+    avg_intercept: np.ndarray
+    t: float = 1.0
+
+    @classmethod
+    def fresh(cls, n_rows: int, n_inputs: int) -> LearnerState:
+        return cls(np.zeros((n_rows, n_inputs)), np.zeros(n_rows), np.zeros((n_rows, n_inputs)), np.zeros(n_rows))
+
+    def served(self, params: SGDParams) -> tuple[np.ndarray, np.ndarray]:
+        """(coef, intercept) that scikit-learn exposes: the averages once ``average <= t - 1``."""
+        if params.average and params.average <= self.t - 1:
+            return self.avg_coef, self.avg_intercept
+        return self.coef, self.intercept
+
+
+def step_ranks(owner: np.ndarray) -> np.ndarray:
+    """The position of each sample among its owner's samples, in arrival order (0 for each owner's first)."""
+    n = owner.shape[0]
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(owner, kind="stable")
+    sorted_owner = owner[order]
+    starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]])
+    first = np.repeat(starts, np.diff(np.r_[starts, n]))
+    ranks = np.empty(n, dtype=np.int64)
+    ranks[order] = np.arange(n) - first
+    return ranks
+
+
+class Bank:
+    """Rows of learners with one (loss, penalty, schedule, n_inputs), stacked. Not thread-safe."""
+
+    def __init__(self, loss: str, penalty: str, schedule: str, n_inputs: int) -> None:
+        self.loss, self.penalty, self.schedule, self.n_inputs = loss, penalty, schedule, n_inputs
+        self.l1 = penalty in ("l1", "elasticnet")
+        self.decay = penalty in ("l2", "elasticnet")
+        self._size = 0
+        self._free: list[int] = []
+        self._alloc(16)
+
+    def _alloc(self, capacity: int) -> None:
+        def grow(name: str, shape: tuple[int, ...], fill: float = 0.0) -> None:
+            new = np.full(shape, fill)
+            old = getattr(self, name, None)
+            if old is not None:
+                new[: old.shape[0]] = old
+            setattr(self, name, new)
+
+        f = self.n_inputs
+        for name in ("w", "aw", "q"):
+            grow(name, (capacity, f))
+        for name in ("b", "avg_b", "a", "u", *_PER_ROW):
+            grow(name, (capacity,))
+        for name in ("t", "ws", "bb"):
+            grow(name, (capacity,), 1.0)
+        self.capacity = capacity
+
+    def __len__(self) -> int:
+        return self._size - len(self._free)
+
+    def add(self, params: SGDParams, state: LearnerState) -> np.ndarray:
+        """Place a learner's rows (one per output of ``state``) and return their indices."""
+        n = state.coef.shape[0]
+        rows = [self._free.pop() for _ in range(min(n, len(self._free)))]
+        while len(rows) < n:
+            if self._size == self.capacity:
+                self._alloc(self.capacity * 2)
+            rows.append(self._size)
+            self._size += 1
+        idx = np.array(rows, dtype=np.int64)
+        self.w[idx], self.b[idx] = state.coef, state.intercept
+        self.aw[idx], self.avg_b[idx] = state.avg_coef, state.avg_intercept
+        self.t[idx] = state.t
+        self.a[idx], self.bb[idx], self.ws[idx], self.u[idx], self.q[idx] = 0.0, 1.0, 1.0, 0.0, 0.0
+        self.alpha[idx], self.l1r[idx] = params.alpha, params.l1_share
+        self.eta0[idx], self.power_t[idx], self.eps[idx] = params.eta0, params.power_t, params.epsilon
+        self.avg_start[idx], self.fi[idx] = float(params.average), float(params.fit_intercept)
+        self.opt_init[idx] = params.optimal_init()
+        return idx
+
+    def remove(self, rows: np.ndarray) -> None:
+        self._free.extend(int(r) for r in rows)
+
+    def finish(self, rows: np.ndarray) -> None:
+        """End of a scikit-learn ``partial_fit`` call for these rows (``reset_wscale``, L1 accumulators cleared)."""
+        self._reset_wscale(rows)
+        self.u[rows], self.q[rows] = 0.0, 0.0
+
+    def _reset_wscale(self, rows: np.ndarray) -> None:
+        aw = self.aw[rows] + self.a[rows, None] * self.w[rows]
+        self.aw[rows] = aw * (1.0 / self.bb[rows])[:, None]
+        self.a[rows], self.bb[rows] = 0.0, 1.0
+        self.w[rows] = self.w[rows] * self.ws[rows, None]
+        self.ws[rows] = 1.0
+
+    def state(self, rows: np.ndarray) -> LearnerState:
+        """The rows' state after :meth:`finish` (copies)."""
+        self.finish(rows)
+        return LearnerState(self.w[rows].copy(), self.b[rows].copy(), self.aw[rows].copy(), self.avg_b[rows].copy(),
+                            float(self.t[rows[0]]))
+
+    def restart_schedule(self, rows: np.ndarray) -> None:
+        """Start the learning-rate schedule (and the averages) over from the current weights."""
+        self.finish(rows)
+        self.t[rows], self.aw[rows], self.avg_b[rows] = 1.0, 0.0, 0.0
+
+    def learn(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray, ranks: np.ndarray) -> None:
+        """Update ``rows[i]`` with sample ``(X[i], y[i])``; samples of one row are applied in ``ranks`` order
+        (one vectorised step per rank), and a row appears at most once per rank.
+
+        The rows' state is gathered once, ordered by how many samples each has, so step k works on the
+        prefix of rows that still have a k-th sample (slices, not copies), and scattered back at the end.
+        """
+        n = rows.shape[0]
+        if not n:
+            return
+        by_rank = np.argsort(ranks, kind="stable")
+        dense = np.empty(n, dtype=np.int64)
+        dense[by_rank] = step_ranks(rows[by_rank])
+        uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
+        order = np.argsort(-counts, kind="stable")
+        slot = np.empty(order.shape[0], dtype=np.int64)
+        slot[order] = np.arange(order.shape[0])
+        where = slot[inverse]
+        steps = int(counts.max())
+        m = uniq.shape[0]
+        X3 = np.zeros((steps, m, self.n_inputs))
+        X3[dense, where] = X
+        Y2 = np.zeros((steps, m))
+        Y2[dense, where] = y
+        live = np.searchsorted(-counts[order], -np.arange(steps), side="left")
+        idx = uniq[order]
+        local = _Local(self, idx)
+        for k in range(steps):
+            self._step(local, int(live[k]), X3[k], Y2[k])
+        local.scatter(self, idx)
+
+    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray) -> None:
+        """One sample for each of the first ``n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
+        X, y = X[:n], y[:n]
+        wd, ws, b, t = s.w[:n], s.ws[:n], s.b[:n], s.t[:n]
+        alpha, l1 = s.alpha[:n], s.l1r[:n]
+        # WeightVector.dot: a sequential sum (cumsum keeps the order), then the scale.
+        p = np.cumsum(X * wd, axis=1)[:, -1]
+        p *= ws
+        p += b
+        eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
+        update = gradient(self.loss, y, p, s.eps[:n])
+        if self.loss not in BOUNDED_LOSSES:
+            np.minimum(update, MAX_DLOSS, out=update)
+            np.maximum(update, -MAX_DLOSS, out=update)
+        update *= eta
+        np.negative(update, out=update)  # -eta * dloss, exactly
+        if self.decay:
+            ws *= np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
+            small = ws < WSCALE_MIN
+            if small.any():
+                s.fold(np.flatnonzero(small))
+            wd += X * (update / ws)[:, None]
+        else:  # the scale stays 1: update / 1 is update
+            wd += X * update[:, None]
+        b += update if s.all_intercepts else update * s.fi[:n]
+        if s.averaging:
+            avg_start = s.avg_start[:n]
+            on = (avg_start > 0) & (avg_start <= t)
+            if on.any():
+                seen = np.where(on, t - avg_start + 1, 1.0)
+                a, bb, aw, avg_b = s.a[:n], s.bb[:n], s.aw[:n], s.avg_b[:n]
+                aw_step = (a[:, None] * X) * (-update / ws)[:, None]
+                aw[...] = np.where(on[:, None], aw + aw_step, aw)
+                mu = 1.0 / seen
+                bb[...] = np.where(on & (seen > 1), bb / np.where(seen > 1, 1.0 - mu, 1.0), bb)
+                a[...] = np.where(on, a + mu * bb * ws, a)
+                avg_b[...] = np.where(on, avg_b + (b - avg_b) / seen, avg_b)
+        if self.l1:
+            u, q = s.u[:n], s.q[:n]
+            u += l1 * eta * alpha
+            signed = wd * ws[:, None]
+            shrunk = np.where(signed > 0, np.maximum(0.0, wd - (u[:, None] + q) / ws[:, None]),
+                              np.where(signed < 0, np.minimum(0.0, wd + (u[:, None] - q) / ws[:, None]), wd))
+            q += ws[:, None] * (shrunk - wd)
+            wd[...] = shrunk
+        t += 1.0
+
+
+_STATE = ("w", "ws", "b", "t", "aw", "a", "bb", "avg_b", "q", "u")
+
+
+class _Local:
+    """The state of the rows one ``Bank.learn`` call touches, gathered into contiguous arrays."""
+
+    def __init__(self, bank: Bank, idx: np.ndarray) -> None:
+        for name in _STATE + _PER_ROW:
+            setattr(self, name, getattr(bank, name)[idx])
+        self.averaging = bool(self.avg_start.any())
+        self.all_intercepts = bool((self.fi == 1.0).all())
+
+    def fold(self, rows: np.ndarray) -> None:
+        """scikit-learn's ``reset_wscale`` for some rows (their scale became tiny)."""
+        aw = self.aw[rows] + self.a[rows, None] * self.w[rows]
+        self.aw[rows] = aw * (1.0 / self.bb[rows])[:, None]
+        self.a[rows], self.bb[rows] = 0.0, 1.0
+        self.w[rows] = self.w[rows] * self.ws[rows, None]
+        self.ws[rows] = 1.0
+
+    def scatter(self, bank: Bank, idx: np.ndarray) -> None:
+        for name in _STATE:
+            getattr(bank, name)[idx] = getattr(self, name)

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -904,6 +905,11 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     unknown = sorted(set(names) - set(APPROACHES))
     if unknown:
         raise SystemExit(f"unknown approaches {unknown}; choose from {', '.join(APPROACHES)}")
+    skipped = {}
+    if "onnx" in names and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "skl2onnx")):
+        names.remove("onnx")
+        skipped["onnx"] = "onnxruntime or skl2onnx not installed: pip install -e '.[bench]'"
+        console.print(f"[yellow]skipping onnx: {skipped['onnx']}[/]")
     report: dict[str, Any] = {
         "benchmark": "compare", "machine": machine(),
         "config": {"events": args.events, "segments": N_SEGMENTS, "features": N_FEATURES, "arch": "logistic",
@@ -911,7 +917,7 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
                    "rest_concurrency": args.rest_concurrency, "scorer_args": args.scorer_args,
                    "scorer_batch": "1000 events / 10 ms", "latency_seconds": args.latency_seconds,
                    "quick": args.quick, "order": "one approach at a time, same events, own input topic copy"},
-        "approaches": {n: {"label": LABELS[n]} for n in names},
+        "approaches": {n: {"label": LABELS[n]} for n in names}, "skipped": skipped,
     }
     models_dir = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     predictions: dict[str, dict[str, float]] = {}

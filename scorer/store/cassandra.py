@@ -315,7 +315,7 @@ class CassandraModelStore(Publishing, Pointers):
 
         # Phase 1: version rows. Only complete rows are trusted.
         groups = in_groups(wanted, lambda key: 1, limit=None)
-        results = self._concurrent([(self._q["versions_in"], (model, segs, version))
+        results = self._concurrent([(self._q["heads_in"], (model, segs, version))
                                     for (model, version), segs in groups])
         rows: dict[tuple[str, str, int], Any] = {}
         for ((model, version), segs), (ok, result) in zip(groups, results, strict=True):

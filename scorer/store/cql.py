@@ -69,6 +69,8 @@ STATEMENTS: dict[str, str] = {
     "chunks_in": "SELECT segment, chunk, data FROM {ks}.model_chunks WHERE model = ? AND segment IN ? "
                  "AND version = ?",
     "versions_in": "SELECT * FROM {ks}.model_versions WHERE model = ? AND segment IN ? AND version = ?",
+    "heads_in": "SELECT segment, status, n_chunks, size_bytes, chunk_size, checksum FROM {ks}.model_versions "
+                "WHERE model = ? AND segment IN ? AND version = ?",  # load_many: what it checks, no JSON columns
     "newest_versions_in": "SELECT segment, version FROM {ks}.model_versions WHERE model = ? AND segment IN ? "
                           "PER PARTITION LIMIT 1",
     "newest_claims_in": "SELECT segment, version FROM {ks}.version_claims WHERE model = ? AND segment IN ? "

@@ -160,85 +160,118 @@ class Bank:
         where = slot[inverse]
         steps = int(counts.max())
         m = uniq.shape[0]
-        X3 = np.zeros((steps, m, self.n_inputs))
-        X3[dense, where] = X
+        X3 = np.zeros((steps, self.n_inputs, m))  # feature-major: a step's sums run over rows of n values
+        X3[dense, :, where] = X
         Y2 = np.zeros((steps, m))
         Y2[dense, where] = y
         live = np.searchsorted(-counts[order], -np.arange(steps), side="left")
         idx = uniq[order]
         local = _Local(self, idx)
+        # t only steers the optimal/invscaling schedules and averaging; otherwise it is counted at the end.
+        local.count_t = self.schedule in ("optimal", "invscaling") or local.averaging
+        local.buf = np.empty((self.n_inputs, m))
+        not_y = 1.0 - Y2 if self.loss == "log_loss" else Y2
         for k in range(steps):
-            self._step(local, int(live[k]), X3[k], Y2[k])
+            self._step(local, int(live[k]), X3[k], Y2[k], not_y[k])
+        if not local.count_t:
+            local.t += counts[order]
         local.scatter(self, idx)
 
-    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray) -> None:
+    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray, not_y: np.ndarray) -> None:
         """One sample for each of the first ``n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
-        X, y = X[:n], y[:n]
-        wd, ws, b, t = s.w[:n], s.ws[:n], s.b[:n], s.t[:n]
+        X, y = X[:, :n], y[:n]  # (features, n): every row operation below is across the n learners
+        wd, ws, b, t = s.w[:, :n], s.ws[:n], s.b[:n], s.t[:n]
         alpha, l1 = s.alpha[:n], s.l1r[:n]
-        # WeightVector.dot: a sequential sum (cumsum keeps the order), then the scale.
-        p = np.cumsum(X * wd, axis=1)[:, -1]
-        p *= ws
+        # WeightVector.dot: a sequential sum over the features (a reduction over the outer axis adds the rows
+        # one after another), then the scale (1 without decay).
+        buf = s.buf[:, :n]
+        np.multiply(X, wd, out=buf)
+        p = np.add.reduce(buf, axis=0)
+        if self.decay:
+            p *= ws
         p += b
-        eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
-        update = gradient(self.loss, y, p, s.eps[:n])
-        if self.loss not in BOUNDED_LOSSES:
-            np.minimum(update, MAX_DLOSS, out=update)
-            np.maximum(update, -MAX_DLOSS, out=update)
-        update *= eta
-        np.negative(update, out=update)  # -eta * dloss, exactly
+        if self.loss == "log_loss":  # inline: ((1 - y) - y * e) / (1 + e), e = exp(-p), as scikit-learn
+            e = np.negative(p)
+            np.exp(e, out=e)
+            update = y * e
+            np.subtract(not_y[:n], update, out=update)
+            e += 1.0
+            update /= e
+            if p.min() <= -37:
+                far = p <= -37
+                update[far] = np.exp(p[far]) - y[far]
+        else:
+            update = gradient(self.loss, y, p, s.eps[:n])
+            if self.loss not in BOUNDED_LOSSES:
+                np.minimum(update, MAX_DLOSS, out=update)
+                np.maximum(update, -MAX_DLOSS, out=update)
+        if self.schedule in ("constant", "adaptive"):
+            eta = s.eta0[:n]
+            update *= s.neg_eta0[:n]  # -eta * dloss, exactly
+        else:
+            eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
+            update *= eta
+            np.negative(update, out=update)
         if self.decay:
             ws *= np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
             small = ws < WSCALE_MIN
             if small.any():
                 s.fold(np.flatnonzero(small))
-            wd += X * (update / ws)[:, None]
+            wd += X * (update / ws)
         else:  # the scale stays 1: update / 1 is update
-            wd += X * update[:, None]
+            wd += X * update
         b += update if s.all_intercepts else update * s.fi[:n]
         if s.averaging:
             avg_start = s.avg_start[:n]
             on = (avg_start > 0) & (avg_start <= t)
             if on.any():
                 seen = np.where(on, t - avg_start + 1, 1.0)
-                a, bb, aw, avg_b = s.a[:n], s.bb[:n], s.aw[:n], s.avg_b[:n]
-                aw_step = (a[:, None] * X) * (-update / ws)[:, None]
-                aw[...] = np.where(on[:, None], aw + aw_step, aw)
+                a, bb, aw, avg_b = s.a[:n], s.bb[:n], s.aw[:, :n], s.avg_b[:n]
+                aw_step = (a * X) * (-update / ws)
+                aw[...] = np.where(on, aw + aw_step, aw)
                 mu = 1.0 / seen
                 bb[...] = np.where(on & (seen > 1), bb / np.where(seen > 1, 1.0 - mu, 1.0), bb)
                 a[...] = np.where(on, a + mu * bb * ws, a)
                 avg_b[...] = np.where(on, avg_b + (b - avg_b) / seen, avg_b)
         if self.l1:
-            u, q = s.u[:n], s.q[:n]
+            u, q = s.u[:n], s.q[:, :n]
             u += l1 * eta * alpha
-            signed = wd * ws[:, None]
-            shrunk = np.where(signed > 0, np.maximum(0.0, wd - (u[:, None] + q) / ws[:, None]),
-                              np.where(signed < 0, np.minimum(0.0, wd + (u[:, None] - q) / ws[:, None]), wd))
-            q += ws[:, None] * (shrunk - wd)
+            signed = wd * ws
+            shrunk = np.where(signed > 0, np.maximum(0.0, wd - (u + q) / ws),
+                              np.where(signed < 0, np.minimum(0.0, wd + (u - q) / ws), wd))
+            q += ws * (shrunk - wd)
             wd[...] = shrunk
-        t += 1.0
+        if s.count_t:
+            t += 1.0
 
 
 _STATE = ("w", "ws", "b", "t", "aw", "a", "bb", "avg_b", "q", "u")
+_WIDE = ("w", "aw", "q")
 
 
 class _Local:
-    """The state of the rows one ``Bank.learn`` call touches, gathered into contiguous arrays."""
+    """The state of the rows one ``Bank.learn`` call touches, gathered into contiguous arrays (the weight-like
+    ones feature-major, (n_inputs, rows), so that each operation runs across learners)."""
 
     def __init__(self, bank: Bank, idx: np.ndarray) -> None:
         for name in _STATE + _PER_ROW:
-            setattr(self, name, getattr(bank, name)[idx])
+            value = getattr(bank, name)[idx]
+            setattr(self, name, np.ascontiguousarray(value.T) if name in _WIDE else value)
         self.averaging = bool(self.avg_start.any())
         self.all_intercepts = bool((self.fi == 1.0).all())
+        self.neg_eta0 = -self.eta0
+        self.count_t = True
+        self.buf = np.empty(0)
 
     def fold(self, rows: np.ndarray) -> None:
         """scikit-learn's ``reset_wscale`` for some rows (their scale became tiny)."""
-        aw = self.aw[rows] + self.a[rows, None] * self.w[rows]
-        self.aw[rows] = aw * (1.0 / self.bb[rows])[:, None]
+        aw = self.aw[:, rows] + self.a[rows] * self.w[:, rows]
+        self.aw[:, rows] = aw * (1.0 / self.bb[rows])
         self.a[rows], self.bb[rows] = 0.0, 1.0
-        self.w[rows] = self.w[rows] * self.ws[rows, None]
+        self.w[:, rows] = self.w[:, rows] * self.ws[rows]
         self.ws[rows] = 1.0
 
     def scatter(self, bank: Bank, idx: np.ndarray) -> None:
         for name in _STATE:
-            getattr(bank, name)[idx] = getattr(self, name)
+            value = getattr(self, name)
+            getattr(bank, name)[idx] = value.T if name in _WIDE else value

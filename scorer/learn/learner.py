@@ -20,7 +20,7 @@ from scorer.learn.sgd import encode_targets
 from scorer.learn.state import Learnable, checkpoint
 from scorer.models import ModelWeights, build
 from scorer.models.base import Model
-from scorer.stream.events import feature_matrix
+from scorer.stream.events import feature_matrix, object_block
 
 
 @dataclass
@@ -41,8 +41,8 @@ class Segment:
     expected_live: int | None = None
     """The live version as this learner last saw or set it; any other change is a human's."""
     paused: bool = False
-    pending: list[Any] = field(default_factory=list)
-    """Records (label and event) learned since the last checkpoint, safe once it is written."""
+    pending: list[Example] = field(default_factory=list)
+    """Examples learned since the last checkpoint: their records are safe once it is written."""
     pending_labels: int = 0
     pending_since: float = 0.0
     checkpointing: bool = False
@@ -107,22 +107,17 @@ class Learner:
         if not examples:
             return []
         rejected: list[tuple[Example, str]] = []
-        index: dict[int, int] = {}
-        groups: list[list[int]] = []
-        owner = np.empty(len(examples), dtype=np.int64)
-        for i, ex in enumerate(examples):
-            g = index.setdefault(id(ex.segment), len(index))
-            if g == len(groups):
-                groups.append([])
-            groups[g].append(i)
-            owner[i] = g
+        _, owner = np.unique(np.fromiter((id(ex.segment) for ex in examples), dtype=np.int64,
+                                         count=len(examples)), return_inverse=True)
+        order = np.argsort(owner, kind="stable")
+        cuts = np.flatnonzero(np.diff(owner[order])) + 1
+        groups = [part.tolist() for part in np.split(order, cuts)]
         ranks = step_ranks(owner)
         per_bank: dict[int, tuple[Bank, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
         now = self._clock()
         for idxs in groups:
             seg = examples[idxs[0]].segment
-            X, errors = feature_matrix([examples[i].features for i in idxs], seg.feature_names,
-                                       seg.scorer.accepts_missing, f"{seg.model}/{seg.segment}")
+            X, errors = _inputs(seg, [examples[i].features for i in idxs])
             if errors:
                 bad = {position for position, _ in errors}
                 rejected.extend((examples[idxs[position]], reason) for position, reason in errors)
@@ -140,8 +135,7 @@ class Learner:
             rk.append(np.repeat(ranks[idxs], n_rows))
             if not seg.pending:
                 seg.pending_since = now
-            for i in idxs:
-                seg.pending.extend(examples[i].records)
+            seg.pending.extend(examples[i] for i in idxs)
             seg.pending_labels += len(idxs)
             seg.labels += len(idxs)
         for bank, rows, xs, ys, rk in per_bank.values():
@@ -149,14 +143,14 @@ class Learner:
         self.learned += len(examples) - len(rejected)
         return rejected
 
-    def due(self, force: bool = False) -> list[Segment]:
-        """Segments whose pending labels call for a checkpoint (all with any when ``force``)."""
+    def due(self) -> list[Segment]:
+        """Segments whose pending labels call for a checkpoint (enough of them, or waiting long enough)."""
         now = self._clock()
         out = []
         for seg in self.segments.values():
             if not seg.pending or seg.checkpointing:
                 continue
-            if force or seg.pending_labels >= self.every_labels or now - seg.pending_since >= self.every_seconds:
+            if seg.pending_labels >= self.every_labels or now - seg.pending_since >= self.every_seconds:
                 out.append(seg)
         return out
 
@@ -167,7 +161,8 @@ class Learner:
         seg.offsets.update(positions)
         state = seg.bank.state(seg.rows)
         learned = Learnable(seg.learned.params, state, dict(seg.offsets), seg.labels, paused=paused)
-        records, seg.pending, seg.pending_labels = seg.pending, [], 0
+        records = [record for example in seg.pending for record in example.records]
+        seg.pending, seg.pending_labels = [], 0
         return checkpoint(seg.base, learned), records
 
     def restart_schedule(self, seg: Segment) -> None:
@@ -183,3 +178,31 @@ def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
         out.append((example.source, tp, reason, CachedEvent(example.segment.model, example.segment.segment, {},
                                                               event_tp, event_offset, 0.0)))
     return out
+
+
+def _inputs(seg: Segment, features: list[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """The rows the segment's model reads, as the scoring worker builds them (categories to codes for models
+    with categorical inputs), and (position, reason) for the rows it cannot take."""
+    what = f"{seg.model}/{seg.segment}"
+    names = seg.feature_names
+    categorical = seg.scorer.categorical
+    if categorical is None:
+        texts = [(i, n) for i, row in enumerate(features) for n in names if type(row.get(n)) is str]
+        if not texts:
+            return feature_matrix(features, names, seg.scorer.accepts_missing, what)
+        bad = dict(texts[::-1])  # the first such feature of each row
+        errors = [(i, f"feature '{n}' for {what} must be a number or null; got a string")
+                  for i, n in sorted(bad.items())]
+        good = [row for i, row in enumerate(features) if i not in bad]
+        X, more = feature_matrix(good, names, seg.scorer.accepts_missing, what)
+        positions = [i for i in range(len(features)) if i not in bad]
+        return X, sorted(errors + [(positions[j], reason) for j, reason in more])
+    X, keep, failed = categorical.encode_rows(object_block(features, names), what)
+    errors = [(row, reason) for row, reason, _ in failed]
+    if not seg.scorer.accepts_missing and X.size:
+        missing = ~np.isfinite(X).all(axis=1)
+        if missing.any():
+            errors += [(int(keep[j]), f"missing feature for {what} (model cannot impute)")
+                       for j in np.flatnonzero(missing).tolist()]
+            X = X[~missing]
+    return X, sorted(errors)

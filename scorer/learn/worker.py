@@ -118,7 +118,7 @@ class LearnWorker:
                 if now - last_commit >= cfg.commit_interval:
                     last_commit = now
                     await self._commit(consumer, TopicPartition)
-            await self._checkpoint(self.learner.due(force=True))
+            # No forced checkpoint: the rest is learned again after a restart, on the same boundaries.
             await self._commit(consumer, TopicPartition)
         finally:
             with contextlib.suppress(Exception):

@@ -13,7 +13,7 @@ Preprocessing recorded with the weights (from a scikit-learn Pipeline) runs befo
 - ``{"kind": "minmax_scaler", "clip": bool, "feature_range": [lo, hi]}`` with ``pre{i}.scale`` and
   ``pre{i}.min``: ``X * scale + min`` then clipped to the range when ``clip``;
 - ``{"kind": "columns"}``: a ColumnTransformer's output layout, one-hot parts expanded
-  (:class:`scorer.models.categorical.ColumnsLayout`).
+  (:class:`scorer.models.columns.ColumnsLayout`).
 
 Models with categorical inputs (``metadata["categorical"]``, :mod:`scorer.models.categorical`) first
 turn category values into codes; every step and kernel after that sees numbers only.
@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
-from scorer.models.categorical import CategoricalInputs, ColumnsLayout
+from scorer.models.categorical import CategoricalInputs
+from scorer.models.columns import ColumnsLayout
 from scorer.models.weights import ModelWeights
 
 PREPROCESS_KINDS = ("impute", "standard_scaler", "minmax_scaler", "columns")
@@ -83,6 +84,7 @@ class Model:
         self._steps: list[Callable[[np.ndarray], np.ndarray]] = []
         self._imputes = False
         self._layout: ColumnsLayout | None = None
+        self._affine: dict[Callable[[np.ndarray], np.ndarray], tuple] = {}
         cat = weights.metadata.get("categorical")
         #: the categorical input stage, or None for a numeric-only model
         unused = weights.metadata.get("unused_inputs", [])
@@ -137,6 +139,9 @@ class Model:
         out = X
         for step in self._steps:
             out = step(out)
+        layout = self._layout
+        if layout is not None and layout.expand not in self._steps:  # folded into a linear kernel: expand here
+            out = layout.expand(out)
         return out.copy() if out is X else out
 
     def fuse_key(self) -> tuple | None:
@@ -356,6 +361,8 @@ class Model:
             return X
 
         self._steps.append(standardise)
+        #: (mean, scale) of each standardise step, for kernels that fold them into their weights
+        self._affine[standardise] = (mean, scale)
 
     def _add_minmax_scaler(self, i: int, width: int, spec: dict[str, Any]) -> None:
         scale = self._array(f"pre{i}.scale", shape=(width,))

@@ -66,9 +66,27 @@ class _Folded:
         assert layout is not None
         self.layout = layout
         self.src, self.coef, self.table, self.bases = layout.fold(coef)
+        # Standard scalers just before the layout fold into the numeric weights: x -> a x + b per column
+        # (their padded identity on code columns changes nothing), one pass less over the input.
+        a = b = None
+        while model._steps and model._steps[-1] in model._affine:
+            mean, scale = model._affine[model._steps.pop()]  # the last step first: final = a * x + b
+            if mean is None and scale is None:
+                continue
+            width = (mean if mean is not None else scale).size
+            if a is None:
+                a, b = np.ones(width), np.zeros(width)
+            m = np.zeros(width) if mean is None else mean
+            s = np.ones(width) if scale is None else scale
+            a, b = a / s, b - a * m / s  # x -> (x - m) / s feeds a * (.) + b
+        self.offset = np.zeros(self.coef.shape[1])
+        if a is not None and self.src.size:
+            self.offset = b[self.src] @ self.coef
+            self.coef = np.ascontiguousarray(a[self.src][:, None] * self.coef)
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         z = X[:, self.src].dot(self.coef) if self.src.size else np.zeros((X.shape[0], self.coef.shape[1]))
+        z += self.offset
         if self.bases.size:
             z += self.table[self.layout.code_index(X, self.bases)].sum(axis=1)
         return z

@@ -143,7 +143,14 @@ class BatchScorer:
                 bucket.append(part)
         scored_at = utc_stamp()
         for part in categorical:
-            if self._encode_part(batch, part):
+            try:
+                encoded = self._encode_part(batch, part)
+            except Exception as exc:  # noqa: BLE001 - an encoder bug costs this part's events, never the batch
+                reason = f"model {part.scored_by.what} could not encode the events: {type(exc).__name__}: {exc}"
+                for event in part.events:
+                    self._dead_letter(batch, event.index, reason[:500], MODEL_ERROR)
+                continue
+            if encoded:
                 self._score_part(batch, part, scored_at, final_attempt)
         for names, parts in layouts.items():
             X_all, nonfinite = feature_block([e.features for part in parts for e in part.events], names)

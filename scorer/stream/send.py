@@ -61,7 +61,8 @@ def _is_text(dtype: Any) -> bool:
 
 def read_rows(path: Path, segment_col: str, features: Sequence[str] | None = None, id_col: str | None = None,
               limit: int | None = None) -> EventRows:
-    """Read the file; ``features`` default to every numeric or text column but the segment and id columns."""
+    """Read the file; ``features`` default to every numeric column but the segment and id columns. Text
+    columns named in ``features`` (categories) are sent as strings."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -77,8 +78,7 @@ def read_rows(path: Path, segment_col: str, features: Sequence[str] | None = Non
     if limit is not None:
         table = table.slice(0, limit)
     if features is None:
-        features = [n for n in names if n not in text and (is_numeric_type(table.schema.field(n).type)
-                                                           or _is_text(table.schema.field(n).type))]
+        features = [n for n in names if n not in text and is_numeric_type(table.schema.field(n).type)]
         if not features:
             raise ConfigError(f"{path.name} has no numeric feature columns besides {', '.join(text)}")
     feature_cols = []

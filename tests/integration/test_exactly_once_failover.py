@@ -75,7 +75,7 @@ def test_input_partition_leader_killed_mid_stream_nothing_lost_nothing_twice(
     topics = Topics(f"events-{tag}", f"predictions-{tag}", f"dlq-{tag}", f"changes-{tag}")
     asyncio.run(ensure_topics(cluster, {topics.events: 4, topics.predictions: 4, topics.dlq: 1, topics.changes: 1},
                               replication=3))
-    collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
+    collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start(timeout=120)  # a young cluster, 2 cores
     worker = WorkerProcess(settings, topics, name="failover", extra_args=[
         "--guarantee", "exactly-once", "--commit-interval", "0.5", "--no-drift", "--no-shadow"])
     producer = SteadyProducer(bootstrap, topics.events, make_event, rate=800)

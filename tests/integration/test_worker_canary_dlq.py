@@ -87,9 +87,9 @@ def bad_events() -> list[tuple[str, bytes | None, str]]:
         ("no-segment", ev(id="ns", segment=...), "missing field 'segment'"),
         ("features-list", ev(id="fl", features=[1, 2]), "field 'features' must be an object; got array"),
         ("string-feature", ev(id="sf", features={**FEATURES, "f1": "12"}),
-         "feature 'f1' must be a number or null; got string '12'"),
+         "feature 'f1' for delay/A v1 must be a number or null; got string '12'"),  # strings are categories
         ("bool-feature", ev(id="bf", features={**FEATURES, "f2": True}),
-         "feature 'f2' must be a number or null; got boolean True"),
+         "feature 'f2' must be a number, a string or null; got boolean True"),
         ("missing-feature", ev(id="mf", features={"f0": 1.0, "f1": 1.0, "f2": 1.0}),
          "missing feature 'f3' for delay/A v1 (model cannot impute)"),
         ("null-feature", ev(id="nf", features={**FEATURES, "f0": None}),

@@ -181,9 +181,9 @@ class Collector:
     def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> Collector:
+    def start(self, timeout: float = 30.0) -> Collector:
         self._thread.start()
-        assert self._ready.wait(30), f"collector did not start: {self.error}"
+        assert self._ready.wait(timeout), f"collector did not start within {timeout} s: {self.error}"
         return self
 
     def _run(self) -> None:

@@ -251,3 +251,16 @@ def test_dataframes_with_object_and_category_columns_score_like_arrays() -> None
     ref = p.predict_proba(Xt)
     for frame_ in (df, as_category, df[list(reversed(df.columns))]):
         np.testing.assert_allclose(model.predict(frame_), ref, rtol=0, atol=1e-9)
+
+
+def test_scalers_before_the_layout_fold_into_the_weights_exactly() -> None:
+    rng = np.random.default_rng(11)
+    X = frame(rng, 600, missing=0.0)
+    num = make_pipeline(StandardScaler(), StandardScaler(with_mean=False), StandardScaler(with_std=False))
+    front = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), [0, 2, 4]), ("num", num, [1, 3])])
+    for est in (LogisticRegression(), Ridge()):
+        p = make_pipeline(front, est).fit(X, target(X))
+        model = build(export(p))
+        assert model._folded is not None and not model._steps  # every scaler folded, nothing left to run
+        Xt = frame(rng, 200, missing=0.0, unknown=0.05)
+        np.testing.assert_allclose(model.predict(Xt), _ref(p, Xt), rtol=0, atol=1e-9)

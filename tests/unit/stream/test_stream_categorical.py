@@ -74,3 +74,16 @@ def test_unknown_ignored_when_the_encoder_ignores_and_numeric_models_refuse_stri
     assert len(result.predictions) == 1
     (_, value, _), = result.dead_letters
     assert orjson.loads(value)["error"] == "feature 'carrier' for m/S v1 must be a number or null; got string 'UA'"
+
+
+def test_an_encoder_failure_dead_letters_its_events_and_spares_the_batch(monkeypatch) -> None:
+    from scorer.models.categorical import CategoricalInputs
+
+    def broken(self, X, what=None):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(CategoricalInputs, "encode_rows", broken)
+    result = _score(_model("ignore"), [{"carrier": "UA", "distance": 1.0}])
+    (_, value, _), = result.dead_letters
+    assert "could not encode the events: RuntimeError: simulated" in orjson.loads(value)["error"]
+    assert result.reasons == {"model_error": 1}

@@ -56,6 +56,36 @@ def fitted_logistic(seed: int, n_features: int) -> ModelWeights:
     return export(fitted, feature_names=[f"f{i:02d}" for i in range(n_features)])
 
 
+def fitted_forest(seed: int, n_features: int, n_estimators: int = 50, max_depth: int = 8) -> ModelWeights:
+    """A RandomForestClassifier (50 trees of depth 8 by default) fitted on 2,000 random rows, features f00..."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from trainers import export
+
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(2000, n_features))
+    y = (X @ rng.normal(size=n_features) + 0.5 * rng.normal(size=2000) > 0).astype(int)
+    fitted = RandomForestClassifier(n_estimators=n_estimators, max_depth=max_depth, random_state=seed, n_jobs=1)
+    return export(fitted.fit(X, y), feature_names=[f"f{i:02d}" for i in range(n_features)])
+
+
+def fitted_model(arch: str, seed: int, n_features: int) -> ModelWeights:
+    """``fitted_logistic`` or ``fitted_forest`` by name (the benchmarks' ``--arch``)."""
+    if arch == "forest":
+        return fitted_forest(seed, n_features)
+    if arch == "logistic":
+        return fitted_logistic(seed, n_features)
+    raise ValueError(f"unknown benchmark arch {arch!r}; expected logistic or forest")
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """Resident set size of a process (Linux /proc), in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

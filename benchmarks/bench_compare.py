@@ -1,4 +1,4 @@
-"""Three ways to score a Kafka stream, in one run, on the same events and the same models.
+"""Five ways to score a Kafka stream, in one run, on the same events and the same models.
 
 (a) **baked**: the model baked into the pipeline. A small faust app whose agent calls scikit-learn's
     ``predict_proba`` once per event on a dict of fitted pipelines (StandardScaler + LogisticRegression, one
@@ -8,6 +8,10 @@
     makes one HTTP call per event over a keep-alive connection pool (agent concurrency ``--rest-concurrency``).
     A new version is loaded by the server's ``POST /reload`` endpoint (no restart); measured from the request
     to the first prediction of the new version. The server's cold start is reported too (what a restart costs).
+(d) **batched**: a stronger peer, on scorer's own reader (``scorer worker``'s app with its scoring replaced):
+    each micro-batch grouped by segment and scored with one scikit-learn ``predict_proba`` call per segment
+    (:mod:`benchmarks.compare_peers`); a new version is a redeploy, like (a).
+(e) **onnx**: the same, with the pipelines converted by skl2onnx and run by ONNX Runtime.
 (c) **scorer**: ``scorer worker`` with the same pipelines exported and published to Cassandra. A new version is
     ``scorer activate`` (one segment, as users do it), then ``ModelStore.release`` plus the change notice from
     an already running process (half the segments: the in-process path a deploy service would use, like the
@@ -26,6 +30,9 @@ input topic. Phases, one approach after the other (never concurrently, so they d
    end-to-end latency = arrival of the prediction at a reader minus the input's Kafka timestamp
    (p50/p99 over a steady window), then the version change, then every event is checked for a prediction.
 
+The summary gives scorer's throughput over the best peer's (target >= 3x). Every live phase reports the rate its
+feed reached beside the rate it aimed for, and flags a feed that fell short (the latency is then at a lower load).
+
 Prints a table, writes reports/bench_compare.json. The machine is small and shared: broker, Cassandra, the
 consumers and this harness share its cores, so compare the approaches by their ratios in one run.
 
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -71,12 +79,18 @@ FEATURES = tuple(f"f{i:02d}" for i in range(N_FEATURES))
 PARTITIONS = 4
 SCORER = str(Path(sys.executable).parent / "scorer")
 LOG_DIR = Path(tempfile.gettempdir()) / "scorer-bench-logs"
-APPROACHES = ("baked", "rest", "scorer")
+APPROACHES = ("baked", "rest", "batched", "onnx", "scorer")
+PEERS = tuple(a for a in APPROACHES if a != "scorer")
+SHORT_FEED = 0.95
+"""A live feed that reached less than this fraction of its target rate is flagged as short."""
 SHORT = {"baked": "baked: Faust + sklearn per event", "rest": "REST: Faust + one HTTP call per event",
-         "scorer": "scorer worker"}
+         "batched": "batched: scorer's reader + sklearn per segment batch",
+         "onnx": "ONNX: scorer's reader + ONNX Runtime per segment batch", "scorer": "scorer worker"}
 LABELS = {
     "baked": "model baked into a Faust agent (sklearn predict_proba per event)",
     "rest": "Faust agent + REST scoring service (one HTTP call per event)",
+    "batched": "baked pipelines on scorer's reader, predict_proba once per segment per micro-batch",
+    "onnx": "skl2onnx-converted pipelines on scorer's reader, ONNX Runtime once per segment per micro-batch",
     "scorer": "scorer worker (weights in Cassandra, vectorised micro-batches)",
 }
 
@@ -351,7 +365,7 @@ class Feed:
         sink = KafkaSink(producer)
         events = Events()
         chunk = max(1, int(self.rate * 0.005))  # one small batch every ~5 ms
-        started = time.perf_counter()
+        started = self.started = time.perf_counter()
         try:
             while not self._stop.is_set():
                 delay = started + self.sent / self.rate - time.perf_counter()
@@ -368,9 +382,15 @@ class Feed:
     def stop(self) -> int:
         self._stop.set()
         self._thread.join(30)
+        self.seconds = time.perf_counter() - getattr(self, "started", time.perf_counter())
         if self.error is not None:
             raise RuntimeError(f"event feed failed: {self.error!r}")
         return self.sent
+
+    def achieved(self) -> dict[str, Any]:
+        """The rate reached beside the rate aimed for; ``short`` when the feed fell behind its schedule."""
+        rate = self.sent / self.seconds if getattr(self, "seconds", 0) > 0 else 0.0
+        return {"aimed_eps": self.rate, "achieved_eps": rate, "short": rate < SHORT_FEED * self.rate}
 
 
 @dataclass
@@ -574,6 +594,24 @@ class Baked(Approach):
         return [redeploy]
 
 
+class Peer(Baked):
+    """batched / onnx: scorer's reader with a baked model scored per segment batch; redeployed like baked."""
+
+    def _agent(self, version: int) -> Proc:
+        return Proc([sys.executable, __file__, "peer", "--kind", self.name, "--input", self.topics.input,
+                     "--output", self.topics.output, "--app-id", self.app_id, "--models-dir",
+                     str(self.bench.models_dir), "--version", str(version)], f"{self.name}-v{version}",
+                    env={"SCORER_KEYSPACE": self.bench.settings.keyspace})
+
+
+class Batched(Peer):
+    name = "batched"
+
+
+class Onnx(Peer):
+    name = "onnx"
+
+
 class Rest(Approach):
     name = "rest"
 
@@ -695,7 +733,7 @@ class Bench:
         self.args, self.settings, self.models_dir, self.tag = args, settings, models_dir, tag
 
     def approach(self, name: str) -> Approach:
-        return {"baked": Baked, "rest": Rest, "scorer": Scorer}[name](self)
+        return {"baked": Baked, "rest": Rest, "batched": Batched, "onnx": Onnx, "scorer": Scorer}[name](self)
 
     def drain(self, name: str, topics: Topics, n: int) -> tuple[dict[str, Any], dict[str, float]]:
         """The approach drains a backlog of n events; events/s between first and last output timestamps."""
@@ -755,6 +793,7 @@ class Bench:
                 time.sleep(self.args.settle)
             sent = feed.stop()
             result["feed_lag_max_s"] = feed.lag_max
+            result["feed"] = feed.achieved()
             feed = None
             self._wait(lambda: len({o.id for o in watch.outputs}) >= sent, approach, watch, 120,
                        "score every event", fail=False)
@@ -818,7 +857,7 @@ class Bench:
 
 # ------------------------------------------------------------------------------------------ setup and main
 
-def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any) -> dict[str, Any]:
+def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any, onnx: bool = False) -> dict[str, Any]:
     """Fit v1 and v2 per segment; save them for (a)/(b); publish them for (c); check all three agree."""
     from scorer.models import build
     from scorer.store import CassandraModelStore
@@ -837,6 +876,13 @@ def setup(settings: Settings, models_dir: Path, n_segments: int, console: Any) -
             parity = max(parity, float(np.abs(rebuilt[seg].predict_proba(X) - expected).max()),
                          float(np.abs(exported - expected).max()))
     fit_s = time.perf_counter() - started
+    if onnx:
+        from benchmarks.compare_peers import convert_to_onnx
+
+        started = time.perf_counter()
+        for v, pipelines in versions.items():
+            convert_to_onnx(pipelines, N_FEATURES, models_dir / f"v{v}-onnx")
+        console.print(f"converted {2 * n_segments} pipelines to ONNX in {time.perf_counter() - started:.1f} s")
     create_keyspace(settings)
     started = time.perf_counter()
     with CassandraModelStore(settings) as store:
@@ -859,6 +905,11 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
     unknown = sorted(set(names) - set(APPROACHES))
     if unknown:
         raise SystemExit(f"unknown approaches {unknown}; choose from {', '.join(APPROACHES)}")
+    skipped = {}
+    if "onnx" in names and not all(importlib.util.find_spec(m) for m in ("onnxruntime", "skl2onnx")):
+        names.remove("onnx")
+        skipped["onnx"] = "onnxruntime or skl2onnx not installed: pip install -e '.[bench]'"
+        console.print(f"[yellow]skipping onnx: {skipped['onnx']}[/]")
     report: dict[str, Any] = {
         "benchmark": "compare", "machine": machine(),
         "config": {"events": args.events, "segments": N_SEGMENTS, "features": N_FEATURES, "arch": "logistic",
@@ -866,13 +917,13 @@ def run(args: argparse.Namespace, console: Any) -> dict[str, Any]:
                    "rest_concurrency": args.rest_concurrency, "scorer_args": args.scorer_args,
                    "scorer_batch": "1000 events / 10 ms", "latency_seconds": args.latency_seconds,
                    "quick": args.quick, "order": "one approach at a time, same events, own input topic copy"},
-        "approaches": {n: {"label": LABELS[n]} for n in names},
+        "approaches": {n: {"label": LABELS[n]} for n in names}, "skipped": skipped,
     }
     models_dir = Path(tempfile.mkdtemp(prefix="bench-compare-"))
     predictions: dict[str, dict[str, float]] = {}
     try:
         console.print(f"setup: keyspace {settings.keyspace}, {N_SEGMENTS} segments x 2 versions")
-        report["setup"] = setup(settings, models_dir, N_SEGMENTS, console)
+        report["setup"] = setup(settings, models_dir, N_SEGMENTS, console, onnx="onnx" in names)
         bench = Bench(args, settings, models_dir, tag)
 
         drains = {n: Topics.new(tag, f"{n}-drain") for n in names}
@@ -942,6 +993,10 @@ def notes(args: argparse.Namespace) -> list[str]:
         "row starts at the release call in a process that already holds a store (like the REST server's reload); "
         "a single segment gets an event only every segments/rate seconds, which adds to the activate figure. "
         "bench_worker measures the propagation from the pointer write alone.",
+        "batched and ONNX peers run scorer's own reader, sink, delivery and commits (the same app with its scoring "
+        "replaced): orjson per message, grouped by segment, one predict per segment per micro-batch, orjson per "
+        "prediction. They do none of scorer's checks (names, sizes, non-finite values, dead letters), no "
+        "metrics, no swaps without a restart; ONNX scores in float32 (differences ~1e-7).",
         f"scorer worker flags: {args.scorer_args or '(none)'} (monitoring off: the other two do none); "
         "micro-batches of up to 1000 events or 10 ms; it reads with its direct reader (one aiokafka consumer), "
         "while the baked and REST agents run stock faust.",
@@ -970,15 +1025,19 @@ def summary(report: dict[str, Any]) -> list[dict[str, Any]]:
             "approach": name, "label": a["label"], "short": SHORT[name], "eps": throughput.get("eps"),
             "us_cpu_per_event": throughput.get("us_cpu_per_event"),
             "p50_ms": live.get("latency", {}).get("p50_ms"), "p99_ms": live.get("latency", {}).get("p99_ms"),
-            "rate": live.get("rate"),
+            "rate": live.get("rate"), "feed": live.get("feed"),
             "version_change": [{k: c[k] for k in ("how", "short", "effect_s", "command_s", "max_latency_ms_around")}
                                for c in changes],
             "restart": any(c["restart"] for c in changes) if changes else None,
             "lost": live.get("lost"), "duplicates": live.get("duplicates"), "error": a.get("error"),
         })
     eps = {r["approach"]: r["eps"] for r in rows if r["eps"]}
+    peers = {n: e for n, e in eps.items() if n in PEERS}
+    best = max(peers, key=peers.__getitem__) if peers else None
     for r in rows:
         r["eps_vs_baked"] = r["eps"] / eps["baked"] if r["eps"] and eps.get("baked") else None
+        r["eps_vs_best_peer"] = r["eps"] / peers[best] if r["eps"] and best else None
+        r["best_peer"] = best
     return rows
 
 
@@ -986,11 +1045,11 @@ def show(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     m = report["machine"]
-    table = Table(title=f"Three ways to score a stream ({m['cpus']} CPUs shared with Kafka and Cassandra, load "
+    table = Table(title=f"Five ways to score a stream ({m['cpus']} CPUs shared with Kafka and Cassandra, load "
                         f"{m['load_avg'][0]:.1f} -> {m['load_avg_end'][0]:.1f}); latency at "
                         f"{report['config'].get('rate', 0):,.0f} events/s")
-    for col in ("approach", "events/s", "x baked", "µs CPU/event", "p50 ms", "p99 ms", "new version takes effect",
-                "restart?", "lost/dup"):
+    for col in ("approach", "events/s", "x baked", "x best peer", "µs CPU/event", "p50 ms", "p99 ms",
+                "feed events/s (aimed)", "new version takes effect", "restart?", "lost/dup"):
         table.add_column(col, justify="left" if col in ("approach", "new version takes effect") else "right")
 
     def num(v: float | None, fmt: str) -> str:
@@ -998,12 +1057,24 @@ def show(report: dict[str, Any], console: Any) -> None:
 
     for r in report["summary"]:
         change = "\n".join(f"{c['effect_s']:.2f} s: {c['how']}" for c in r["version_change"]) or "-"
+        feed = r.get("feed") or {}
+        fed = "-" if not feed else (f"{feed['achieved_eps']:,.0f} ({feed['aimed_eps']:,.0f})"
+                                    + (" SHORT" if feed["short"] else ""))
         table.add_row(r["short"] if not r["error"] else f"{r['short']}\n[red]{r['error'][:200]}[/]",
-                      num(r["eps"], ",.0f"), num(r["eps_vs_baked"], ".2f"), num(r["us_cpu_per_event"], ",.0f"),
-                      num(r["p50_ms"], ".1f"), num(r["p99_ms"], ".1f"), change,
+                      num(r["eps"], ",.0f"), num(r["eps_vs_baked"], ".2f"), num(r["eps_vs_best_peer"], ".2f"),
+                      num(r["us_cpu_per_event"], ",.0f"), num(r["p50_ms"], ".1f"), num(r["p99_ms"], ".1f"), fed, change,
                       {None: "-", True: "yes", False: "no"}[r["restart"]],
                       "-" if r["lost"] is None else f"{r['lost']}/{r['duplicates']}")
     console.print(table)
+    scorer = next((r for r in report["summary"] if r["approach"] == "scorer"), None)
+    if scorer and scorer["eps_vs_best_peer"]:
+        ok = "yes" if scorer["eps_vs_best_peer"] >= 3.0 else "NO"
+        console.print(f"scorer / best peer ({scorer['best_peer']}): {scorer['eps_vs_best_peer']:.2f}x "
+                      f"(target >= 3x: {ok})")
+    short = [r["approach"] for r in report["summary"] if (r.get("feed") or {}).get("short")]
+    if short:
+        console.print(f"[yellow]feed fell short of its target rate for: {', '.join(short)} (latency measured at the "
+                      "lower achieved rate)[/]")
     for pair, p in report.get("parity", {}).items():
         console.print(f"same predictions {pair}: {p['events']:,} events, max |diff| "
                       f"{'-' if p['max_abs_diff'] is None else format(p['max_abs_diff'], '.1e')}")
@@ -1021,6 +1092,13 @@ def main() -> int:
         p.add_argument("--version", type=int, default=1)
         p.add_argument("--port", type=int)
         p.add_argument("--concurrency", type=int, default=8)
+    peer = sub.add_parser("peer", help="(internal) run a batched or ONNX peer on scorer's reader")
+    peer.add_argument("--kind", choices=["batched", "onnx"], required=True)
+    peer.add_argument("--input", required=True)
+    peer.add_argument("--output", required=True)
+    peer.add_argument("--app-id", required=True)
+    peer.add_argument("--models-dir", required=True)
+    peer.add_argument("--version", type=int, default=1)
     server = sub.add_parser("rest-server", help="(internal) run the REST scoring server")
     server.add_argument("--port", type=int, required=True)
     server.add_argument("--models-dir", required=True)
@@ -1048,6 +1126,11 @@ def main() -> int:
         return 0
     if args.role == "rest-server":
         role_rest_server(args)
+        return 0
+    if args.role == "peer":
+        from benchmarks.compare_peers import role_peer
+
+        role_peer(args, FEATURES, MODEL)
         return 0
     if args.quick:
         args.events, args.latency_seconds, args.warmup, args.settle = 5000, 6.0, 2.0, 2.0

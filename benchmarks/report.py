@@ -285,11 +285,15 @@ def render_compare(d: dict[str, Any]) -> list[str]:
         restart = {None: "-", True: "yes", False: "no"}[r.get("restart")]
         name = r.get("short", r["approach"]) + (f" — FAILED: {r['error']}" if r.get("error") else "")
         lost = "-" if r.get("lost") is None else f"{r['lost']} / {r['duplicates']}"
+        feed = r.get("feed") or {}
+        fed = "-" if not feed else (f"{feed['achieved_eps']:,.0f} of {feed['aimed_eps']:,.0f}"
+                                    + (" (SHORT)" if feed.get("short") else ""))
         rows.append([name, fmt(r.get("eps"), ",.0f"), fmt(r.get("eps_vs_baked"), ".2f", "x"),
-                     fmt(r.get("us_cpu_per_event"), ",.0f"), fmt(r.get("p50_ms")), fmt(r.get("p99_ms")), changes,
-                     restart, lost])
-    lines += table(["approach", "events/s", "vs baked", "µs CPU/event", "p50 ms", "p99 ms",
-                    "time for a new version to take effect", "restart?", "lost / dup"], rows)
+                     fmt(r.get("eps_vs_best_peer"), ".2f", "x"), fmt(r.get("us_cpu_per_event"), ",.0f"),
+                     fmt(r.get("p50_ms")), fmt(r.get("p99_ms")), fed, changes, restart, lost])
+    lines += table(["approach", "events/s", "vs baked", "vs best peer", "µs CPU/event", "p50 ms", "p99 ms",
+                    "feed events/s reached", "time for a new version to take effect", "restart?", "lost / dup"],
+                   rows)
     for pair, p in d.get("parity", {}).items():
         lines.append(f"- same models, same predictions ({pair.replace('_', ' ')}): {fmt(p.get('events'), ',d')} "
                      f"events, max |diff| {fmt(p.get('max_abs_diff'), '.1e')}")
@@ -358,8 +362,28 @@ def render_worker(d: dict[str, Any]) -> list[str]:
         ["swaps / events / lost / duplicates / dead letters",
          " / ".join(fmt(v, ",d") for v in (swaps.get("total"), live.get("events"), live.get("lost"),
                                             live.get("duplicates"), live.get("dead_letters")))],
+        ["load generator reached / aimed (events/s): 10k phase, half-rate phase, swaps",
+         " / ".join(f"{fmt(p.get('achieved_rate'), ',.0f')} of {fmt(p.get('rate'), ',.0f')}"
+                    + (" (SHORT)" if p.get("short") else "")
+                    for p in (live.get("latency_at_target_rate", {}), live.get("latency", {}),
+                              live.get("swap_phase_feed", {})))],
+        ["Cassandra reads/s that polling costs one worker (measured)",
+         fmt(get(live, "latency", "active_models_reads_per_s"), ".1f")],
     ]
     return table(["measure", "value"], rows)
+
+
+def render_segments(d: dict[str, Any]) -> list[str]:
+    rows = []
+    for arch, r in d.get("archs", {}).items():
+        pre, spread, zipf = r.get("preload", {}), r.get("spread", {}), r.get("zipf", {})
+        rows.append([arch, fmt(r.get("segments"), ",d"), fmt(pre.get("seconds"), ".2f"),
+                     f"{fmt(pre.get('rss_models_mb'), ',.0f')} / {fmt(pre.get('rss_per_model_kb'), '.1f')}",
+                     fmt(get(spread, "best", "all", "eps"), ",.0f"), fmt(get(spread, "best", "hundred", "eps"), ",.0f"),
+                     fmt(spread.get("ratio"), ".2f"), fmt(zipf.get("hit_rate"), ".3f"),
+                     fmt(get(zipf, "miss_per_model_ms", "p99"), ".2f")])
+    return table(["arch", "segments", "preload s", "RSS MB / KB per model", "events/s all segments",
+                  "events/s 100 segments", "ratio", "Zipf hit rate", "miss p99 ms per model"], rows)
 
 
 def render_soak(d: dict[str, Any]) -> list[str]:
@@ -367,6 +391,7 @@ def render_soak(d: dict[str, Any]) -> list[str]:
     prop = sw.get("propagation_ms", {})
     rows = [
         ["capacity / soak rate (events/s)", f"{fmt(d.get('capacity_eps'), ',.0f')} / {fmt(d.get('rate_eps'), ',.0f')}"],
+        ["soak rate reached (events/s)", fmt(d.get("achieved_eps"), ",.0f") + (" (SHORT)" if d.get("short") else "")],
         ["soak duration (s) / a swap every (s)",
          f"{fmt(d.get('soak_seconds'), ',.0f')} / {fmt(get(d, 'config', 'swap_every_s'), ',.0f')}"],
         ["events sent / lost / duplicates / failed",
@@ -423,16 +448,17 @@ def generic_lines(data: Any, limit: int = 40) -> list[str]:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "compare": render_compare, "kernels": render_kernels, "store": render_store, "worker": render_worker,
-    "monitor": render_monitor, "soak": render_soak,
+    "monitor": render_monitor, "soak": render_soak, "segments": render_segments,
 }
 TITLES = {
-    "compare": "Three ways to score a stream: baked-in model vs REST service vs scorer",
+    "compare": "Ways to score a stream: baked-in model, REST service, batched sklearn and ONNX peers, scorer",
     "kernels": "Scoring kernels: Model.predict vs scikit-learn (median µs per call)",
     "store": "Model store: publish 1,000 models, load every active version",
     "train": "Per-segment training",
     "worker": "Scoring worker vs a no-op Faust agent",
     "soak": "Soak: one worker at half its capacity, swapping models all along",
     "monitor": "Monitoring costs",
+    "segments": "10,000 segments of one model: preload, memory, spread throughput, LRU under Zipf",
 }
 
 
@@ -500,8 +526,10 @@ def plot(combined: dict[str, Any], path: Path) -> None:
                  f" CPUs shared with Kafka and Cassandra; {load}", fontsize=12)
     compare = combined["benchmarks"].get("compare", {})
     summary = get(compare, "data", "summary", default=[]) if compare.get("data") else []
-    colors = {"baked": "#d62728", "rest": "#ff7f0e", "scorer": "#2ca02c"}
-    ticks = {"baked": "baked in\n(Faust + sklearn)", "rest": "REST service\n(Faust + HTTP)", "scorer": "scorer\nworker"}
+    colors = {"baked": "#d62728", "rest": "#ff7f0e", "batched": "#8c564b", "onnx": "#e377c2", "scorer": "#2ca02c"}
+    ticks = {"baked": "baked in\n(Faust + sklearn)", "rest": "REST service\n(Faust + HTTP)",
+             "batched": "batched sklearn\n(scorer's reader)", "onnx": "ONNX Runtime\n(scorer's reader)",
+             "scorer": "scorer\nworker"}
     names = [ticks.get(r["approach"], r["approach"]) for r in summary]
 
     def failed(ax: Any, what: str, entry: dict[str, Any] | None) -> None:

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 @click.option("--changes-topic", help="Topic of pointer-change notices, read without a consumer group "
               "[default: SCORER_CHANGES_TOPIC or model-changes].")
 @click.option("--models", help="Comma-separated models to serve [default: every model with active rows].")
-@click.option("--poll-interval", type=float, default=1.0, show_default=True,
+@click.option("--poll-interval", type=float, default=0.25, show_default=True,
               help="Seconds between reads of each served model's active_models partition.")
 @click.option("--batch-size", type=int, default=1000, show_default=True, help="Most events per micro-batch.")
 @click.option("--batch-window-ms", type=float, default=10.0, show_default=True,

@@ -53,7 +53,7 @@ from . import rules
 from .base import ActiveModel, Progress, VersionInfo, active_version
 from .claims import PlainClaims
 from .connection import connect
-from .cql import COMPLETE, PAGE_BYTES, STATEMENTS, aware, in_groups
+from .cql import COMPLETE, PAGE_BYTES, READ_BYTES_IN_FLIGHT, STATEMENTS, aware, in_groups
 from .outside import OutsideChanges
 from .pointers import Pointers
 from .publishing import Publishing
@@ -316,7 +316,7 @@ class CassandraModelStore(Publishing, Pointers, OutsideChanges):
 
         # Phase 1: version rows. Only complete rows are trusted.
         groups = in_groups(wanted, lambda key: 1, limit=None)
-        results = self._concurrent([(self._q["versions_in"], (model, segs, version))
+        results = self._concurrent([(self._q["heads_in"], (model, segs, version))
                                     for (model, version), segs in groups])
         rows: dict[tuple[str, str, int], Any] = {}
         for ((model, version), segs), (ok, result) in zip(groups, results, strict=True):
@@ -344,16 +344,20 @@ class CassandraModelStore(Publishing, Pointers, OutsideChanges):
 
         # Phase 2: chunks, packed so that one request carries about PAGE_BYTES at most.
         groups = in_groups(list(rows), lambda key: rows[key].size_bytes, limit=PAGE_BYTES)
-        work = []
+        work, largest = [], 1
         for (model, version), segs in groups:
             bound = self._q["chunks_in"].bind((model, segs, version))
             members = [rows[(model, seg, version)] for seg in segs]
-            if sum(row.size_bytes for row in members) <= PAGE_BYTES:
+            size = sum(row.size_bytes for row in members)
+            largest = max(largest, min(size, PAGE_BYTES))
+            if size <= PAGE_BYTES:
                 bound.fetch_size = sum(row.n_chunks for row in members) + 1  # one page
             else:  # one large version: pages of about PAGE_BYTES
                 bound.fetch_size = max(1, PAGE_BYTES // max(row.chunk_size or self.chunk_size for row in members))
             work.append((bound, None))
-        for ((model, version), segs), (ok, result) in zip(groups, self._concurrent(work), strict=True):
+        concurrency = max(1, min(self.concurrency, READ_BYTES_IN_FLIGHT // largest))
+        for ((model, version), segs), (ok, result) in zip(groups, self._concurrent(work, concurrency=concurrency),
+                                                          strict=True):
             what = f"read chunks of {rules.where(model, segs[0], version)}" + (
                 f" and {len(segs) - 1} more" if segs[1:] else "")
             try:

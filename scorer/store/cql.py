@@ -19,6 +19,9 @@ IN_GROUP = 64
 """Partitions per multi-partition read (``segment IN ?``): one request instead of many, kept small."""
 BYTES_IN_FLIGHT = 4 * 1024 * 1024
 """Chunk writes in flight at once, in bytes: more only fills the socket buffer (ConnectionBusy)."""
+READ_BYTES_IN_FLIGHT = 32 * 1024 * 1024
+"""Chunk reads in flight at once, in bytes: 64 pages of 4 MB (a preload of large forests) exhausted the devstack
+Cassandra's 256 MB of direct memory and killed it; small models still read at full concurrency."""
 
 STATEMENTS: dict[str, str] = {
     "active_model": "SELECT segment, version, canary_version, canary_fraction, shadow_version, updated_at, "
@@ -66,6 +69,8 @@ STATEMENTS: dict[str, str] = {
     "chunks_in": "SELECT segment, chunk, data FROM {ks}.model_chunks WHERE model = ? AND segment IN ? "
                  "AND version = ?",
     "versions_in": "SELECT * FROM {ks}.model_versions WHERE model = ? AND segment IN ? AND version = ?",
+    "heads_in": "SELECT segment, status, n_chunks, size_bytes, chunk_size, checksum FROM {ks}.model_versions "
+                "WHERE model = ? AND segment IN ? AND version = ?",  # load_many: what it checks, no JSON columns
     "newest_versions_in": "SELECT segment, version FROM {ks}.model_versions WHERE model = ? AND segment IN ? "
                           "PER PARTITION LIMIT 1",
     "newest_claims_in": "SELECT segment, version FROM {ks}.version_claims WHERE model = ? AND segment IN ? "

@@ -70,15 +70,14 @@ class ModelCache(StoreSide):
         models: Sequence[str] | None = None,
         max_models: int = 10_000,
         fallback_segment: str | None = "__default__",
-        poll_interval: float = 1.0,
+        poll_interval: float = 0.25,
         metrics: WorkerMetrics | None = None,
         prepare_fn: Callable[[str, str, int, Any, float], LoadedModel] = prepare,
         max_backoff: float = 10.0,
     ) -> None:
-        if max_models < 1:
-            raise ConfigError(f"max_models must be at least 1; got {max_models}")
-        if poll_interval <= 0:
-            raise ConfigError(f"poll_interval must be positive; got {poll_interval}")
+        if max_models < 1 or poll_interval <= 0:
+            raise ConfigError(f"max_models must be at least 1 and poll_interval positive; got {max_models} and "
+                              f"{poll_interval}")
         self.store = store
         self.models: tuple[str, ...] | None = tuple(models) if models else None
         self.max_models = max_models
@@ -143,8 +142,7 @@ class ModelCache(StoreSide):
                 return fallback
             return Unservable(f"no model for {model}/{segment} and no model for its fallback segment "
                               f"'{fallback}'", UNKNOWN_SEGMENT)
-        return Unservable(f"no model for {model}/{segment} (no active version, no fallback segment)",
-                          UNKNOWN_SEGMENT)
+        return Unservable(f"no model for {model}/{segment} (no active version, no fallback segment)", UNKNOWN_SEGMENT)
 
     # ---------------------------------------------------------------- loading
 
@@ -156,9 +154,7 @@ class ModelCache(StoreSide):
             self.metrics.model_seen(model)
         keys: list[Key] = []
         for model in models:
-            rows = await self._read(model)
-            if rows is None:
-                continue
+            rows = await self._read(model) or {}
             keys.extend((model, seg) for seg, row in sorted(rows.items()) if target_of(row) is not None)
         await self._load_entries(keys[: self.max_models])
         self.started.set()
@@ -207,9 +203,7 @@ class ModelCache(StoreSide):
                     sources[(model, segment)] = (model, source)
                 elif isinstance(source, Unservable):
                     answers[(model, segment)] = source
-        installed: dict[Key, Serving] = {}
-        if sources:
-            installed = await self._load_entries(list(dict.fromkeys(sources.values())), raise_transient=True)
+        installed = await self._load_entries(list(dict.fromkeys(sources.values())), raise_transient=True)
         out: dict[Key, Serving | Unservable] = {}
         for key, answer in answers.items():
             if answer is None and key in sources:
@@ -249,12 +243,13 @@ class ModelCache(StoreSide):
             serving = assemble(key[0], key[1], target, got)  # type: ignore[arg-type]
             self._install(key, serving)
             installed[key] = serving
+        self._update_gauges()
         if transient is not None and raise_transient:
             raise transient
         return installed
 
     def _install(self, key: Key, serving: Serving) -> None:
-        """The one way a Serving goes live, loaded lazily or swapped in: gauges and listeners follow."""
+        """The one way a Serving goes live (loaded lazily or swapped in); callers update the summing gauges after."""
         entry = self._entries.peek(key)
         old = entry.serving if entry is not None else None
         if entry is None:
@@ -263,10 +258,10 @@ class ModelCache(StoreSide):
                 log.debug("evicted %s/%s (least recently used, max_models=%d)", *evicted_key, self.max_models)
         else:
             entry.serving, entry.blocked = serving, None
+        self.metrics.segments_loaded.set(len(self._entries))  # the others sum over entries: once per load, not here
         self.metrics.version_served(key[0], serving.segment, serving.primary.version, False)
         if serving.canary is not None:
             self.metrics.version_served(key[0], serving.segment, serving.canary.version, True)
-        self._update_gauges()
         for listener in self.swap_listeners:
             try:
                 listener(old, serving)
@@ -274,8 +269,7 @@ class ModelCache(StoreSide):
                 log.exception("swap listener failed")
 
     def add_swap_listener(self, listener: Callable[[Serving | None, Serving], None]) -> None:
-        """Call ``listener(old, new)`` for every Serving that goes live from now on, and at once (old None) for
-        each one live already."""
+        """Call ``listener(old, new)`` for every Serving going live from now on, and now (old None) for each live."""
         for _, entry in self._entries.items():
             listener(None, entry.serving)
         self.swap_listeners.append(listener)
@@ -346,6 +340,7 @@ class ModelCache(StoreSide):
             loaded.update({k[2]: r for k, r in results.items()})  # type: ignore[misc]
             new = assemble(key[0], key[1], target, loaded)
             self._install(key, new)
+            self._update_gauges()
             elapsed = time.perf_counter() - started
             self.metrics.swaps.labels(key[0], "ok").inc()
             self.metrics.swap_seconds.observe(elapsed)

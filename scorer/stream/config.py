@@ -28,7 +28,9 @@ class WorkerConfig(BaseModel):
     """Read ``Settings.changes_topic`` for immediate refreshes (the poll runs regardless)."""
     models: tuple[str, ...] = ()
     """Models served; empty: every model that has active rows or shows up in events."""
-    poll_interval: float = Field(1.0, gt=0, le=3600)
+    poll_interval: float = Field(0.25, gt=0, le=3600)
+    """Seconds between reads of each served model's active_models partition: a raw CQL swap shows within about
+    this; each worker costs (models served / poll_interval) single-partition reads per second."""
     batch_size: int = Field(1000, ge=1, le=100_000)
     batch_window_ms: float = Field(10.0, gt=0, le=60_000)
     max_models: int = Field(10_000, ge=1)

@@ -64,6 +64,26 @@ def test_memory_store_satisfies_the_protocol(store: MemoryModelStore) -> None:
     assert store.load(M, "SFO") == weights(1)
 
 
+def test_preload_sets_the_gauges_once_for_every_entry_and_canary() -> None:
+    """The gauges are summed once per load (not per installed entry): they must still count every version."""
+    store = MemoryModelStore()
+    store.publish_many(M, [(f"s{i:03d}", weights(i % 3), None, None) for i in range(40)], activate=True)
+    store.publish(M, "s000", weights(5))
+    store.canary(M, "s000", 2, 0.1)
+
+    async def scenario() -> None:
+        c = ModelCache(store, models=[M], max_models=30)
+        await c.start()
+        assert metric(c, "scorer_segments_loaded") == 30
+        assert metric(c, "scorer_models_loaded") == 31  # s000 serves a canary too
+        await c.ensure([(M, "s039")])  # past max_models: loaded by the batch that needs it, evicting s000 (LRU)
+        assert metric(c, "scorer_segments_loaded") == 30
+        assert metric(c, "scorer_models_loaded") == 30
+        assert metric(c, "scorer_evictions_total") == 1
+
+    run(scenario())
+
+
 def test_start_preloads_active_segments_and_a_new_segment_loads_lazily(store: MemoryModelStore) -> None:
     async def scenario() -> None:
         c = ModelCache(store, models=[M], poll_interval=0.01)

@@ -20,7 +20,7 @@ from scorer.stream.worker import WorkerConfig
 def test_worker_config_defaults_and_validation() -> None:
     config = WorkerConfig()
     assert (config.input_topic, config.output_topic, config.dlq_topic) == ("events", "predictions", "events-dlq")
-    assert (config.poll_interval, config.batch_size, config.max_models, config.web_port) == (1.0, 1000, 10_000, 6066)
+    assert (config.poll_interval, config.batch_size, config.max_models, config.web_port) == (0.25, 1000, 10_000, 6066)
     assert config.fallback_segment == "__default__"
     assert WorkerConfig(models="a, b,,c").models == ("a", "b", "c")
     limits = WorkerConfig(max_message_bytes=4096, max_features=7).limits()

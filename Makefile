@@ -69,6 +69,7 @@ demo: up
 # reports/bench.md, bench.json and bench.png with the environment. BENCH_ARGS=--quick for short runs,
 # BENCH_ARGS="--only compare,kernels" for some. A failed benchmark is marked failed in the report (exit 1).
 bench: up
+	$(PY) -m pip install -q -e '.[dev,bench]'  # the ONNX Runtime peer of bench_compare.py
 	$(PY) benchmarks/report.py --run $(BENCH_ARGS)
 
 clean: down

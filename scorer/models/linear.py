@@ -209,27 +209,44 @@ class LogisticModel(Model):
             z = X.dot(self._w).item() + self._b
             if not _isfinite(z):
                 self._reject_nonfinite(X)
-            z *= self._scale  # softmax([-z, z]) == expit(2z)
-            if z >= 0.0:
-                p = 1.0 / (1.0 + _exp(-z))
-            else:
-                e = _exp(z)
-                p = e / (1.0 + e)
-            out = np.empty((1, 2))
-            out[0, 0] = 1.0 - p
-            out[0, 1] = p
-            return out
+            return self._one_row(z)
         z = X.dot(self._w)
         z += self._b
         if not _isfinite(z.sum()):
             self._reject_nonfinite(X)
+        return self._binary_rows(z)
+
+    def _one_row(self, z: float) -> np.ndarray:
+        z *= self._scale  # softmax([-z, z]) == expit(2z)
+        if z >= 0.0:
+            p = 1.0 / (1.0 + _exp(-z))
+        else:
+            e = _exp(z)
+            p = e / (1.0 + e)
+        out = np.empty((1, 2))
+        out[0, 0] = 1.0 - p
+        out[0, 1] = p
+        return out
+
+    def _binary_rows(self, z: np.ndarray) -> np.ndarray:
         if self._scale != 1.0:
             return softmax_(np.stack([-z, z], axis=1))
         return _binary_proba(z)
 
     def _predict_front(self, X: np.ndarray) -> np.ndarray:
-        assert self._front is not None
-        return self._link(self._front.decide(X, self._coef_t, self._intercept, self._reject_nonfinite))
+        front = self._front
+        assert front is not None
+        if front.keep is None and self._mode in ("binary", "binary-softmax"):  # the binary kernel's own fast paths
+            if X.shape[0] == 1:
+                z = X.dot(self._w).item() + self._b
+                if _isfinite(z):
+                    return self._one_row(z)
+            else:
+                zs = X.dot(self._w)
+                zs += self._b
+                if _isfinite(zs.sum()):
+                    return self._binary_rows(zs)
+        return self._link(front.decide(X, self._coef_t, self._intercept, self._reject_nonfinite))
 
     def _predict_folded(self, X: np.ndarray) -> np.ndarray:
         z = self._folded(X)  # type: ignore[misc]

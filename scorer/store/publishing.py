@@ -204,14 +204,18 @@ class Publishing:
     def _claim_holder(self, model: str, segment: str, version: int) -> uuid.UUID | None:
         """Settle a claim whose LWT timed out: a LOCAL_SERIAL read finishes any in-flight Paxos round."""
         what = f"settle the claim of {rules.where(model, segment, version)} (its LWT timed out)"
-        for attempt in range(3):
+        for attempt in range(5):
             try:
                 row = self._execute(self._q["claim_owner"], (model, segment, version), what,
                                     consistency=ConsistencyLevel.name_to_value[
                                         self.settings.cassandra_serial_consistency]).one()
                 return row.owner if row is not None else None
-            except StoreUnavailable:
-                if attempt == 2:
+            except StoreError as exc:
+                # A serial read is a Paxos round of its own: under contention it too can time out or end
+                # "CAS operation result is unknown"; reading again settles it.
+                retry = isinstance(exc, StoreUnavailable) or (exc.__cause__ is not None
+                                                              and lwt_outcome_unknown(exc.__cause__))
+                if attempt == 4 or not retry:
                     raise
                 time.sleep(backoff(attempt + 1, 0.2, 2.0))
         return None  # pragma: no cover - the loop returns or raises

@@ -107,17 +107,18 @@ def _unfusable(model: Model) -> bool:
     return bool(model.categorical or model._folded or (model._steps and (front is None or front.keep is not None)))  # type: ignore[attr-defined]
 
 
-def _impute_rows(models: list[Model], X: np.ndarray, owner: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Decisions of fused rows that came out non-finite, again by their own model's front (which imputes);
-    rows of models without an imputer stay non-finite (the scorer dead-letters them)."""
+def _fused_decisions(models: list[Model], X: np.ndarray, owner: np.ndarray, weights: list[np.ndarray],
+                     intercepts: list[float]) -> np.ndarray:
+    """``_rowwise_decision``, with rows that came out non-finite computed again by their own model's front
+    (which imputes); rows of models without an imputer stay non-finite (the scorer dead-letters them)."""
+    z = _rowwise_decision(X, owner, weights, intercepts)
     if _isfinite(z.sum()):
         return z
     for i in np.flatnonzero(~np.isfinite(z)).tolist():
-        model = models[owner[i]]
-        front = model._front
+        k = owner[i]
+        front = models[k]._front
         if front is not None and front.fill is not None:
-            w = model._w if hasattr(model, "_w") else model._coef  # type: ignore[attr-defined]
-            z[i] = front.decide(X[i:i + 1], w, np.asarray([model._b]), None)[0]  # type: ignore[attr-defined]
+            z[i] = front.decide(X[i:i + 1], weights[k], np.asarray([intercepts[k]]), None)[0]
     return z
 
 
@@ -156,8 +157,7 @@ class LinearModel(Model):
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        z = _rowwise_decision(X, owner, [m._coef for m in models], [m._b for m in models])  # type: ignore[attr-defined]
-        return _impute_rows(models, X, owner, z)
+        return _fused_decisions(models, X, owner, [m._coef for m in models], [m._b for m in models])  # type: ignore[attr-defined]
 
 
 @register
@@ -271,8 +271,7 @@ class LogisticModel(Model):
 
     @classmethod
     def predict_fused(cls, models: list[Model], X: np.ndarray, owner: np.ndarray) -> np.ndarray:
-        z = _rowwise_decision(X, owner, [m._w for m in models], [m._b for m in models])  # type: ignore[attr-defined]
-        z = _impute_rows(models, X, owner, z)
+        z = _fused_decisions(models, X, owner, [m._w for m in models], [m._b for m in models])  # type: ignore[attr-defined]
         scale = models[0]._scale  # type: ignore[attr-defined]
         if scale != 1.0:
             z *= scale  # softmax([-z, z]) == expit(2z)

@@ -178,12 +178,16 @@ class DirectConsumer(ConsumerRebalanceListener):
         """Commit what was delivered and leave the group (its partitions go to the other workers at once)."""
         if self.consumer is None:
             return
-        await self.commit()
+        await self._final_commit()
         consumer, self.consumer = self.consumer, None
         try:
             await consumer.stop()
         except Exception:
             log.exception("stopping the input consumer failed")
+
+    async def _final_commit(self) -> None:
+        """What ``close`` commits before leaving the group: every delivered offset."""
+        await self.commit()
 
     # ------------------------------------------------------------------ ConsumerRebalanceListener
 

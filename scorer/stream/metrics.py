@@ -15,6 +15,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.registry import Collector
 
+from scorer.stream.events import REASON_KINDS
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0)
 SWAP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -137,8 +139,6 @@ class WorkerMetrics:
         self.store_up.set(1)
         self._models_seen: set[str] = set()
         self._lag_partitions: set[int] = set()
-        from scorer.stream.events import REASON_KINDS
-
         for kind in REASON_KINDS:
             self.dead_letters.labels(kind)
         for cause in RETRY_CAUSES:

@@ -275,19 +275,12 @@ class TransactionalConsumer(DirectConsumer):
         if txn is not None:
             await txn.close()
 
-    async def close(self) -> None:
-        """Commit every open transaction, close the producers, leave the group."""
-        if self.consumer is None:
-            return
+    async def _final_commit(self) -> None:
+        """Before leaving the group: commit every open transaction and close the producers."""
         async with self._taking:
             await self._commit_all(rewind=False)
             for tp in list(self._txns):
                 await self._drop(tp)
-        consumer, self.consumer = self.consumer, None
-        try:
-            await consumer.stop()
-        except Exception:
-            log.exception("stopping the input consumer failed")
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
         """Before giving partitions up: settle and commit (or abort) their transactions, close their producers."""

@@ -24,6 +24,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from scorer.config import Settings
 from support.net import free_port
@@ -177,13 +178,17 @@ class Collector:
     _ready: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     error: BaseException | None = None
+    start_errors: list[BaseException] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def start(self, timeout: float = 30.0) -> Collector:
         self._thread.start()
-        assert self._ready.wait(timeout), f"collector did not start within {timeout} s: {self.error}"
+        if not self._ready.wait(timeout):
+            self._stop.set()
+            raise AssertionError(f"collector did not start within {timeout} s: {self.error!r}, "
+                                 f"{len(self.start_errors)} abandoned starts: {self.start_errors[-3:]!r}")
         return self
 
     def _run(self) -> None:
@@ -193,12 +198,25 @@ class Collector:
             self.error = exc
             self._ready.set()
 
+    async def _connect(self) -> AIOKafkaConsumer:
+        """A started consumer; a start that hangs (a young cluster on a loaded box) is abandoned and tried again."""
+        while True:
+            # read_committed, like every downstream reader must: outputs of aborted transactions never count.
+            consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
+                                        auto_offset_reset="earliest", enable_auto_commit=False,
+                                        isolation_level="read_committed")
+            try:
+                await asyncio.wait_for(consumer.start(), 20.0)
+                return consumer
+            except (TimeoutError, KafkaError) as exc:
+                self.start_errors.append(exc)
+                await consumer.stop()
+                if self._stop.is_set():
+                    raise
+                await asyncio.sleep(1.0)
+
     async def _consume(self) -> None:
-        # read_committed, like every downstream reader must: outputs of aborted transactions never count.
-        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
-                                    auto_offset_reset="earliest", enable_auto_commit=False,
-                                    isolation_level="read_committed")
-        await consumer.start()
+        consumer = await self._connect()
         self._ready.set()
         try:
             while not self._stop.is_set():

@@ -49,13 +49,19 @@ def open_store(cli: CliContext) -> Iterator[CassandraModelStore]:
 def change_pointer(cli: CliContext, change: Callable[[ModelStore], Activation]) -> Activation:
     """The one place where activate, rollback, canary and promote change a live pointer.
 
-    A hook that announces the change (e.g. a "model-changes" Kafka notice) belongs here, after ``change``
-    returned: the Activation says who switched which segment from which version to which.
+    The change is announced by a "model-changes" notice once ``change`` returned (the Activation says who
+    switched which segment from which version to which), so workers swap now rather than at their next poll;
+    the notice's producer connects while the pointer is written, and a failure to send only warns.
     """
-    with open_store(cli) as store:
-        entry = change(store)
-    announce(cli, entry.model, entry.segment, entry.action,
-              entry.canary_version if entry.action == "canary" else entry.to_version)
+    from scorer.kafka import notices
+
+    with notices.announce(cli.settings) as notify:
+        with open_store(cli) as store:
+            entry = change(store)
+        warning = notify(entry.model, entry.segment, entry.action,
+                         entry.canary_version if entry.action == "canary" else entry.to_version)
+    if warning is not None:
+        click.echo(f"warning: {warning}", err=True)
     return entry
 
 

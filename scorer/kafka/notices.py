@@ -11,8 +11,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Awaitable, Callable
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict
@@ -37,6 +40,14 @@ class Notice(BaseModel):
     action: str
     version: int | None = None
     at: str
+
+    def sent_at(self) -> float | None:
+        """``at`` as a POSIX time (None if it is not an ISO time with a zone)."""
+        try:
+            when = datetime.fromisoformat(self.at)
+        except ValueError:
+            return None
+        return when.timestamp() if when.tzinfo is not None else None
 
 
 def notice_fields(model: str, segment: str | None, action: str, version: int | None,
@@ -89,6 +100,12 @@ def publish_notice(settings: Settings, model: str, segment: str | None, action: 
     asyncio.run(publish_notice_async(settings, model, segment, action, version, topic=topic, timeout=timeout))
 
 
+def _unsent(settings: Settings, exc: BaseException) -> str:
+    reason = "timed out" if isinstance(exc, TimeoutError) else describe_failure(settings, exc)
+    return (f"the change is live, but its {settings.changes_topic!r} notice was not sent ({reason}); "
+            f"workers pick it up at their next poll")
+
+
 def try_publish_notice(settings: Settings, model: str, segment: str | None, action: str, version: int | None,
                        *, timeout: float = 5.0) -> str | None:
     """Publish on ``settings.changes_topic``; None when it worked, else a one-line warning (never raises).
@@ -96,14 +113,68 @@ def try_publish_notice(settings: Settings, model: str, segment: str | None, acti
     For commands that just changed a pointer: the change is done and workers' polls will see it, so a
     broker problem must not fail the command, only be said.
     """
-    topic = settings.changes_topic
     try:
-        publish_notice(settings, model, segment, action, version, topic=topic, timeout=timeout)
+        publish_notice(settings, model, segment, action, version, topic=settings.changes_topic, timeout=timeout)
     except Exception as exc:  # noqa: BLE001 - reported as a warning line by the caller
-        reason = "timed out" if isinstance(exc, TimeoutError) else describe_failure(settings, exc)
-        return (f"the change is live, but its {topic!r} notice was not sent ({reason}); "
-                f"workers pick it up at their next poll")
+        return _unsent(settings, exc)
     return None
+
+
+Notify = Callable[[str, "str | None", str, "int | None"], "str | None"]
+
+
+@contextmanager
+def announce(settings: Settings, *, timeout: float = 5.0) -> Iterator[Notify]:
+    """A notifier whose producer connects in the background from now on, while the caller changes the pointer.
+
+    ``notify(model, segment, action, version)`` then only sends (about a millisecond on a warm connection
+    instead of a new client's connect and metadata round trips after the write) and answers like
+    :func:`try_publish_notice`: None, or the one-line warning. Call it once the change is written.
+    """
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="notice-producer", daemon=True)
+    thread.start()
+
+    async def connect() -> Any:
+        producer = new_producer(settings, request_timeout_ms=int(timeout * 1000))
+        await asyncio.wait_for(start_producer(producer), timeout)
+        return producer
+
+    async def begin() -> asyncio.Task:
+        return asyncio.ensure_future(connect())
+
+    connecting = asyncio.run_coroutine_threadsafe(begin(), loop).result()
+
+    async def send(model: str, segment: str | None, action: str, version: int | None) -> None:
+        producer = await asyncio.shield(connecting)
+        await producer.send_and_wait(settings.changes_topic, encode_notice(model, segment, action, version),
+                                     key=notice_key(model))
+
+    def notify(model: str, segment: str | None, action: str, version: int | None) -> str | None:
+        try:
+            asyncio.run_coroutine_threadsafe(send(model, segment, action, version), loop).result(timeout)
+        except Exception as exc:  # noqa: BLE001 - a warning line for the caller (TimeoutError: "timed out")
+            return _unsent(settings, exc)
+        return None
+
+    async def close() -> None:
+        if not connecting.done():
+            connecting.cancel()  # start_producer closes what it opened
+        (producer,) = await asyncio.gather(connecting, return_exceptions=True)
+        if not isinstance(producer, BaseException):
+            await producer.stop()
+
+    try:
+        yield notify
+    finally:
+        try:
+            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout)
+        except Exception:  # noqa: BLE001, S110 - closing a client that never connected
+            pass
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout)
+        if not thread.is_alive():
+            loop.close()
 
 
 async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[Notice], Awaitable[None]],

@@ -9,7 +9,7 @@ next poll.
 
 The store API is synchronous; every call runs in a thread (``asyncio.to_thread``) so the event loop that
 feeds Kafka never blocks on Cassandra. The pure pieces (canary selection, targets, Servings, the LRU) are in
-:mod:`scorer.stream.serving`.
+:mod:`scorer.stream.serving`; refreshes and swaps (with their stage times) in :mod:`scorer.stream.swaps`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from scorer.stream.serving import (  # noqa: F401 - re-exported: the cache's pub
     prepare,
     target_of,
 )
+from scorer.stream.swaps import SwapLog, SwapSide
 
 if TYPE_CHECKING:
     from scorer.store import ModelStore
@@ -55,7 +56,7 @@ MAX_MODEL_READS = 16
 # -------------------------------------------------------------------------------------------- cache
 
 
-class ModelCache(StoreSide):
+class ModelCache(StoreSide, SwapSide):
     """Per (model, segment) live models for one worker, refreshed from the store.
 
     ``models``: the models this worker serves (None: every model that appears in events, plus all models
@@ -100,6 +101,8 @@ class ModelCache(StoreSide):
         self.store_error: str | None = None
         self.store_failures = 0
         self.started = asyncio.Event()
+        self.swap_log = SwapLog()
+        """The latest swaps' stage times (``/models`` recent_swaps) and the count of swaps installed."""
         self.swap_listeners: list[Callable[[Serving | None, Serving], None]] = []
         """Called after each swap/install with (old, new): hooks for logs, tests, shadow/drift state."""
 
@@ -282,87 +285,6 @@ class ModelCache(StoreSide):
     def n_versions(self) -> int:
         return sum(len(entry.serving.loaded()) for _, entry in self._entries.items())
 
-    # ---------------------------------------------------------------- watching
-
-    async def refresh(self, model: str) -> None:
-        """Re-read one model's pointers and start a background swap for every cached entry that changed."""
-        rows = await self._read(model)
-        if rows is None:
-            return
-        for key, entry in self._entries.items():
-            if key[0] != model:
-                continue
-            target = target_of(rows.get(key[1]))
-            if target is None:
-                continue  # the row was removed: keep serving what we have (events resolve to the fallback anew)
-            if target == entry.serving.target:
-                entry.blocked = None
-                continue
-            if entry.swap is not None and entry.swap[0] == target and not entry.swap[1].done():
-                continue
-            task = asyncio.get_running_loop().create_task(self._swap(key, target), name=f"swap {key[0]}/{key[1]}")
-            entry.swap = (target, task)
-        for key in [k for k in self._broken if k[0] == model]:
-            if target_of(rows.get(key[1])) is not None and key not in self._entries:
-                self._broken.pop(key, None)  # retried by the next batch that needs it
-
-    async def refresh_all(self) -> bool:
-        """Refresh every served model (the poll); True when every read succeeded."""
-        ok = True
-        for model in list(self._served):
-            try:
-                await self.refresh(model)
-            except Exception:  # one model's failure must not stop the others
-                log.exception("refresh of %s failed", model)
-                ok = False
-        return ok and self.store_ok
-
-    async def _swap(self, key: Key, target: Target) -> None:
-        """Load what ``target`` needs, then install the new Serving, unless the pointer moved on meanwhile."""
-        started = time.perf_counter()
-        try:
-            entry = self._entries.peek(key)
-            if entry is None:
-                return
-            current = entry.serving
-            needed = missing_versions(current, target)
-            results = await self._build_many([(key[0], key[1], v) for v in needed])
-            if any(isinstance(r, BaseException) for r in results.values()):
-                entry.blocked = target
-                self.metrics.swaps.labels(key[0], "failed").inc()
-                self._update_gauges()
-                return
-            latest = target_of(self._rows.get(key[0], {}).get(key[1]))
-            if latest != target or self._entries.peek(key) is not entry:
-                return  # a newer change (or an eviction) overtook this one; never install a stale pointer
-            current = entry.serving
-            loaded = current.loaded()
-            loaded.update({k[2]: r for k, r in results.items()})  # type: ignore[misc]
-            new = assemble(key[0], key[1], target, loaded)
-            self._install(key, new)
-            self._update_gauges()
-            elapsed = time.perf_counter() - started
-            self.metrics.swaps.labels(key[0], "ok").inc()
-            self.metrics.swap_seconds.observe(elapsed)
-            log.info("swapped %s/%s: v%d -> v%d%s in %.0f ms", key[0], key[1], current.target.version, target.version,
-                     f" (canary v{target.canary_version} at {target.canary_fraction:g})" if new.canary else "",
-                     elapsed * 1000)
-        except asyncio.CancelledError:
-            raise
-        except Exception:  # a swap must never take the worker down
-            log.exception("swap of %s/%s to %s failed", key[0], key[1], target)
-            self.metrics.swaps.labels(key[0], "failed").inc()
-        finally:
-            entry = self._entries.peek(key)
-            if entry is not None and entry.swap is not None and entry.swap[0] == target:
-                entry.swap = None
-
-    async def wait_swaps(self) -> None:
-        """Wait for every background swap started so far (tests and shutdown)."""
-        tasks = [entry.swap[1] for _, entry in self._entries.items() if entry.swap is not None]
-        if tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
-
     # ---------------------------------------------------------------- reporting
 
     def describe(self) -> dict[str, Any]:
@@ -392,4 +314,5 @@ class ModelCache(StoreSide):
             "versions_loaded": self.n_versions(),
             "unservable": {f"{m}/{s}": u.reason for (m, s), (_, u) in self._broken.items()},
             "models": models,
+            "recent_swaps": self.swap_log.describe(),
         }

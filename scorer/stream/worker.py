@@ -164,14 +164,20 @@ class ScoringWorker:
     # ------------------------------------------------------------------ watchers
 
     async def poll_loop(self) -> None:
-        """Re-read served models' pointers every poll interval (backed off while the store is down)."""
+        """Re-read served models' pointers every poll interval (backed off while the store is down).
+
+        Polls start at a fixed rate (the interval counts from the previous poll's start, not its end), so a
+        change made just after a poll waits at most one interval, however long the reads take under load."""
         await self.ready.wait()
+        last = time.monotonic()
         while not self._stopped.is_set():
             try:
-                await asyncio.wait_for(self._wake.wait(), self.cache.next_poll_delay())
+                delay = self.cache.next_poll_delay() - (time.monotonic() - last)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, delay))
             except TimeoutError:
                 pass
             self._wake.clear()
+            last = time.monotonic()
             try:
                 await self.cache.refresh_all()
             except asyncio.CancelledError:
@@ -188,7 +194,7 @@ class ScoringWorker:
         async def on_notice(notice: Notice) -> None:
             self.metrics.notices.inc()
             if notice.model in self.cache._served:
-                await self.cache.refresh(notice.model)
+                await self.cache.refresh(notice.model, "notice", notice.sent_at())
 
         await follow_notices(self.settings, self.settings.changes_topic, on_notice, stopped=self._stopped,
                              ready=self._notices_ready)

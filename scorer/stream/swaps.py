@@ -1,0 +1,193 @@
+"""How a cached entry changes version (refresh, background swap) and where a swap's time goes.
+
+:class:`SwapSide` is a mixin of :class:`scorer.stream.cache.ModelCache` (it uses the cache's state): a refresh
+re-reads one model's pointers and starts a swap task per cached entry whose target changed; the swap loads and
+builds in a thread, then installs the new Serving unless a newer change overtook it.
+
+Each swap leaves a :class:`SwapTrace` (when the change was noticed, its pointer read, its weights built, the new
+model live); the cache keeps the latest swaps (bounded) and ``/models`` shows them under ``recent_swaps``, so a
+slow swap can be taken apart stage by stage (benchmarks/bench_swap.py does) without debug logging in the hot
+path. The count of installed swaps also lets the exactly-once reader commit early once a batch scored by a new
+model is in its transaction, instead of holding that output back for a whole commit interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from scorer.stream.serving import assemble, missing_versions, target_of
+
+if TYPE_CHECKING:
+    from scorer.stream.serving import LRU, Entry, Target, Unservable
+
+log = logging.getLogger("scorer.stream.cache")
+
+Key = tuple[str, str]
+
+
+@dataclass(slots=True)
+class SwapTrace:
+    """Wall-clock stamps (time.time()) of one swap; None for a stage it never reached."""
+
+    model: str
+    segment: str
+    version: int
+    trigger: str
+    """``notice`` (a model-changes notice) or ``poll`` (the periodic pointer read)."""
+    triggered_at: float
+    """The notice's arrival, or the start of the poll's read."""
+    read_at: float
+    """The pointer read returned, naming the new target."""
+    sent_at: float | None = None
+    """The notice's own ``at`` (the publisher's clock), for notices."""
+    loaded_at: float | None = None
+    """Weights read and built (warmed)."""
+    installed_at: float | None = None
+    """The new Serving is live: the next batch scores with it."""
+    outcome: str = "pending"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model, "segment": self.segment, "version": self.version, "trigger": self.trigger,
+                "sent_at": self.sent_at, "triggered_at": self.triggered_at, "read_at": self.read_at,
+                "loaded_at": self.loaded_at, "installed_at": self.installed_at, "outcome": self.outcome}
+
+
+@dataclass
+class SwapLog:
+    """The latest ``size`` swap traces, and how many swaps went live in all."""
+
+    size: int = 256
+    installed: int = 0
+    """Swaps installed so far (the exactly-once reader compares it with what it last committed)."""
+    traces: deque[SwapTrace] = field(default_factory=deque)
+
+    def start(self, trace: SwapTrace) -> SwapTrace:
+        self.traces.append(trace)
+        while len(self.traces) > self.size:
+            self.traces.popleft()
+        return trace
+
+    @staticmethod
+    def loaded(trace: SwapTrace | None) -> None:
+        if trace is not None:
+            trace.loaded_at = time.time()
+
+    def done(self, trace: SwapTrace | None, outcome: str) -> None:
+        """``outcome``: ``installed``, ``failed`` or ``overtaken`` (a newer change came first)."""
+        if outcome == "installed":
+            self.installed += 1
+        if trace is not None:
+            trace.outcome = outcome
+            if outcome == "installed":
+                trace.installed_at = time.time()
+
+    def describe(self) -> list[dict[str, Any]]:
+        return [trace.describe() for trace in self.traces]
+
+
+class SwapSide:
+    """Refreshes and swaps of the model cache (see the module docstring)."""
+
+    _entries: LRU[Key, Entry]
+    _rows: dict[str, dict[str, Any]]
+    _broken: dict[Key, tuple[Target, Unservable]]
+    _served: dict[str, None]
+    swap_log: SwapLog
+    metrics: Any
+    store_ok: bool
+    # and, from the cache and its StoreSide: _read, _build_many, _install, _update_gauges
+
+    async def refresh(self, model: str, trigger: str = "poll", sent_at: float | None = None) -> None:
+        """Re-read one model's pointers and start a background swap for every cached entry that changed
+        (``trigger`` and ``sent_at``, a notice's own time, only label the swaps' traces)."""
+        triggered_at = time.time()
+        rows = await self._read(model)
+        if rows is None:
+            return
+        read_at = time.time()
+        for key, entry in self._entries.items():
+            if key[0] != model:
+                continue
+            target = target_of(rows.get(key[1]))
+            if target is None:
+                continue  # the row was removed: keep serving what we have (events resolve to the fallback anew)
+            if target == entry.serving.target:
+                entry.blocked = None
+                continue
+            if entry.swap is not None and entry.swap[0] == target and not entry.swap[1].done():
+                continue
+            trace = self.swap_log.start(
+                SwapTrace(model, key[1], target.version, trigger, triggered_at, read_at, sent_at))
+            task = asyncio.get_running_loop().create_task(self._swap(key, target, trace),
+                                                          name=f"swap {model}/{key[1]}")
+            entry.swap = (target, task)
+        for key in [k for k in self._broken if k[0] == model]:
+            if target_of(rows.get(key[1])) is not None and key not in self._entries:
+                self._broken.pop(key, None)  # retried by the next batch that needs it
+
+    async def refresh_all(self) -> bool:
+        """Refresh every served model (the poll); True when every read succeeded."""
+        ok = True
+        for model in list(self._served):
+            try:
+                await self.refresh(model)
+            except Exception:  # one model's failure must not stop the others
+                log.exception("refresh of %s failed", model)
+                ok = False
+        return ok and self.store_ok
+
+    async def _swap(self, key: Key, target: Target, trace: SwapTrace | None = None) -> None:
+        """Load what ``target`` needs, then install the new Serving, unless the pointer moved on meanwhile."""
+        started = time.perf_counter()
+        try:
+            entry = self._entries.peek(key)
+            if entry is None:
+                return
+            current = entry.serving
+            needed = missing_versions(current, target)
+            results = await self._build_many([(key[0], key[1], v) for v in needed])
+            self.swap_log.loaded(trace)
+            if any(isinstance(r, BaseException) for r in results.values()):
+                self.swap_log.done(trace, "failed")
+                entry.blocked = target
+                self.metrics.swaps.labels(key[0], "failed").inc()
+                self._update_gauges()
+                return
+            latest = target_of(self._rows.get(key[0], {}).get(key[1]))
+            if latest != target or self._entries.peek(key) is not entry:
+                self.swap_log.done(trace, "overtaken")
+                return  # a newer change (or an eviction) overtook this one; never install a stale pointer
+            current = entry.serving
+            loaded = current.loaded()
+            loaded.update({k[2]: r for k, r in results.items()})  # type: ignore[misc]
+            new = assemble(key[0], key[1], target, loaded)
+            self._install(key, new)
+            self.swap_log.done(trace, "installed")
+            self._update_gauges()
+            elapsed = time.perf_counter() - started
+            self.metrics.swaps.labels(key[0], "ok").inc()
+            self.metrics.swap_seconds.observe(elapsed)
+            log.info("swapped %s/%s: v%d -> v%d%s in %.0f ms", key[0], key[1], current.target.version, target.version,
+                     f" (canary v{target.canary_version} at {target.canary_fraction:g})" if new.canary else "",
+                     elapsed * 1000)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # a swap must never take the worker down
+            log.exception("swap of %s/%s to %s failed", key[0], key[1], target)
+            self.swap_log.done(trace, "failed")
+            self.metrics.swaps.labels(key[0], "failed").inc()
+        finally:
+            entry = self._entries.peek(key)
+            if entry is not None and entry.swap is not None and entry.swap[0] == target:
+                entry.swap = None
+
+    async def wait_swaps(self) -> None:
+        """Wait for every background swap started so far (tests and shutdown)."""
+        tasks = [entry.swap[1] for _, entry in self._entries.items() if entry.swap is not None]
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -56,6 +56,10 @@ class StoreSide:
         """Load (checksums verified by the store), build and warm versions in a thread; failures are values."""
         if not keys:
             return {}
+        return self._account(await self._load_versions(keys))
+
+    async def _load_versions(self, keys: list[VersionKey]) -> dict[VersionKey, LoadedModel | BaseException]:
+        """:meth:`_build_many` without its bookkeeping (a prefetch accounts only for what it gets to use)."""
 
         def work() -> dict[VersionKey, LoadedModel | BaseException]:
             started = time.perf_counter()
@@ -81,7 +85,11 @@ class StoreSide:
                             f"{key[0]}/{key[1]} v{key[2]} does not build: {type(exc).__name__}: {exc}")
             return out
 
-        results = await asyncio.to_thread(work)
+        return await asyncio.to_thread(work)
+
+    def _account(self, results: dict[VersionKey, LoadedModel | BaseException]
+                 ) -> dict[VersionKey, LoadedModel | BaseException]:
+        """Failures logged and counted, the store marked down or up by the outcome of a load."""
         store_down = None
         for key, result in results.items():
             if isinstance(result, BaseException):

@@ -17,6 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -57,14 +58,46 @@ class SwapTrace:
                 "loaded_at": self.loaded_at, "installed_at": self.installed_at, "outcome": self.outcome}
 
 
+FRESH_SECONDS = 5.0
+"""How long a newly installed Serving counts as fresh (a segment with no events for this long is not waited for)."""
+MAX_FRESH = 1024
+
+
 @dataclass
 class SwapLog:
-    """The latest ``size`` swap traces, and how many swaps went live in all."""
+    """The latest ``size`` swap traces, how many swaps went live in all, and which Servings are fresh."""
 
     size: int = 256
     installed: int = 0
-    """Swaps installed so far (the exactly-once reader compares it with what it last committed)."""
+    """Swaps installed so far."""
     traces: deque[SwapTrace] = field(default_factory=deque)
+    fresh: dict[Key, tuple[Any, float]] = field(default_factory=dict)
+    """Servings installed by a swap and not yet seen scoring a batch, with when (monotonic): the exactly-once
+    reader commits as soon as a batch scored by one of them is in its transaction (:meth:`used_by`)."""
+
+    def went_live(self, key: Key, serving: Any) -> None:
+        self.fresh.pop(key, None)
+        self.fresh[key] = (serving, time.monotonic())
+        self._prune()
+
+    def used_by(self, resolved: Mapping[Any, Any]) -> bool:
+        """True when a batch resolved to a fresh Serving (which then stops being fresh); cheap when none is."""
+        if not self.fresh:
+            return False
+        self._prune()
+        ids = {id(serving): key for key, (serving, _) in self.fresh.items()}
+        used = [ids[id(answer)] for answer in resolved.values() if id(answer) in ids]
+        for key in used:
+            self.fresh.pop(key, None)
+        return bool(used)
+
+    def _prune(self) -> None:
+        horizon = time.monotonic() - FRESH_SECONDS
+        while self.fresh:
+            key, (_, at) = next(iter(self.fresh.items()))
+            if at >= horizon and len(self.fresh) <= MAX_FRESH:
+                return
+            del self.fresh[key]
 
     def start(self, trace: SwapTrace) -> SwapTrace:
         self.traces.append(trace)
@@ -102,10 +135,19 @@ class SwapSide:
     store_ok: bool
     # and, from the cache and its StoreSide: _read, _build_many, _install, _update_gauges
 
-    async def refresh(self, model: str, trigger: str = "poll", sent_at: float | None = None) -> None:
+    async def refresh(self, model: str, trigger: str = "poll", sent_at: float | None = None,
+                      hint: tuple[str, int] | None = None) -> None:
         """Re-read one model's pointers and start a background swap for every cached entry that changed
-        (``trigger`` and ``sent_at``, a notice's own time, only label the swaps' traces)."""
+        (``trigger`` and ``sent_at``, a notice's own time, only label the swaps' traces).
+
+        ``hint``: the (segment, version) a notice names. That version's weights are read and built while the
+        pointer is read, and the swap uses them if the pointer confirms it (the pointer alone decides)."""
         triggered_at = time.time()
+        prefetch = None
+        if hint is not None:
+            entry = self._entries.peek((model, hint[0]))
+            if entry is not None and hint[1] not in entry.serving.loaded():
+                prefetch = asyncio.ensure_future(self._load_versions([(model, *hint)]))
         rows = await self._read(model)
         if rows is None:
             return
@@ -123,7 +165,8 @@ class SwapSide:
                 continue
             trace = self.swap_log.start(
                 SwapTrace(model, key[1], target.version, trigger, triggered_at, read_at, sent_at))
-            task = asyncio.get_running_loop().create_task(self._swap(key, target, trace),
+            early = prefetch if hint is not None and key[1] == hint[0] else None
+            task = asyncio.get_running_loop().create_task(self._swap(key, target, trace, early),
                                                           name=f"swap {model}/{key[1]}")
             entry.swap = (target, task)
         for key in [k for k in self._broken if k[0] == model]:
@@ -141,16 +184,23 @@ class SwapSide:
                 ok = False
         return ok and self.store_ok
 
-    async def _swap(self, key: Key, target: Target, trace: SwapTrace | None = None) -> None:
-        """Load what ``target`` needs, then install the new Serving, unless the pointer moved on meanwhile."""
+    async def _swap(self, key: Key, target: Target, trace: SwapTrace | None = None,
+                    prefetched: asyncio.Future | None = None) -> None:
+        """Load what ``target`` needs (using what a notice prefetched), then install the new Serving, unless the
+        pointer moved on meanwhile."""
         started = time.perf_counter()
         try:
             entry = self._entries.peek(key)
             if entry is None:
                 return
             current = entry.serving
-            needed = missing_versions(current, target)
-            results = await self._build_many([(key[0], key[1], v) for v in needed])
+            needed = [(key[0], key[1], v) for v in missing_versions(current, target)]
+            early = {}
+            if prefetched is not None:  # what failed there is loaded again below, and accounted for then
+                got = await prefetched
+                early = {k: r for k, r in got.items() if k in needed and not isinstance(r, BaseException)}
+                self._account(early)
+            results = {**early, **await self._build_many([k for k in needed if k not in early])}
             self.swap_log.loaded(trace)
             if any(isinstance(r, BaseException) for r in results.values()):
                 self.swap_log.done(trace, "failed")
@@ -168,6 +218,7 @@ class SwapSide:
             new = assemble(key[0], key[1], target, loaded)
             self._install(key, new)
             self.swap_log.done(trace, "installed")
+            self.swap_log.went_live(key, new)
             self._update_gauges()
             elapsed = time.perf_counter() - started
             self.metrics.swaps.labels(key[0], "ok").inc()

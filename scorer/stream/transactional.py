@@ -46,6 +46,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+SWAP_COMMIT_GAP = 0.01
+"""Seconds since the previous commit before a swap's first outputs are committed early (bounds a swap storm)."""
+
 
 def producer_options(config: Any) -> dict[str, Any]:
     """Options of every transactional producer of a worker (the same batching as its plain producer)."""
@@ -97,6 +100,8 @@ class TransactionalConsumer(DirectConsumer):
         """Transactions aborted in a row per partition (reset by a commit): the retry backs off."""
         self._held: dict[TopicPartition, float] = {}
         """Partitions paused after repeated failures, with when to seek them back and resume."""
+        self._swap_commit = False
+        """A batch scored by a newly swapped-in model is in a transaction: commit now, not at the interval."""
 
     # ------------------------------------------------------------------ intake
 
@@ -121,6 +126,8 @@ class TransactionalConsumer(DirectConsumer):
             self._inflight.append(batch)
             self._taken.update(batch.source)
             await self.worker.submit(batch)
+            if self.worker.cache.swap_log.used_by(batch.resolved):
+                self._swap_commit = True
 
     def _fail(self, tp: TopicPartition, exc: BaseException) -> None:
         if tp not in self._broken:
@@ -129,6 +136,11 @@ class TransactionalConsumer(DirectConsumer):
             self._broken[tp] = exc
 
     def _due(self) -> bool:
+        """At the commit interval; at once for a failed transaction, or for a new model's first outputs (a swap
+        shows as soon as it scores, instead of up to a commit interval later; at most one extra commit per swap,
+        and never within ``SWAP_COMMIT_GAP`` of the previous commit)."""
+        if self._swap_commit and time.monotonic() - self._last_commit >= SWAP_COMMIT_GAP:
+            return True
         return bool(self._broken) or super()._due()
 
     # ------------------------------------------------------------------ commits
@@ -143,6 +155,7 @@ class TransactionalConsumer(DirectConsumer):
 
     async def _commit_all(self, rewind: bool) -> None:
         self._last_commit = time.monotonic()
+        self._swap_commit = False
         await self.worker.settle()
         # Oldest first: a partition's offset advances over its delivered batches up to its first failed one. A
         # batch still unconfirmed after the drain timeout (or left by a stop) may have part of its outputs in

@@ -194,7 +194,8 @@ class ScoringWorker:
         async def on_notice(notice: Notice) -> None:
             self.metrics.notices.inc()
             if notice.model in self.cache._served:
-                await self.cache.refresh(notice.model, "notice", notice.sent_at())
+                hint = None if notice.segment is None or notice.version is None else (notice.segment, notice.version)
+                await self.cache.refresh(notice.model, "notice", notice.sent_at(), hint)
 
         await follow_notices(self.settings, self.settings.changes_topic, on_notice, stopped=self._stopped,
                              ready=self._notices_ready)

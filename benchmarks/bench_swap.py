@@ -2,11 +2,12 @@
 
 On the dev stack (fresh keyspace and topics, dropped/deleted afterwards), one ``scorer worker`` (default flags,
 ``--poll-interval 0.25``) scores a steady stream (``--rate``, default 5,000 events/s) over 100 segments of a
-20-feature logistic model. After a steady window (``--steady-seconds``) it makes 100 swaps (each segment once,
-``--swap-gap`` apart), alternating:
+20-feature logistic model. Steady windows and bursts of swaps alternate (``--blocks``, default 5, so that the
+shared machine's changing background load hits both alike): 100 swaps in all (each segment once, ``--swap-gap``
+apart), alternating between
 
-- notice: the pointer written as ``scorer activate`` does, then its model-changes notice published the CLI's
-  way (:func:`scorer.kafka.notices.announce`, the same call the CLI makes);
+- notice: the pointer written as ``scorer activate`` does, its model-changes notice published the CLI's way
+  (:func:`scorer.kafka.notices.announce`, the call the CLI makes: its producer connects during the write);
 - cql: a raw ``UPDATE active_models`` only, seen by the worker's poll.
 
 Propagation = the first output of the segment on its new version, read back by a read_committed consumer, minus
@@ -15,12 +16,14 @@ published, change seen (notice received / poll started), pointer read, weights r
 then the first new-version output's Kafka timestamp (scored and sent) and its read-back (transaction committed,
 fetched). The harness's consumer uses ``fetch_max_wait_ms=5``, so it adds no long-poll wait of its own.
 
-Also: e2e latency p50/p99 (read time minus send time) in the steady window and during the swaps (target: p99
-during swaps <= 1.2x the steady p99), and the Cassandra reads of ``active_models`` per second the worker's
-polling costs, measured by Cassandra's own read counter. ``--guarantees`` picks the delivery guarantee(s) run,
-one worker each, in this order (the default, exactly-once, alone by default; ``both`` adds at-least-once).
+Also: e2e latency p50/p99 (read time minus send time) of events sent in the steady windows and in the swap
+bursts (target: p99 during swaps <= 1.2x the steady p99), and the Cassandra reads of ``active_models`` per
+second the worker's polling costs, measured by Cassandra's own read counter in the steady windows.
+``--guarantees`` picks the delivery guarantee(s), one worker each (the default, exactly-once; ``both`` adds
+at-least-once); ``--baseline`` runs another checkout's worker before each (before/after in one run).
 
     .venv/bin/python benchmarks/bench_swap.py [--rate 5000] [--swaps 100] [--guarantees exactly-once|both]
+        [--baseline /work/main/.venv/bin/scorer]
 
 Prints a table and writes reports/bench_swap.json.
 """
@@ -45,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import bench_worker  # noqa: E402
 from benchmarks._support import drop_keyspace  # noqa: E402
 from benchmarks.bench_worker import (  # noqa: E402
     MODEL,
@@ -56,7 +60,6 @@ from benchmarks.bench_worker import (  # noqa: E402
     active_reads,
     admin,
     http_json,
-    latency_from,
     percentiles,
     scorer_worker,
     segment,
@@ -77,8 +80,10 @@ STAGES = (
 )
 
 
-def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Namespace) -> dict[str, Any]:
-    """One worker on a steady stream: a steady window, then the swaps; stage times from its /models."""
+def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Namespace,
+        scorer: str | None = None) -> dict[str, Any]:
+    """One worker on a steady stream: steady windows and bursts of swaps in turn (``--blocks`` of each, so a
+    change in the machine's background load hits both alike); stage times from its /models."""
     from scorer.kafka.notices import announce
     from scorer.store import CassandraModelStore
     from scorer.store.connection import connect
@@ -89,52 +94,70 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
     notice_settings = settings.model_copy(update={"changes_topic": topics["changes"]})
     cluster, session = connect(settings)
     store = CassandraModelStore(settings)
-    out: dict[str, Any] = {"guarantee": guarantee, "rate": args.rate, "to_version": to_version}
+    out: dict[str, Any] = {"guarantee": guarantee, "rate": args.rate, "to_version": to_version,
+                           "worker": scorer or bench_worker.SCORER}
+    update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
+                             "WHERE model = ? AND segment = ?")
+    order = np.random.default_rng(7).permutation(N_SEGMENTS)[: args.swaps].tolist()
+    steady_windows: list[tuple[float, float]] = []
+    swap_windows: list[tuple[float, float]] = []
+    swaps: list[dict[str, Any]] = []
+    steady_reads = steady_time = 0.0
+    steady_sent = swap_sent = 0
+    default_scorer = bench_worker.SCORER
     gc.collect()
     gc.disable()  # as in bench_worker: the harness's own collections would stall its threads
     try:
-        proc, port, log = scorer_worker(settings, topics, f"bs-{tag}", args, ("--guarantee", guarantee))
+        bench_worker.SCORER = scorer or default_scorer
+        try:
+            proc, port, log = scorer_worker(settings, topics, f"bs-{tag}", args, ("--guarantee", guarantee))
+        finally:
+            bench_worker.SCORER = default_scorer
         reader = Reader(settings, [topics["out"], topics["dlq"]]).start(keep=True)
         stream = Stream(settings, topics["in"], args.rate).start()
         try:
             time.sleep(3.0)  # warm up
-            mark, sent_mark, reads_mark = time.time(), stream.next, active_reads(session, settings.keyspace)
-            time.sleep(args.steady_seconds)
-            end, sent_end, reads_end = time.time(), stream.next, active_reads(session, settings.keyspace)
-            out["steady_window"] = (mark, end)
-            out["steady_feed"] = (sent_end - sent_mark) / (end - mark)
-            out["active_models_reads_per_s"] = (reads_end - reads_mark) / (end - mark)
-            update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
-                                     "WHERE model = ? AND segment = ?")
-            swaps: list[dict[str, Any]] = []
-            swaps_from, sent_from = time.time(), stream.next
-            order = np.random.default_rng(7).permutation(N_SEGMENTS)[: args.swaps]
-            for k, i in enumerate(order.tolist()):
-                seg = segment(i)
-                if k % 2 == 0:
-                    with announce(notice_settings) as notify:
-                        store.activate(MODEL, seg, to_version, reason="bench")
-                        at = time.time()
-                        warning = notify(MODEL, seg, "activate", to_version)
-                    if warning:
-                        print("warning:", warning)
-                    swaps.append({"segment": seg, "via": "notice", "at": at})
-                else:
-                    session.execute(update, (to_version, MODEL, seg))
-                    swaps.append({"segment": seg, "via": "cql", "at": time.time()})
-                time.sleep(args.swap_gap)
-            swaps_to, sent_to = time.time(), stream.next
+            per_block = -(-len(order) // args.blocks)
+            for b in range(args.blocks):
+                mark, sent_mark, reads_mark = time.time(), stream.next, active_reads(session, settings.keyspace)
+                time.sleep(args.steady_seconds / args.blocks)
+                end, sent_end, reads_end = time.time(), stream.next, active_reads(session, settings.keyspace)
+                steady_windows.append((mark, end))
+                steady_reads += reads_end - reads_mark
+                steady_time += end - mark
+                steady_sent += sent_end - sent_mark
+                mark, sent_mark = time.time(), stream.next
+                for k, i in enumerate(order[b * per_block: (b + 1) * per_block], start=b * per_block):
+                    seg = segment(i)
+                    if k % 2 == 0:
+                        with announce(notice_settings) as notify:
+                            store.activate(MODEL, seg, to_version, reason="bench")
+                            at = time.time()
+                            warning = notify(MODEL, seg, "activate", to_version)
+                        if warning:
+                            print("warning:", warning)
+                        swaps.append({"segment": seg, "via": "notice", "at": at})
+                    else:
+                        session.execute(update, (to_version, MODEL, seg))
+                        swaps.append({"segment": seg, "via": "cql", "at": time.time()})
+                    time.sleep(args.swap_gap)
+                swap_windows.append((mark, time.time()))
+                swap_sent += stream.next - sent_mark
             time.sleep(POLL + 2.0)
         finally:
             stream.stop()
         time.sleep(2.0)
-        state = http_json(port, "/models")
-        stop_process(proc)
-        reader.stop()
+        try:
+            state = http_json(port, "/models")
+        finally:
+            stop_process(proc)
+            reader.stop()
         rows = list(reader.rows)
-        out["steady"] = latency_from(rows, mark, end, stream)
-        out["during_swaps"] = latency_from(rows, swaps_from, swaps_to, stream)
-        out["swap_feed"] = (sent_to - sent_from) / (swaps_to - swaps_from)
+        swap_time = sum(b - a for a, b in swap_windows)
+        out["steady"] = windowed_latency(rows, steady_windows, stream)
+        out["during_swaps"] = windowed_latency(rows, swap_windows, stream)
+        out["steady_feed"], out["swap_feed"] = steady_sent / steady_time, swap_sent / swap_time
+        out["active_models_reads_per_s"] = steady_reads / steady_time
         out["short"] = min(out["steady_feed"], out["swap_feed"]) < SHORT_FEED * args.rate
         out["swaps"] = stages(rows, swaps, state, to_version)
         out["dead_letters"] = reader.dead
@@ -145,6 +168,16 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
         cluster.shutdown()
         asyncio.run(admin(settings, delete=list(topics.values())))
     return out
+
+
+def windowed_latency(rows: list[tuple], windows: list[tuple[float, float]], stream: Stream) -> dict[str, float]:
+    """Read time minus send time of the outputs whose event was sent inside any of ``windows`` (pooled)."""
+    values = []
+    for event_id, _, _, recv, _, _ in rows:
+        sent = stream.sent_at.get(int(event_id[2:]))
+        if sent is not None and any(a <= sent < b for a, b in windows):
+            values.append((recv - sent) * 1000)
+    return percentiles(values)
 
 
 def stages(rows: list[tuple], swaps: list[dict[str, Any]], state: dict[str, Any], version: int) -> dict[str, Any]:
@@ -187,7 +220,7 @@ def table(report: dict[str, Any]) -> Any:
                     f"poll {POLL:g} s, {report['args']['rate']:,.0f} events/s)")
     t.add_column("measure")
     for r in runs:
-        t.add_column(r["guarantee"])
+        t.add_column(r["guarantee"] + (f" ({r['label']})" if report["args"]["baseline"] else ""))
     t.add_column("target")
     t.add_column("ok")
 
@@ -233,7 +266,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=5_000.0, help="Events/s of the steady stream.")
     parser.add_argument("--swaps", type=int, default=100, help="Swaps (at most 100, one per segment).")
     parser.add_argument("--swap-gap", type=float, default=0.3, help="Seconds between swaps.")
-    parser.add_argument("--steady-seconds", type=float, default=10.0)
+    parser.add_argument("--steady-seconds", type=float, default=30.0, help="Steady seconds in all (split in blocks).")
+    parser.add_argument("--blocks", type=int, default=5, help="Steady windows and swap bursts, in turn.")
+    parser.add_argument("--baseline", help="Another checkout's `scorer` executable (e.g. /work/main/.venv/bin/"
+                        "scorer): its worker runs first for each guarantee, in the same run, for before/after.")
     parser.add_argument("--guarantees", choices=["exactly-once", "at-least-once", "both"], default="exactly-once")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--window-ms", type=float, default=10.0)
@@ -252,11 +288,16 @@ def main() -> int:
     guarantees = ["exactly-once", "at-least-once"] if args.guarantees == "both" else [args.guarantees]
     report: dict[str, Any] = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                           "load_avg": os.getloadavg()}, "args": vars(args), "runs": []}
+    workers = [("baseline", args.baseline), ("this", None)] if args.baseline else [("this", None)]
     try:
-        for n, guarantee in enumerate(guarantees):
-            to_version = 2 if n % 2 == 0 else 1  # the next run swaps every segment back
-            console.print(f"{guarantee}: {args.steady_seconds:g} s steady, then {args.swaps} swaps to v{to_version}")
-            report["runs"].append(run(settings, guarantee, to_version, args))
+        n = 0
+        for guarantee in guarantees:
+            for label, scorer in workers:
+                to_version = 2 if n % 2 == 0 else 1  # the next run swaps every segment back
+                n += 1
+                console.print(f"{guarantee} ({label} worker): {args.steady_seconds:g} s steady and {args.swaps} swaps "
+                              f"to v{to_version}, in {args.blocks} blocks")
+                report["runs"].append({**run(settings, guarantee, to_version, args, scorer), "label": label})
     finally:
         drop_keyspace(settings)
     report["machine"]["load_avg_end"] = os.getloadavg()

@@ -281,7 +281,7 @@ def main() -> int:
 
     console = Console()
     if not console.is_terminal:
-        console = Console(width=170)
+        console = Console(width=240)
     settings = load_settings(keyspace=f"bench_{uuid.uuid4().hex[:12]}")
     console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions")
     setup_store(settings)

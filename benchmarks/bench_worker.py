@@ -441,7 +441,7 @@ def worker_p99(metrics_text: str) -> float | None:
 
 def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str, Any]:
     """One worker on a steady stream: latency first, then 100 swaps; then check every event's output."""
-    from scorer.kafka.notices import try_publish_notice
+    from scorer.kafka.notices import announce
     from scorer.store import CassandraModelStore
     from scorer.store.connection import connect
 
@@ -484,10 +484,11 @@ def live(settings: Settings, rate: float, args: argparse.Namespace) -> dict[str,
             for k, i in enumerate(order.tolist()):
                 seg = segment(i)
                 via = "notice" if k % 2 == 0 else "cql"
-                if via == "notice":
-                    store.activate(MODEL, seg, 2, reason="bench")
-                    at = time.time()
-                    warning = try_publish_notice(notice_settings, MODEL, seg, "activate", 2)
+                if via == "notice":  # as `scorer activate` does: the notice's producer connects during the write
+                    with announce(notice_settings) as notify:
+                        store.activate(MODEL, seg, 2, reason="bench")
+                        at = time.time()
+                        warning = notify(MODEL, seg, "activate", 2)
                     if warning:
                         print("warning:", warning)
                 else:

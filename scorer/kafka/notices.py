@@ -131,50 +131,49 @@ def announce(settings: Settings, *, timeout: float = 5.0) -> Iterator[Notify]:
     instead of a new client's connect and metadata round trips after the write) and answers like
     :func:`try_publish_notice`: None, or the one-line warning. Call it once the change is written.
     """
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="notice-producer", daemon=True)
-    thread.start()
+    started = threading.Event()
+    parts: dict[str, Any] = {}
 
     async def connect() -> Any:
         producer = new_producer(settings, request_timeout_ms=int(timeout * 1000))
         await asyncio.wait_for(start_producer(producer), timeout)
         return producer
 
-    async def begin() -> asyncio.Task:
-        return asyncio.ensure_future(connect())
-
-    connecting = asyncio.run_coroutine_threadsafe(begin(), loop).result()
-
-    async def send(model: str, segment: str | None, action: str, version: int | None) -> None:
-        producer = await asyncio.shield(connecting)
-        await producer.send_and_wait(settings.changes_topic, encode_notice(model, segment, action, version),
-                                     key=notice_key(model))
-
-    def notify(model: str, segment: str | None, action: str, version: int | None) -> str | None:
-        try:
-            asyncio.run_coroutine_threadsafe(send(model, segment, action, version), loop).result(timeout)
-        except Exception as exc:  # noqa: BLE001 - a warning line for the caller (TimeoutError: "timed out")
-            return _unsent(settings, exc)
-        return None
-
-    async def close() -> None:
+    async def main() -> None:
+        """The thread's loop: connect, wait to be closed, stop the producer; asyncio.run then cancels and
+        awaits whatever the client left behind, so no task is destroyed pending."""
+        parts["loop"], parts["closed"] = asyncio.get_running_loop(), asyncio.Event()
+        parts["connecting"] = connecting = asyncio.ensure_future(connect())
+        started.set()
+        await parts["closed"].wait()
         if not connecting.done():
             connecting.cancel()  # start_producer closes what it opened
         (producer,) = await asyncio.gather(connecting, return_exceptions=True)
         if not isinstance(producer, BaseException):
             await producer.stop()
 
+    async def send(model: str, segment: str | None, action: str, version: int | None) -> None:
+        producer = await asyncio.shield(parts["connecting"])
+        await producer.send_and_wait(settings.changes_topic, encode_notice(model, segment, action, version),
+                                     key=notice_key(model))
+
+    def notify(model: str, segment: str | None, action: str, version: int | None) -> str | None:
+        future = asyncio.run_coroutine_threadsafe(send(model, segment, action, version), parts["loop"])
+        try:
+            future.result(timeout)
+        except Exception as exc:  # noqa: BLE001 - a warning line for the caller (TimeoutError: "timed out")
+            future.cancel()
+            return _unsent(settings, exc)
+        return None
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="notice-producer", daemon=True)
+    thread.start()
+    started.wait(30)
     try:
         yield notify
     finally:
-        try:
-            asyncio.run_coroutine_threadsafe(close(), loop).result(timeout)
-        except Exception:  # noqa: BLE001, S110 - closing a client that never connected
-            pass
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout)
-        if not thread.is_alive():
-            loop.close()
+        parts["loop"].call_soon_threadsafe(parts["closed"].set)
+        thread.join(timeout + 5.0)
 
 
 async def follow_notices(settings: Settings, topic: str, on_notice: Callable[[Notice], Awaitable[None]],

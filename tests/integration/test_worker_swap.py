@@ -162,3 +162,20 @@ def test_exactly_once_a_swap_is_committed_at_once_not_at_the_commit_interval(
         assert trace["trigger"] in ("notice", "poll")
         assert trace["triggered_at"] <= trace["read_at"] <= trace["loaded_at"] <= trace["installed_at"]
     collector.stop()
+
+
+def test_a_notifier_closed_while_it_connects_leaves_nothing_pending(settings: Settings,
+                                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """A command whose pointer write fails closes the notice producer mid-connect: no 'Task was destroyed but
+    it is pending' on its stderr (the CLI's contract is one error line)."""
+    import gc
+    import logging
+
+    from scorer.kafka.notices import announce
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    for i in range(24):
+        with announce(settings):
+            time.sleep((i % 8) * 0.002)
+        gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []

@@ -142,91 +142,131 @@ class Bank:
 
     def learn(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray, ranks: np.ndarray) -> None:
         """Update ``rows[i]`` with sample ``(X[i], y[i])``; samples of one row are applied in ``ranks`` order
-        (one vectorised step per rank), and a row appears at most once per rank.
-
-        The rows' state is gathered once, ordered by how many samples each has, so step k works on the
-        prefix of rows that still have a k-th sample (slices, not copies), and scattered back at the end.
+        (one vectorised step per rank), and a row appears at most once per rank. Sorts, then :meth:`learn_grouped`.
         """
-        n = rows.shape[0]
+        if not rows.shape[0]:
+            return
+        order = np.lexsort((ranks, rows))
+        by_row = rows[order]
+        starts = np.flatnonzero(np.r_[True, by_row[1:] != by_row[:-1]])
+        counts = np.diff(np.r_[starts, by_row.shape[0]])
+        Y = np.asarray(y, dtype=np.float64)[order, None]
+        self.learn_grouped(by_row[starts].reshape(-1, 1), counts, X[order], Y)
+
+    def learn_grouped(self, rows: np.ndarray, counts: np.ndarray, X: np.ndarray, Y: np.ndarray) -> None:
+        """One ``partial_fit`` stretch for many learners at once, samples grouped by learner.
+
+        ``rows`` (m, k): the bank rows of m learners (k outputs each: one-vs-rest classes see the same inputs);
+        ``counts`` (m,): how many samples each has; ``X`` (n, n_inputs) and ``Y`` (n, k) their samples, learner
+        by learner in ``rows`` order, each learner's in its own order. Step s updates every row whose learner
+        has an s-th sample: learners are laid out by count, largest first, so step s works on a prefix
+        (slices, not copies); their state is gathered once and scattered back at the end.
+        """
+        m, k = rows.shape
+        n = X.shape[0]
         if not n:
             return
-        by_rank = np.argsort(ranks, kind="stable")
-        dense = np.empty(n, dtype=np.int64)
-        dense[by_rank] = step_ranks(rows[by_rank])
-        uniq, inverse, counts = np.unique(rows, return_inverse=True, return_counts=True)
-        order = np.argsort(-counts, kind="stable")
-        slot = np.empty(order.shape[0], dtype=np.int64)
-        slot[order] = np.arange(order.shape[0])
-        where = slot[inverse]
+        starts = np.cumsum(counts) - counts
+        step = np.arange(n) - np.repeat(starts, counts)
+        by_count = np.argsort(-counts, kind="stable")
+        slot = np.empty(m, dtype=np.int64)
+        slot[by_count] = np.arange(m) * k
         steps = int(counts.max())
-        m = uniq.shape[0]
-        X3 = np.zeros((steps, self.n_inputs, m))  # feature-major: a step's sums run over rows of n values
-        X3[dense, :, where] = X
-        Y2 = np.zeros((steps, m))
-        Y2[dense, where] = y
-        live = np.searchsorted(-counts[order], -np.arange(steps), side="left")
-        idx = uniq[order]
+        width = m * k
+        X3 = np.empty((steps, self.n_inputs, width))  # feature-major: a step's sums run over rows of n values
+        Y2 = np.empty((steps, width))  # slots past a step's live prefix are never read: no need to clear them
+        column = np.repeat(slot, counts)
+        for r in range(k):
+            X3[step, :, column + r] = X
+            Y2[step, column + r] = Y[:, r]
+        sorted_counts = counts[by_count]
+        live = k * np.searchsorted(-sorted_counts, -np.arange(steps), side="left")
+        idx = rows[by_count].reshape(-1)
         local = _Local(self, idx)
         # t only steers the optimal/invscaling schedules and averaging; otherwise it is counted at the end.
         local.count_t = self.schedule in ("optimal", "invscaling") or local.averaging
-        local.buf = np.empty((self.n_inputs, m))
-        not_y = 1.0 - Y2 if self.loss == "log_loss" else Y2
-        for k in range(steps):
-            self._step(local, int(live[k]), X3[k], Y2[k], not_y[k])
+        log_loss = self.loss == "log_loss"
+        fixed_eta = self.schedule in ("constant", "adaptive")
+        if log_loss and fixed_eta:
+            Y2 *= local.eta0  # -eta * dloss = -eta / (1 + exp(-p)) + eta * y: the second term for every step
+        step_fn = self._step_log_fixed if log_loss and fixed_eta else self._step
+        names = _view_names(self, local)
+        views = None
+        for s in range(steps):
+            n_live = int(live[s])
+            if views is None or views.n != n_live:
+                views = _Views(local, n_live, names)
+            step_fn(local, views, X3[s], Y2[s])
         if not local.count_t:
-            local.t += counts[order]
+            local.t += np.repeat(sorted_counts, k)
         local.scatter(self, idx)
 
-    def _step(self, s: _Local, n: int, X: np.ndarray, y: np.ndarray, not_y: np.ndarray) -> None:
-        """One sample for each of the first ``n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
-        X, y = X[:, :n], y[:n]  # (features, n): every row operation below is across the n learners
-        wd, ws, b, t = s.w[:, :n], s.ws[:n], s.b[:n], s.t[:n]
-        alpha, l1 = s.alpha[:n], s.l1r[:n]
-        # WeightVector.dot: a sequential sum over the features (a reduction over the outer axis adds the rows
-        # one after another), then the scale (1 without decay).
-        buf = s.buf[:, :n]
-        np.multiply(X, wd, out=buf)
-        p = np.add.reduce(buf, axis=0)
+    def _step_log_fixed(self, s: _Local, v: _Views, X: np.ndarray, y: np.ndarray) -> None:
+        """:meth:`_step` for the log loss at a fixed eta (constant/adaptive), ``y`` holding ``eta * y``."""
+        n = v.n
+        X = X[:, :n]
+        buf = v.buf
+        np.multiply(X, v.w, out=buf)
+        p = np.add.reduce(buf, axis=0)  # sequential over the features, as WeightVector.dot
         if self.decay:
-            p *= ws
-        p += b
-        if self.loss == "log_loss":  # inline: ((1 - y) - y * e) / (1 + e), e = exp(-p), as scikit-learn
-            e = np.negative(p)
-            np.exp(e, out=e)
-            update = y * e
-            np.subtract(not_y[:n], update, out=update)
-            e += 1.0
-            update /= e
-            if p.min() <= -37:
-                far = p <= -37
-                update[far] = np.exp(p[far]) - y[far]
+            p *= v.ws
+        p += v.b
+        # -eta * dloss, dloss = sigmoid(p) - y (scikit-learn's half-binomial gradient up to rounding)
+        np.negative(p, out=p)
+        np.exp(p, out=p)
+        p += 1.0
+        update = np.divide(v.neg_eta0, p, out=p)
+        update += y[:n]
+        self._apply(s, v, X, update, v.eta0)
+
+    def _step(self, s: _Local, v: _Views, X: np.ndarray, y: np.ndarray) -> None:
+        """One sample for each of the first ``v.n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
+        n = v.n
+        X, y = X[:, :n], y[:n]  # (features, n): every row operation below is across the n learners
+        buf = v.buf
+        np.multiply(X, v.w, out=buf)
+        p = np.add.reduce(buf, axis=0)  # sequential over the features, as WeightVector.dot
+        if self.decay:
+            p *= v.ws
+        p += v.b
+        if self.schedule in ("constant", "adaptive"):
+            eta = v.eta0
         else:
-            update = gradient(self.loss, y, p, s.eps[:n])
+            eta = learning_rate(self.schedule, v.t, v.alpha, v.eta0, v.power_t, v.opt_init)
+        if self.loss == "log_loss":  # -eta * (sigmoid(p) - y)
+            np.negative(p, out=p)
+            np.exp(p, out=p)
+            p += 1.0
+            update = np.divide(-eta, p, out=p)
+            update += eta * y
+        else:
+            update = gradient(self.loss, y, p, v.eps)
             if self.loss not in BOUNDED_LOSSES:
                 np.minimum(update, MAX_DLOSS, out=update)
                 np.maximum(update, -MAX_DLOSS, out=update)
-        if self.schedule in ("constant", "adaptive"):
-            eta = s.eta0[:n]
-            update *= s.neg_eta0[:n]  # -eta * dloss, exactly
-        else:
-            eta = learning_rate(self.schedule, t, alpha, s.eta0[:n], s.power_t[:n], s.opt_init[:n])
-            update *= eta
-            np.negative(update, out=update)
+            update *= -eta
+        self._apply(s, v, X, update, eta)
+
+    def _apply(self, s: _Local, v: _Views, X: np.ndarray, update: np.ndarray, eta: np.ndarray) -> None:
+        """The rest of the iteration once ``update = -eta * dloss`` is known: decay, weights, intercept,
+        averages, L1 truncation, step count."""
+        wd, ws, b, t, buf = v.w, v.ws, v.b, v.t, v.buf
         if self.decay:
-            ws *= np.maximum(0.0, 1.0 - (1.0 - l1) * eta * alpha)
+            ws *= np.maximum(0.0, 1.0 - (1.0 - v.l1r) * eta * v.alpha)
             small = ws < WSCALE_MIN
             if small.any():
                 s.fold(np.flatnonzero(small))
-            wd += X * (update / ws)
+            np.multiply(X, update / ws, out=buf)
         else:  # the scale stays 1: update / 1 is update
-            wd += X * update
-        b += update if s.all_intercepts else update * s.fi[:n]
+            np.multiply(X, update, out=buf)
+        wd += buf
+        b += update if s.all_intercepts else update * v.fi
         if s.averaging:
-            avg_start = s.avg_start[:n]
+            avg_start = v.avg_start
             on = (avg_start > 0) & (avg_start <= t)
             if on.any():
                 seen = np.where(on, t - avg_start + 1, 1.0)
-                a, bb, aw, avg_b = s.a[:n], s.bb[:n], s.aw[:, :n], s.avg_b[:n]
+                a, bb, aw, avg_b = v.a, v.bb, v.aw, v.avg_b
                 aw_step = (a * X) * (-update / ws)
                 aw[...] = np.where(on, aw + aw_step, aw)
                 mu = 1.0 / seen
@@ -234,8 +274,8 @@ class Bank:
                 a[...] = np.where(on, a + mu * bb * ws, a)
                 avg_b[...] = np.where(on, avg_b + (b - avg_b) / seen, avg_b)
         if self.l1:
-            u, q = s.u[:n], s.q[:, :n]
-            u += l1 * eta * alpha
+            u, q = v.u, v.q
+            u += v.l1r * eta * v.alpha
             signed = wd * ws
             shrunk = np.where(signed > 0, np.maximum(0.0, wd - (u + q) / ws),
                               np.where(signed < 0, np.minimum(0.0, wd + (u - q) / ws), wd))
@@ -261,7 +301,7 @@ class _Local:
         self.all_intercepts = bool((self.fi == 1.0).all())
         self.neg_eta0 = -self.eta0
         self.count_t = True
-        self.buf = np.empty(0)
+        self.buf = np.empty((bank.n_inputs, idx.shape[0]))
 
     def fold(self, rows: np.ndarray) -> None:
         """scikit-learn's ``reset_wscale`` for some rows (their scale became tiny)."""
@@ -275,3 +315,28 @@ class _Local:
         for name in _STATE:
             value = getattr(self, name)
             getattr(bank, name)[idx] = value.T if name in _WIDE else value
+
+
+def _view_names(bank: Bank, local: _Local) -> tuple[str, ...]:
+    """The arrays a step of this bank reads (slicing the others too would cost more than some steps do)."""
+    names = ["w", "b", "t", "ws", "buf", "eta0", "neg_eta0", "fi"]
+    if bank.decay or bank.l1 or bank.schedule in ("optimal", "invscaling"):
+        names += ["alpha", "l1r", "power_t", "opt_init"]
+    if bank.l1:
+        names += ["u", "q"]
+    if local.averaging:
+        names += ["avg_start", "a", "bb", "aw", "avg_b"]
+    if bank.loss != "log_loss":
+        names.append("eps")
+    return tuple(names)
+
+
+class _Views:
+    """The first ``n`` rows of the arrays of a :class:`_Local` that a step reads (views), sliced once per
+    live-row count rather than once per step."""
+
+    def __init__(self, local: _Local, n: int, names: tuple[str, ...]) -> None:
+        self.n = n
+        for name in names:
+            value = getattr(local, name)
+            setattr(self, name, value[:, :n] if value.ndim == 2 else value[:n])

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.special import expit
 
 from scorer.learn.sgd import BOUNDED_LOSSES, MAX_DLOSS, WSCALE_MIN, SGDParams, gradient, learning_rate
 
@@ -211,11 +212,10 @@ class Bank:
         if self.decay:
             p *= v.ws
         p += v.b
-        # -eta * dloss, dloss = sigmoid(p) - y (scikit-learn's half-binomial gradient up to rounding)
-        np.negative(p, out=p)
-        np.exp(p, out=p)
-        p += 1.0
-        update = np.divide(v.neg_eta0, p, out=p)
+        # -eta * dloss, dloss = sigmoid(p) - y: scikit-learn's half-binomial gradient up to rounding (a few
+        # ulps), in 3 array operations instead of its 6 (each costs about as much as its arithmetic here)
+        update = expit(p, out=p)
+        update *= v.neg_eta0
         update += y[:n]
         self._apply(s, v, X, update, v.eta0)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -236,13 +236,16 @@ class Learner:
         seg.offsets.update(positions)
         state = seg.bank.state(seg.rows)
         learned = Learnable(seg.learned.params, state, dict(seg.offsets), seg.labels, paused=paused)
-        records = [record for example in seg.pending for record in example.records]
+        records = list(itertools.chain.from_iterable(map(_RECORDS, seg.pending)))
         seg.pending, seg.pending_labels = [], 0
         return checkpoint(seg.base, learned), records
 
     def restart_schedule(self, seg: Segment) -> None:
         seg.bank.restart_schedule(seg.rows)
 
+
+
+_RECORDS = attrgetter("records")
 
 
 def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:

@@ -165,7 +165,7 @@ class LearnWorker:
             self.events.add(decoded.id, (OTHER, self._clock()))
             return
         self.events.add(decoded.id, CachedEvent(decoded.model, decoded.segment, decoded.features, tp, record.offset,
-                                                self._clock()))
+                                                self._clock(), decoded.text))
 
     def _evicted(self, item: Any) -> None:
         if isinstance(item, CachedEvent):
@@ -250,7 +250,7 @@ class LearnWorker:
         if reason is not None:
             return reason
         return Example(seg, event.features, target,
-                       (("label", tp, record.offset), ("event", event.partition, event.offset)), record)
+                       (("label", tp, record.offset), ("event", event.partition, event.offset)), record, event.text)
 
     async def _dead_letter(self, dead: list[tuple[Any, tuple[str, int], str, Any]]) -> None:
         messages = []

@@ -132,9 +132,19 @@ class Bank:
 
     def state(self, rows: np.ndarray) -> LearnerState:
         """The rows' state after :meth:`finish` (copies)."""
-        self.finish(rows)
-        return LearnerState(self.w[rows].copy(), self.b[rows].copy(), self.aw[rows].copy(), self.avg_b[rows].copy(),
-                            float(self.t[rows[0]]))
+        return self.states([rows])[0]
+
+    def states(self, learners: list[np.ndarray]) -> list[LearnerState]:
+        """:meth:`state` of several learners (their rows each), finished and copied in one pass."""
+        idx = np.concatenate(learners) if len(learners) > 1 else learners[0]
+        self.finish(idx)
+        w, b, aw, avg_b, t = self.w[idx], self.b[idx], self.aw[idx], self.avg_b[idx], self.t[idx].tolist()
+        out, lo = [], 0
+        for rows in learners:
+            hi = lo + rows.shape[0]
+            out.append(LearnerState(w[lo:hi], b[lo:hi], aw[lo:hi], avg_b[lo:hi], t[lo]))
+            lo = hi
+        return out
 
     def restart_schedule(self, rows: np.ndarray) -> None:
         """Start the learning-rate schedule (and the averages) over from the current weights."""

@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from scorer.errors import ConfigError
-from scorer.learn.bank import Bank
+from scorer.learn.bank import Bank, LearnerState
 from scorer.learn.block import Groups, LabelBlock, front, group, numeric_rows, stacked_transform
 from scorer.learn.labels import CachedEvent
 from scorer.learn.sgd import encode_targets
@@ -230,22 +230,33 @@ class Learner:
         return out
 
     def cut(self, seg: Segment, positions: Mapping[str, int], paused: bool = False
-            ) -> tuple[ModelWeights, list[Any]]:
-        """The checkpoint weights of ``seg`` and the records they make safe; ``positions`` is how far each
-        label partition has been processed (every label of the segment below it is in the state)."""
-        seg.offsets.update(positions)
-        state = seg.bank.state(seg.rows)
-        learned = Learnable(seg.learned.params, state, dict(seg.offsets), seg.labels, paused=paused)
-        records = list(itertools.chain.from_iterable(map(_RECORDS, seg.pending)))
-        seg.pending, seg.pending_labels = [], 0
-        return checkpoint(seg.base, learned), records
+            ) -> tuple[ModelWeights, list[Example]]:
+        """The checkpoint weights of ``seg`` and the examples they include (their records become safe once
+        it is written); ``positions`` is how far each label partition has been processed (every label of the
+        segment below it is in the state)."""
+        return self.cut_many([seg], positions, [paused])[0]
+
+    def cut_many(self, segs: list[Segment], positions: Mapping[str, int], paused: list[bool] | None = None
+                 ) -> list[tuple[ModelWeights, list[Example]]]:
+        """:meth:`cut` for several segments, their learner states read per bank in one pass."""
+        states: dict[int, LearnerState] = {}
+        by_bank: dict[int, list[Segment]] = {}
+        for seg in segs:
+            by_bank.setdefault(id(seg.bank), []).append(seg)
+        for group_segs in by_bank.values():
+            for seg, state in zip(group_segs, group_segs[0].bank.states([s.rows for s in group_segs]), strict=True):
+                states[id(seg)] = state
+        out = []
+        for seg, stop in zip(segs, paused or [seg.paused for seg in segs], strict=True):
+            seg.offsets.update(positions)
+            learned = Learnable(seg.learned.params, states[id(seg)], dict(seg.offsets), seg.labels, paused=stop)
+            out.append((checkpoint(seg.base, learned), seg.pending))
+            seg.pending, seg.pending_labels = [], 0
+        return out
 
     def restart_schedule(self, seg: Segment) -> None:
         seg.bank.restart_schedule(seg.rows)
 
-
-
-_RECORDS = attrgetter("records")
 
 
 def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:

@@ -113,8 +113,8 @@ def test_one_pass_over_mixed_segments_equals_partial_fit(path):
             assert learner.learn_block(block) == []
     assert learner.learned == len(owner)
     for seg, (coef, intercept), (_, _, _, _, y) in zip(placed, _expected(segs), segs, strict=True):
-        weights, records = learner.cut(seg, {"l/0": 1})
-        assert len(records) == len(y) and weights.metadata["learner"]["labels"] == len(y)
+        weights, examples = learner.cut(seg, {"l/0": 1})
+        assert len(examples) == len(y) and weights.metadata["learner"]["labels"] == len(y)
         np.testing.assert_allclose(np.asarray(weights.arrays["learn.coef"]), coef, atol=TOL, rtol=0)
         np.testing.assert_allclose(np.asarray(weights.arrays["learn.intercept"]), intercept, atol=TOL, rtol=0)
 

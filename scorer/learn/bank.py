@@ -157,7 +157,9 @@ class Bank:
         """
         if not rows.shape[0]:
             return
-        order = np.lexsort((ranks, rows))
+        top = int(ranks.max()) + 1
+        key = rows.astype(np.int64) * top + np.asarray(ranks, dtype=np.int64)
+        order = np.argsort(key, kind="stable")  # by row, then rank (faster than lexsort)
         by_row = rows[order]
         starts = np.flatnonzero(np.r_[True, by_row[1:] != by_row[:-1]])
         counts = np.diff(np.r_[starts, by_row.shape[0]])
@@ -184,8 +186,20 @@ class Bank:
         slot[by_count] = np.arange(m) * k
         steps = int(counts.max())
         width = m * k
-        X3 = np.empty((steps, self.n_inputs, width))  # feature-major: a step's sums run over rows of n values
-        Y2 = np.empty((steps, width))  # slots past a step's live prefix are never read: no need to clear them
+        # feature-major: a step's sums run over rows of n values. Slots past a step's live prefix are never
+        # read (no need to clear them), and the space is reused from call to call: fresh megabytes cost page
+        # faults comparable to the steps themselves.
+        X3 = self._scratch("_x3", (steps, self.n_inputs, width))
+        Y2 = self._scratch("_y2", (steps, width))
+        local = _Local(self, rows[by_count].reshape(-1))
+        log_loss = self.loss == "log_loss"
+        fixed_eta = self.schedule in ("constant", "adaptive")
+        # Plain SGD on the log loss at a fixed eta: a slot past its learner's last sample can take a step that
+        # changes nothing (x = 0, eta = 0), so the tail runs on a few widths instead of one width per step.
+        padded = log_loss and fixed_eta and not (self.decay or self.l1 or local.averaging)
+        if padded:
+            X3.fill(0.0)
+            Y2.fill(0.0)
         column = np.repeat(slot, counts)
         for r in range(k):
             X3[step, :, column + r] = X
@@ -193,24 +207,54 @@ class Bank:
         sorted_counts = counts[by_count]
         live = k * np.searchsorted(-sorted_counts, -np.arange(steps), side="left")
         idx = rows[by_count].reshape(-1)
-        local = _Local(self, idx)
         # t only steers the optimal/invscaling schedules and averaging; otherwise it is counted at the end.
         local.count_t = self.schedule in ("optimal", "invscaling") or local.averaging
-        log_loss = self.loss == "log_loss"
-        fixed_eta = self.schedule in ("constant", "adaptive")
         if log_loss and fixed_eta:
-            Y2 *= local.eta0  # -eta * dloss = -eta / (1 + exp(-p)) + eta * y: the second term for every step
-        step_fn = self._step_log_fixed if log_loss and fixed_eta else self._step
+            Y2 *= local.eta0  # -eta * dloss = -eta * sigmoid(p) + eta * y: the second term for every step
         names = _view_names(self, local)
         views = None
-        for s in range(steps):
-            n_live = int(live[s])
-            if views is None or views.n != n_live:
-                views = _Views(local, n_live, names)
-            step_fn(local, views, X3[s], Y2[s])
+        if padded:
+            slot_counts = np.repeat(sorted_counts, k)
+            neg_eta = np.where(np.arange(steps)[:, None] < slot_counts, local.neg_eta0, 0.0)
+            for s in range(steps):
+                n_live = int(live[s])
+                if views is None or n_live <= views.n // 2:
+                    views = _Views(local, n_live, names)
+                self._step_log_padded(local, views, X3[s], Y2[s], neg_eta[s])
+        else:
+            step_fn = self._step_log_fixed if log_loss and fixed_eta else self._step
+            for s in range(steps):
+                n_live = int(live[s])
+                if views is None or views.n != n_live:
+                    views = _Views(local, n_live, names)
+                step_fn(local, views, X3[s], Y2[s])
         if not local.count_t:
             local.t += np.repeat(sorted_counts, k)
         local.scatter(self, idx)
+
+    def _scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        size = int(np.prod(shape))
+        buf = getattr(self, name, None)
+        if buf is None or buf.shape[0] < size:
+            buf = np.empty(max(size, 2 * (0 if buf is None else buf.shape[0])))
+            setattr(self, name, buf)
+        return buf[:size].reshape(shape)
+
+    def _step_log_padded(self, s: _Local, v: _Views, X: np.ndarray, eta_y: np.ndarray, neg_eta: np.ndarray) -> None:
+        """:meth:`_step_log_fixed` without decay, L1 or averaging, on ``v.n`` rows of which the live ones have
+        ``neg_eta`` = -eta and the others 0 with x = 0 and ``eta_y`` = 0 (their update is exactly 0)."""
+        n = v.n
+        X = X[:, :n]
+        buf = v.buf
+        np.multiply(X, v.w, out=buf)
+        p = np.add.reduce(buf, axis=0)  # sequential over the features, as WeightVector.dot
+        p += v.b
+        update = expit(p, out=p)
+        update *= neg_eta[:n]
+        update += eta_y[:n]
+        np.multiply(X, update, out=buf)
+        v.w += buf
+        v.b += update if s.all_intercepts else update * v.fi
 
     def _step_log_fixed(self, s: _Local, v: _Views, X: np.ndarray, y: np.ndarray) -> None:
         """:meth:`_step` for the log loss at a fixed eta (constant/adaptive), ``y`` holding ``eta * y``."""

@@ -139,6 +139,16 @@ def test_regressor(loss, penalty, average):
                None, sizes, seed=4)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "adaptive"])
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_plain_sgd_at_a_fixed_eta(schedule, classes, fit_intercept):
+    """The log loss without penalty at a fixed eta: the bank's padded fast step (River's plain SGD rule)."""
+    for sizes in SIZES:
+        _check(SGDParams(loss="log_loss", penalty="none", learning_rate=schedule, eta0=0.05,
+                         fit_intercept=fit_intercept), classes, sizes, seed=6)
+
+
 def test_classifier_with_a_regression_loss():
     _check(SGDParams(loss="squared_error", learning_rate="constant", eta0=0.01), 2, [5])
 
@@ -171,19 +181,25 @@ def test_warm_start_from_given_weights_matches_coef_init():
     np.testing.assert_allclose(intercept, est.intercept_, atol=TOL, rtol=0)
 
 
-def test_many_segments_in_lockstep_equal_each_alone():
-    """Interleaved labels of 40 learners (binary and 3-class, different alphas) in one bank equal 40
-    separate scikit-learn estimators fed each learner's own labels in order."""
+@pytest.mark.parametrize("penalty,schedule", [("elasticnet", "optimal"), ("none", "constant")])
+def test_many_segments_in_lockstep_equal_each_alone(penalty, schedule):
+    """Interleaved labels of 40 learners (binary and 3-class, different alphas or etas, label counts from
+    a handful to a hundred) in one bank equal 40 separate scikit-learn estimators fed each learner's own
+    labels in order."""
     rng = np.random.default_rng(9)
     f = 5
-    bank = Bank("log_loss", "elasticnet", "optimal", f)
+    bank = Bank("log_loss", penalty, schedule, f)
     specs = []
     for s in range(40):
         classes = 2 if s % 2 else 3
-        params = SGDParams(alpha=10.0 ** -rng.integers(2, 5), average=int(rng.integers(0, 3)), penalty="elasticnet")
+        if schedule == "optimal":
+            params = SGDParams(alpha=10.0 ** -rng.integers(2, 5), average=int(rng.integers(0, 3)), penalty=penalty)
+        else:  # the padded fast step: no decay, no averaging
+            params = SGDParams(penalty=penalty, learning_rate=schedule, eta0=float(rng.uniform(0.01, 0.2)),
+                               fit_intercept=bool(s % 3))
         rows = bank.add(params, LearnerState.fresh(1 if classes == 2 else classes, f))
         specs.append((params, classes, rows))
-    owner = rng.integers(0, 40, size=2000)
+    owner = rng.choice(40, size=2000, p=np.r_[np.full(20, 0.04), np.full(20, 0.01)])  # uneven counts
     X = rng.normal(size=(2000, f))
     y = np.array([rng.integers(0, specs[o][1]) for o in owner])
     for lo, hi in ((0, 700), (700, 701), (701, 2000)):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
@@ -129,11 +129,11 @@ class Learner:
         n = len(examples)
         if not n:
             return []
-        keys = np.fromiter([ex.segment.sort_key for ex in examples], dtype=np.int64, count=n)
-        target = np.fromiter([ex.target for ex in examples], dtype=np.float64, count=n)
-        groups = group(keys)
-        ordered = itemgetter(*groups.order.tolist())(examples) if n > 1 else (examples[0],)
-        return self._learn_groups(groups, ordered, target[groups.order], None)
+        keys, target, text, features = zip(*map(_FIELDS, examples), strict=True)  # one walk over the examples
+        groups = group(np.array(keys, dtype=np.int64))
+        take = itemgetter(*groups.order.tolist()) if n > 1 else (lambda seq: (seq[0],))
+        return self._learn_groups(groups, take(examples), np.array(target, dtype=np.float64)[groups.order], None,
+                                  take(features), np.array(text, dtype=bool)[groups.order])
 
     def learn_block(self, block: LabelBlock) -> list[tuple[Example, str]]:
         """:meth:`learn` for labels already in arrays (features a float matrix): the same result, without
@@ -147,8 +147,10 @@ class Learner:
         X = np.asarray(block.X, dtype=np.float64)[groups.order]
         return self._learn_groups(groups, ordered, np.asarray(block.target, dtype=np.float64)[groups.order], X)
 
-    def _learn_groups(self, groups: Groups, ordered: Sequence[Example], target: np.ndarray,
-                      X: np.ndarray | None) -> list[tuple[Example, str]]:
+    def _learn_groups(self, groups: Groups, ordered: Sequence[Example], target: np.ndarray, X: np.ndarray | None,
+                      features: Sequence[Any] = (), text: np.ndarray | None = None) -> list[tuple[Example, str]]:
+        """Learn a sorted batch kind by kind: ``X`` its feature matrix (``learn_block``) or None, then
+        ``features`` (dicts) and ``text`` (may hold strings) per example, all in sorted order."""
         rejected: list[tuple[Example, str]] = []
         firsts = groups.first.tolist()
         starts, counts = groups.starts, groups.counts
@@ -165,8 +167,8 @@ class Learner:
             if first.front is not None:
                 if X is not None:
                     Xk = X[lo:hi] if np.isfinite(X[lo:hi]).all() else None
-                elif not any(ex.text for ex in items):
-                    Xk = numeric_rows([ex.features for ex in items], first.feature_names)
+                elif text is not None and not text[lo:hi].any():
+                    Xk = numeric_rows(features[lo:hi], first.feature_names)
             if Xk is not None:
                 inputs = stacked_transform(Xk, [seg.front for seg in segs], counts[a:b])  # Xk is ours
                 self._update(segs, counts[a:b], items, inputs, target[lo:hi], now)
@@ -177,7 +179,7 @@ class Learner:
                 s_lo, s_hi = int(starts[a + j]) - lo, int(starts[a + j] + counts[a + j]) - lo
                 seg_items = items[s_lo:s_hi]
                 if X is None:
-                    Xs, errors = _inputs(seg, [ex.features for ex in seg_items])
+                    Xs, errors = _inputs(seg, features[lo + s_lo:lo + s_hi])
                 else:
                     Xs, errors = _rows(seg, X[lo + s_lo:lo + s_hi])
                 if errors:
@@ -259,6 +261,9 @@ class Learner:
 
 
 
+_FIELDS = attrgetter("segment.sort_key", "target", "text", "features")
+
+
 def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
     """Dead letters (label record, partition, reason, event) for examples ``Learner.learn`` refused."""
     out = []
@@ -269,7 +274,7 @@ def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
     return out
 
 
-def _inputs(seg: Segment, features: list[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def _inputs(seg: Segment, features: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """The rows the segment's model reads, as the scoring worker builds them (categories to codes for models
     with categorical inputs), and (position, reason) for the rows it cannot take."""
     what = f"{seg.model}/{seg.segment}"

@@ -189,20 +189,28 @@ class Bank:
         # feature-major: a step's sums run over rows of n values. Slots past a step's live prefix are never
         # read (no need to clear them), and the space is reused from call to call: fresh megabytes cost page
         # faults comparable to the steps themselves.
-        X3 = self._scratch("_x3", (steps, self.n_inputs, width))
-        Y2 = self._scratch("_y2", (steps, width))
         local = _Local(self, rows[by_count].reshape(-1))
         log_loss = self.loss == "log_loss"
         fixed_eta = self.schedule in ("constant", "adaptive")
         # Plain SGD on the log loss at a fixed eta: a slot past its learner's last sample can take a step that
-        # changes nothing (x = 0, eta = 0), so the tail runs on a few widths instead of one width per step.
+        # changes nothing (x = 0, eta = 0), so the tail runs on a few widths instead of one width per step;
+        # and the intercept can ride along as the weight of a constant input 1 (the same sums, in the same
+        # order: scikit-learn adds it after the dot product), two array operations fewer per step.
         padded = log_loss and fixed_eta and not (self.decay or self.l1 or local.averaging)
+        folded = padded and local.all_intercepts
+        f = self.n_inputs
+        X3 = self._scratch("_x3", (steps, f + folded, width))
+        Y2 = self._scratch("_y2", (steps, width))
         if padded:
             X3.fill(0.0)
             Y2.fill(0.0)
+        if folded:
+            X3[:, f, :] = 1.0
+            local.w = np.concatenate([local.w, local.b[None, :]])
+            local.buf = np.empty((f + 1, width))
         column = np.repeat(slot, counts)
         for r in range(k):
-            X3[step, :, column + r] = X
+            X3[step, :f, column + r] = X
             Y2[step, column + r] = Y[:, r]
         sorted_counts = counts[by_count]
         live = k * np.searchsorted(-sorted_counts, -np.arange(steps), side="left")
@@ -220,14 +228,15 @@ class Bank:
                 n_live = int(live[s])
                 if views is None or n_live <= views.n // 2:
                     views = _Views(local, n_live, names)
-                self._step_log_padded(local, views, X3[s], Y2[s], neg_eta[s])
+                self._step_log_padded(local, views, X3[s], Y2[s], neg_eta[s], folded)
+            if folded:
+                local.w, local.b = local.w[:f], local.w[f].copy()
         else:
-            step_fn = self._step_log_fixed if log_loss and fixed_eta else self._step
             for s in range(steps):
                 n_live = int(live[s])
                 if views is None or views.n != n_live:
                     views = _Views(local, n_live, names)
-                step_fn(local, views, X3[s], Y2[s])
+                self._step(local, views, X3[s], Y2[s])
         if not local.count_t:
             local.t += np.repeat(sorted_counts, k)
         local.scatter(self, idx)
@@ -240,38 +249,25 @@ class Bank:
             setattr(self, name, buf)
         return buf[:size].reshape(shape)
 
-    def _step_log_padded(self, s: _Local, v: _Views, X: np.ndarray, eta_y: np.ndarray, neg_eta: np.ndarray) -> None:
-        """:meth:`_step_log_fixed` without decay, L1 or averaging, on ``v.n`` rows of which the live ones have
-        ``neg_eta`` = -eta and the others 0 with x = 0 and ``eta_y`` = 0 (their update is exactly 0)."""
+    def _step_log_padded(self, s: _Local, v: _Views, X: np.ndarray, eta_y: np.ndarray, neg_eta: np.ndarray,
+                         folded: bool) -> None:
+        """:meth:`_step` for the log loss at a fixed eta without decay, L1 or averaging, on ``v.n`` rows of which
+        the live ones have ``neg_eta`` = -eta and the others 0 with x = 0 and ``eta_y`` = 0 (their update is 0).
+        ``folded``: the last row of ``X`` and ``v.w`` is the constant input and the intercept."""
         n = v.n
         X = X[:, :n]
         buf = v.buf
         np.multiply(X, v.w, out=buf)
         p = np.add.reduce(buf, axis=0)  # sequential over the features, as WeightVector.dot
-        p += v.b
+        if not folded:
+            p += v.b
         update = expit(p, out=p)
         update *= neg_eta[:n]
         update += eta_y[:n]
         np.multiply(X, update, out=buf)
         v.w += buf
-        v.b += update if s.all_intercepts else update * v.fi
-
-    def _step_log_fixed(self, s: _Local, v: _Views, X: np.ndarray, y: np.ndarray) -> None:
-        """:meth:`_step` for the log loss at a fixed eta (constant/adaptive), ``y`` holding ``eta * y``."""
-        n = v.n
-        X = X[:, :n]
-        buf = v.buf
-        np.multiply(X, v.w, out=buf)
-        p = np.add.reduce(buf, axis=0)  # sequential over the features, as WeightVector.dot
-        if self.decay:
-            p *= v.ws
-        p += v.b
-        # -eta * dloss, dloss = sigmoid(p) - y: scikit-learn's half-binomial gradient up to rounding (a few
-        # ulps), in 3 array operations instead of its 6 (each costs about as much as its arithmetic here)
-        update = expit(p, out=p)
-        update *= v.neg_eta0
-        update += y[:n]
-        self._apply(s, v, X, update, v.eta0)
+        if not folded:
+            v.b += update if s.all_intercepts else update * v.fi
 
     def _step(self, s: _Local, v: _Views, X: np.ndarray, y: np.ndarray) -> None:
         """One sample for each of the first ``v.n`` rows, as one iteration of ``_plain_sgd``'s inner loop."""
@@ -287,12 +283,14 @@ class Bank:
             eta = v.eta0
         else:
             eta = learning_rate(self.schedule, v.t, v.alpha, v.eta0, v.power_t, v.opt_init)
-        if self.loss == "log_loss":  # -eta * (sigmoid(p) - y)
-            np.negative(p, out=p)
-            np.exp(p, out=p)
-            p += 1.0
-            update = np.divide(-eta, p, out=p)
-            update += eta * y
+        if self.loss == "log_loss":  # -eta * (sigmoid(p) - y), up to rounding; a fixed eta is in y already
+            update = expit(p, out=p)
+            if eta is v.eta0:
+                update *= v.neg_eta0
+                update += y
+            else:
+                update *= -eta
+                update += eta * y
         else:
             update = gradient(self.loss, y, p, v.eps)
             if self.loss not in BOUNDED_LOSSES:

@@ -50,12 +50,20 @@ class LearnerState:
         return self.coef, self.intercept
 
 
+def stable_order(keys: np.ndarray) -> np.ndarray:
+    """``argsort(keys, kind="stable")``, ten times faster when the keys span fewer than 65,536 values (numpy
+    radix-sorts 16-bit keys): the common case of a batch's segment keys."""
+    if keys.shape[0] and int(keys.max()) - int(keys.min()) < 1 << 16:
+        return np.argsort((keys - keys.min()).astype(np.uint16), kind="stable")
+    return np.argsort(keys, kind="stable")
+
+
 def step_ranks(owner: np.ndarray) -> np.ndarray:
     """The position of each sample among its owner's samples, in arrival order (0 for each owner's first)."""
     n = owner.shape[0]
     if not n:
         return np.zeros(0, dtype=np.int64)
-    order = np.argsort(owner, kind="stable")
+    order = stable_order(owner)
     sorted_owner = owner[order]
     starts = np.flatnonzero(np.r_[True, sorted_owner[1:] != sorted_owner[:-1]])
     first = np.repeat(starts, np.diff(np.r_[starts, n]))
@@ -153,13 +161,12 @@ class Bank:
 
     def learn(self, rows: np.ndarray, X: np.ndarray, y: np.ndarray, ranks: np.ndarray) -> None:
         """Update ``rows[i]`` with sample ``(X[i], y[i])``; samples of one row are applied in ``ranks`` order
-        (one vectorised step per rank), and a row appears at most once per rank. Sorts, then :meth:`learn_grouped`.
-        """
+        (a row appears at most once per rank). Sorts by row, then :meth:`learn_grouped`."""
         if not rows.shape[0]:
             return
         top = int(ranks.max()) + 1
         key = rows.astype(np.int64) * top + np.asarray(ranks, dtype=np.int64)
-        order = np.argsort(key, kind="stable")  # by row, then rank (faster than lexsort)
+        order = stable_order(key)  # by row, then rank (faster than lexsort)
         by_row = rows[order]
         starts = np.flatnonzero(np.r_[True, by_row[1:] != by_row[:-1]])
         counts = np.diff(np.r_[starts, by_row.shape[0]])
@@ -181,14 +188,11 @@ class Bank:
             return
         starts = np.cumsum(counts) - counts
         step = np.arange(n) - np.repeat(starts, counts)
-        by_count = np.argsort(-counts, kind="stable")
+        by_count = stable_order(-counts)
         slot = np.empty(m, dtype=np.int64)
         slot[by_count] = np.arange(m) * k
         steps = int(counts.max())
         width = m * k
-        # feature-major: a step's sums run over rows of n values. Slots past a step's live prefix are never
-        # read (no need to clear them), and the space is reused from call to call: fresh megabytes cost page
-        # faults comparable to the steps themselves.
         local = _Local(self, rows[by_count].reshape(-1))
         log_loss = self.loss == "log_loss"
         fixed_eta = self.schedule in ("constant", "adaptive")
@@ -199,6 +203,8 @@ class Bank:
         padded = log_loss and fixed_eta and not (self.decay or self.l1 or local.averaging)
         folded = padded and local.all_intercepts
         f = self.n_inputs
+        # feature-major (a step's sums run over rows of n values), reused from call to call; slots past a
+        # step's live prefix are never read unless padded
         X3 = self._scratch("_x3", (steps, f + folded, width))
         Y2 = self._scratch("_y2", (steps, width))
         if padded:

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from scorer.learn.bank import stable_order
 from scorer.models.affine import AffineFront
 from scorer.models.base import Model
 
@@ -52,7 +53,7 @@ class Groups:
 
 def group(keys: np.ndarray) -> Groups:
     """One stable sort of the labels' segment keys: segments grouped by kind, each one's labels in order."""
-    order = np.argsort(keys, kind="stable")
+    order = stable_order(keys)
     ordered = keys[order]
     n = ordered.shape[0]
     starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])

@@ -180,3 +180,12 @@ def test_a_block_refuses_a_model_with_categorical_inputs():
     with pytest.raises(ConfigError, match="categorical"):
         learner.learn_block(LabelBlock([seg], np.array([0]), np.array([[0.0, 1.0]]), np.array([1.0]),
                                        [Example(seg, {"city": "a", "x": 1.0}, 1, ())]))
+
+
+@pytest.mark.parametrize("span", [7, 65_535, 65_536, 1 << 40])
+def test_stable_order_is_a_stable_argsort(span):
+    from scorer.learn.bank import stable_order
+
+    keys = np.random.default_rng(span % 97).integers(0, span, size=3000) + (5 << 32)
+    keys[:2] = 5 << 32, (5 << 32) + span - 1  # the whole span is present
+    np.testing.assert_array_equal(stable_order(keys), np.argsort(keys, kind="stable"))

@@ -129,11 +129,13 @@ class Learner:
         n = len(examples)
         if not n:
             return []
-        keys, target, text, features = zip(*map(_FIELDS, examples), strict=True)  # one walk over the examples
-        groups = group(np.array(keys, dtype=np.int64))
+        # C-level walks over the examples (zip(*rows) would cost several times as much on big batches)
+        groups = group(np.fromiter(map(_KEY, examples), dtype=np.int64, count=n))
+        target = np.fromiter(map(_TARGET, examples), dtype=np.float64, count=n)
+        text = np.fromiter(map(_TEXT, examples), dtype=bool, count=n)
         take = itemgetter(*groups.order.tolist()) if n > 1 else (lambda seq: (seq[0],))
-        return self._learn_groups(groups, take(examples), np.array(target, dtype=np.float64)[groups.order], None,
-                                  take(features), np.array(text, dtype=bool)[groups.order])
+        return self._learn_groups(groups, take(examples), target[groups.order], None,
+                                  list(map(_FEATURES, examples)), text)
 
     def learn_block(self, block: LabelBlock) -> list[tuple[Example, str]]:
         """:meth:`learn` for labels already in arrays (features a float matrix): the same result, without
@@ -149,8 +151,10 @@ class Learner:
 
     def _learn_groups(self, groups: Groups, ordered: Sequence[Example], target: np.ndarray, X: np.ndarray | None,
                       features: Sequence[Any] = (), text: np.ndarray | None = None) -> list[tuple[Example, str]]:
-        """Learn a sorted batch kind by kind: ``X`` its feature matrix (``learn_block``) or None, then
-        ``features`` (dicts) and ``text`` (may hold strings) per example, all in sorted order."""
+        """Learn a sorted batch kind by kind: ``ordered``, ``target`` and ``X`` (its feature matrix, from
+        ``learn_block``; or None) in sorted order; or else ``features`` (dicts) and ``text`` (may hold strings)
+        per example in arrival order: dicts are read in the order they were made (sorted order would jump
+        around memory), then the rows put in sorted order."""
         rejected: list[tuple[Example, str]] = []
         firsts = groups.first.tolist()
         starts, counts = groups.starts, groups.counts
@@ -167,8 +171,10 @@ class Learner:
             if first.front is not None:
                 if X is not None:
                     Xk = X[lo:hi] if np.isfinite(X[lo:hi]).all() else None
-                elif text is not None and not text[lo:hi].any():
-                    Xk = numeric_rows(features[lo:hi], first.feature_names)
+                else:
+                    arrival = groups.order[lo:hi]
+                    if not text[arrival].any():
+                        Xk = _numeric_sorted(features, arrival, first.feature_names)
             if Xk is not None:
                 inputs = stacked_transform(Xk, [seg.front for seg in segs], counts[a:b])  # Xk is ours
                 self._update(segs, counts[a:b], items, inputs, target[lo:hi], now)
@@ -179,7 +185,7 @@ class Learner:
                 s_lo, s_hi = int(starts[a + j]) - lo, int(starts[a + j] + counts[a + j]) - lo
                 seg_items = items[s_lo:s_hi]
                 if X is None:
-                    Xs, errors = _inputs(seg, features[lo + s_lo:lo + s_hi])
+                    Xs, errors = _inputs(seg, [features[i] for i in groups.order[lo + s_lo:lo + s_hi].tolist()])
                 else:
                     Xs, errors = _rows(seg, X[lo + s_lo:lo + s_hi])
                 if errors:
@@ -261,7 +267,22 @@ class Learner:
 
 
 
-_FIELDS = attrgetter("segment.sort_key", "target", "text", "features")
+def _numeric_sorted(features: Sequence[Any], arrival: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
+    """``numeric_rows`` of ``features[arrival]`` (sorted order), reading the dicts in arrival order."""
+    if arrival.shape[0] == len(features):  # the whole batch (one kind): no selection to make
+        X = numeric_rows(features, names)
+        return None if X is None else X[arrival]
+    by_arrival = np.sort(arrival)
+    picked = itemgetter(*by_arrival.tolist())(features) if by_arrival.shape[0] > 1 else (features[by_arrival[0]],)
+    X = numeric_rows(picked, names)
+    if X is None:
+        return None
+    out = np.empty_like(X)
+    out[np.argsort(arrival)] = X  # row j of X is label by_arrival[j]; sorted position of it: rank in arrival
+    return out
+
+
+_KEY, _TARGET, _TEXT, _FEATURES = (attrgetter(name) for name in ("segment.sort_key", "target", "text", "features"))
 
 
 def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
+from scorer.learn.layout import lay_out
 from scorer.learn.sgd import BOUNDED_LOSSES, MAX_DLOSS, WSCALE_MIN, SGDParams, gradient, learning_rate
 
 _PER_ROW = ("alpha", "l1r", "eta0", "power_t", "eps", "avg_start", "fi", "opt_init")
@@ -202,58 +203,39 @@ class Bank:
         # order: scikit-learn adds it after the dot product), two array operations fewer per step.
         padded = log_loss and fixed_eta and not (self.decay or self.l1 or local.averaging)
         folded = padded and local.all_intercepts
-        f = self.n_inputs
-        # feature-major (a step's sums run over rows of n values), reused from call to call; slots past a
-        # step's live prefix are never read unless padded
-        X3 = self._scratch("_x3", (steps, f + folded, width))
-        Y2 = self._scratch("_y2", (steps, width))
-        if padded:
-            X3.fill(0.0)
-            Y2.fill(0.0)
-        if folded:
-            X3[:, f, :] = 1.0
-            local.w = np.concatenate([local.w, local.b[None, :]])
-            local.buf = np.empty((f + 1, width))
-        column = np.repeat(slot, counts)
-        for r in range(k):
-            X3[step, :f, column + r] = X
-            Y2[step, column + r] = Y[:, r]
+        f, g = self.n_inputs, self.n_inputs + folded
         sorted_counts = counts[by_count]
-        live = k * np.searchsorted(-sorted_counts, -np.arange(steps), side="left")
+        live = k * np.searchsorted(-sorted_counts, -np.arange(steps), side="left")  # rows with an s-th sample
+        if padded:  # halve the width only when the live rows fall to half of it
+            wide = live.copy()
+            for s in range(1, steps):
+                wide[s] = wide[s - 1] if live[s] > wide[s - 1] // 2 else live[s]
+        else:
+            wide = live
+        fixed_log = log_loss and fixed_eta  # -eta * dloss = -eta * sigmoid(p) + eta * y: the targets carry eta
+        laid = lay_out(X, Y, step, np.repeat(slot, counts), live, wide, folded, padded,
+                       local.eta0 if fixed_log else None)
+        if folded:
+            local.w = np.concatenate([local.w, local.b[None, :]])
+            local.buf = np.empty((g, width))
         idx = rows[by_count].reshape(-1)
         # t only steers the optimal/invscaling schedules and averaging; otherwise it is counted at the end.
         local.count_t = self.schedule in ("optimal", "invscaling") or local.averaging
-        if log_loss and fixed_eta:
-            Y2 *= local.eta0  # -eta * dloss = -eta * sigmoid(p) + eta * y: the second term for every step
         names = _view_names(self, local)
         views = None
-        if padded:
-            slot_counts = np.repeat(sorted_counts, k)
-            neg_eta = np.where(np.arange(steps)[:, None] < slot_counts, local.neg_eta0, 0.0)
-            for s in range(steps):
-                n_live = int(live[s])
-                if views is None or n_live <= views.n // 2:
-                    views = _Views(local, n_live, names)
-                self._step_log_padded(local, views, X3[s], Y2[s], neg_eta[s], folded)
-            if folded:
-                local.w, local.b = local.w[:f], local.w[f].copy()
-        else:
-            for s in range(steps):
-                n_live = int(live[s])
-                if views is None or views.n != n_live:
-                    views = _Views(local, n_live, names)
-                self._step(local, views, X3[s], Y2[s])
+        for s in range(steps):
+            n_rows = int(wide[s])
+            if views is None or views.n != n_rows:
+                views = _Views(local, n_rows, names)
+            if padded:
+                self._step_log_padded(local, views, laid.X[s], laid.y[s], laid.neg_eta[s], folded)
+            else:
+                self._step(local, views, laid.X[s], laid.y[s])
+        if folded:
+            local.w, local.b = local.w[:f], local.w[f].copy()
         if not local.count_t:
             local.t += np.repeat(sorted_counts, k)
         local.scatter(self, idx)
-
-    def _scratch(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        size = int(np.prod(shape))
-        buf = getattr(self, name, None)
-        if buf is None or buf.shape[0] < size:
-            buf = np.empty(max(size, 2 * (0 if buf is None else buf.shape[0])))
-            setattr(self, name, buf)
-        return buf[:size].reshape(shape)
 
     def _step_log_padded(self, s: _Local, v: _Views, X: np.ndarray, eta_y: np.ndarray, neg_eta: np.ndarray,
                          folded: bool) -> None:

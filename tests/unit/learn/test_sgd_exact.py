@@ -265,3 +265,26 @@ def test_restarting_the_schedule_equals_a_fresh_estimator_from_the_current_weigh
     np.testing.assert_allclose(after.coef.ravel(), ref._standard_coef.ravel(), atol=TOL, rtol=0)
     np.testing.assert_allclose(after.intercept, [running], atol=TOL, rtol=0)
     np.testing.assert_allclose(after.avg_coef.ravel(), ref._average_coef.ravel(), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("penalty,schedule", [("none", "constant"), ("l2", "optimal")])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_one_busy_learner_among_many_quiet_ones(penalty, schedule, classes):
+    """300 labels for one learner and one for each of 149 others: the ragged step layout (a dense one would
+    be 300 steps x 150 learners), still equal to scikit-learn per learner."""
+    rng = np.random.default_rng(12)
+    f, n_rows = 4, 1 if classes == 2 else classes
+    params = SGDParams(penalty=penalty, learning_rate=schedule, eta0=0.05, alpha=1e-3)
+    bank = Bank("log_loss", penalty, schedule, f)
+    learners = [bank.add(params, LearnerState.fresh(n_rows, f)) for _ in range(150)]
+    owner = np.r_[np.zeros(300, dtype=np.int64), np.arange(1, 150)]
+    rng.shuffle(owner)
+    X, y = rng.normal(size=(owner.size, f)), rng.integers(0, classes, owner.size)
+    bank.learn(np.concatenate([learners[o] for o in owner]), np.repeat(X, n_rows, axis=0),
+               encode_targets("log_loss", y, n_rows).ravel(), np.repeat(step_ranks(owner), n_rows))
+    for s in (0, 1, 77, 149):
+        mine = np.flatnonzero(owner == s)
+        est = _sklearn(params, X[mine], y[mine], [(0, mine.size)], classes)
+        coef, intercept = bank.state(learners[s]).served(params)
+        np.testing.assert_allclose(coef.reshape(est.coef_.shape), est.coef_, atol=TOL, rtol=0)
+        np.testing.assert_allclose(intercept, est.intercept_, atol=TOL, rtol=0)

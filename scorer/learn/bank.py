@@ -7,8 +7,9 @@ update over all rows that have a k-th sample. Rows share the loss, penalty, sche
 (the bank's key); the numeric hyperparameters are per row.
 
 The state mirrors scikit-learn's ``WeightVector`` operation for operation (weights as ``w_data * wscale``,
-the lazy average ``(aw + a * w_data) / b``, the same evaluation order, sequential dot products), so the
-results agree with ``partial_fit`` to the last bits rather than drifting apart in long runs. scikit-learn
+the lazy average ``(aw + a * w_data) / b``, the same evaluation order, sequential dot products; only the
+log-loss gradient is one fused ``expit``, a few ulps from scikit-learn's formula), so the results agree with
+``partial_fit`` to within rounding rather than drifting apart in long runs. scikit-learn
 folds the lazy parts back at the end of each ``partial_fit`` call (and resets its L1 accumulators), which
 is what :meth:`Bank.finish` does: call it where scikit-learn's call would end.
 """

@@ -41,6 +41,10 @@ class Notice(BaseModel):
     version: int | None = None
     at: str
 
+    def names(self) -> tuple[str, int] | None:
+        """The (segment, version) this notice is about, when it names both (a worker prefetches that version)."""
+        return None if self.segment is None or self.version is None else (self.segment, self.version)
+
     def sent_at(self) -> float | None:
         """``at`` as a POSIX time (None if it is not an ISO time with a zone)."""
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import time
 from collections import deque
 from collections.abc import Mapping
@@ -27,6 +28,18 @@ if TYPE_CHECKING:
     from scorer.stream.serving import LRU, Entry, Target, Unservable
 
 log = logging.getLogger("scorer.stream.cache")
+
+SWITCH_INTERVAL = 0.001
+"""The worker process's GIL switch interval (seconds), see :func:`prompt_handoffs`."""
+
+
+def prompt_handoffs() -> None:
+    """Set the process's GIL switch interval to ``SWITCH_INTERVAL`` (the worker does, once started).
+
+    A swap's pointer read, load and build run in threads (and the driver's I/O thread parses replies): each
+    handoff waits for the batch loop to release the GIL, up to the switch interval (5 ms by default), several
+    times per swap. 1 ms shortens swaps and the loop's stalls behind a build; idle threads cost nothing."""
+    sys.setswitchinterval(SWITCH_INTERVAL)
 
 Key = tuple[str, str]
 

@@ -17,7 +17,6 @@ import asyncio
 import gc
 import logging
 import os
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -31,11 +30,9 @@ from scorer.stream.config import WorkerConfig
 from scorer.stream.metrics import WorkerMetrics
 from scorer.stream.scoring import BatchHook, BatchScorer
 from scorer.stream.sink import KafkaSink
+from scorer.stream.swaps import prompt_handoffs
 
 log = logging.getLogger(__name__)
-
-SWITCH_INTERVAL = 0.001
-"""The worker process's GIL switch interval (seconds): how long a thread waits for the batch loop's GIL at most."""
 
 
 def _failed(exc: BaseException) -> asyncio.Future:
@@ -143,11 +140,7 @@ class ScoringWorker:
         # every pass, which was a source of 100+ ms pauses in the batch loop.
         gc.collect()
         gc.freeze()
-        # The store's reads, loads and builds run in threads (and the driver's I/O thread parses replies): each
-        # handoff waits for the batch loop to release the GIL, up to the switch interval (5 ms by default),
-        # several times per swap. 1 ms shortens swaps and the loop's stalls behind a build; an idle thread
-        # costs nothing either way.
-        sys.setswitchinterval(SWITCH_INTERVAL)
+        prompt_handoffs()
         self.ready.set()
         log.info("worker ready: %s -> %s (dead letters: %s), %d model version(s) loaded",
                  self.config.input_topic, self.config.output_topic, self.config.dlq_topic, self.cache.n_versions())
@@ -173,20 +166,16 @@ class ScoringWorker:
     # ------------------------------------------------------------------ watchers
 
     async def poll_loop(self) -> None:
-        """Re-read served models' pointers every poll interval (backed off while the store is down).
-
-        Polls start at a fixed rate (the interval counts from the previous poll's start, not its end), so a
-        change made just after a poll waits at most one interval, however long the reads take under load."""
+        """Re-read served models' pointers every poll interval (backed off while the store is down)."""
         await self.ready.wait()
-        last = time.monotonic()
+        at = time.monotonic()
         while not self._stopped.is_set():
-            try:
-                delay = self.cache.next_poll_delay() - (time.monotonic() - last)
-                await asyncio.wait_for(self._wake.wait(), max(0.0, delay))
+            try:  # at a fixed rate (from the previous poll's start): a change waits at most one interval
+                await asyncio.wait_for(self._wake.wait(), max(0, at + self.cache.next_poll_delay() - time.monotonic()))
             except TimeoutError:
                 pass
             self._wake.clear()
-            last = time.monotonic()
+            at = time.monotonic()
             try:
                 await self.cache.refresh_all()
             except asyncio.CancelledError:
@@ -203,8 +192,7 @@ class ScoringWorker:
         async def on_notice(notice: Notice) -> None:
             self.metrics.notices.inc()
             if notice.model in self.cache._served:
-                hint = None if notice.segment is None or notice.version is None else (notice.segment, notice.version)
-                await self.cache.refresh(notice.model, "notice", notice.sent_at(), hint)
+                await self.cache.refresh(notice.model, "notice", notice.sent_at(), notice.names())
 
         await follow_notices(self.settings, self.settings.changes_topic, on_notice, stopped=self._stopped,
                              ready=self._notices_ready)

@@ -62,9 +62,13 @@ from scorer.models._numeric import expit_, softmax_
 from scorer.models.base import Model
 from scorer.models.registry import register
 from scorer.models.tree_layout import _DENSE_LEVELS, LINKS, MAX_DEPTH, TreeLayout  # noqa: F401 - re-exported
+from scorer.models.tree_planes import ROWS as PLANE_ROWS
 
 #: (row, tree) pairs per chunk, by input itemsize: keeps the per-level temporaries in the CPU cache
 _CHUNK = {4: 32768, 8: 16384}
+#: batches from this many rows take the bit planes when the layout has them (below, their fixed cost per
+#: block outweighs the walk's per-level steps)
+_PLANES_MIN_ROWS = 256
 _DENSE_MIN = 1024
 #: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share
 #: of the moving ones (deep, unbalanced trees: HistGradientBoosting's, unbounded forests) ...
@@ -90,7 +94,7 @@ class _TreeEnsemble(TreeLayout, Model):
     # -- scoring --------------------------------------------------------------------------------------
     def _inputs(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
         """The array the trees compare (float32-rounded or not) and whether it holds NaN; refuses the illegal."""
-        if self.float32_inputs:
+        if self.float32_inputs or self._cast32:  # _cast32: decisions proven identical in float32 (tree_layout)
             with np.errstate(over="ignore"):
                 Xc = X.astype(np.float32)
         else:
@@ -127,12 +131,15 @@ class _TreeEnsemble(TreeLayout, Model):
         """
         n = X.shape[0]
         T = self._n_trees
-        step = max(1, _CHUNK[X.itemsize] // T)
+        planes = self._planes if n >= _PLANES_MIN_ROWS else None
+        step = PLANE_ROWS if planes is not None else max(1, _CHUNK[X.itemsize] // T)
         for s in range(0, n, step):
             Xc = X[s : s + step]
             m = Xc.shape[0]
             if self._depth == 0:
                 j = np.broadcast_to(self._roots[:, np.newaxis], (T, m))
+            elif planes is not None:
+                j = planes.walk(Xc, self._fold_nan)
             elif self._cat is not None:
                 j = self._cat.walk(Xc)
             else:
@@ -166,22 +173,9 @@ class _TreeEnsemble(TreeLayout, Model):
             code <<= 1
             code |= b.view(np.uint8)
         j = np.add(self._top_base[dense], code, dtype=np.intp)
-        feats, thrs, mrights = self._feats, self._thrs, self._mrights
-        if self._complete:  # one gather step per level, child = 2 i + went_right
-            flat = Xt.ravel()
-            rows = np.arange(m, dtype=np.intp)
-            for lv in range(dense, depth):
-                f = feats[lv][j]
-                if m > 1:
-                    f *= m
-                    f += rows
-                x = flat[f]
-                r = x > thrs[lv][j]
-                if has_nan:
-                    r |= isnan(x) & mrights[lv][j]
-                j += j
-                j += r
-            return j
+        if self._complete:
+            return self._descend(Xc, j, dense, has_nan)
+        thrs, mrights = self._thrs, self._mrights
         # Plain layout, walked row-major (a step's input reads stay within a row). Deep, unbalanced trees
         # leave most pairs at leaves long before the deepest level, so every other level the finished pairs
         # are parked once they are a good share, and only the rest move on.
@@ -223,6 +217,57 @@ class _TreeEnsemble(TreeLayout, Model):
             full[pos] = j
             j = full.reshape(m, T)
         return np.ascontiguousarray(j.T)
+
+
+    def _descend(self, Xc: np.ndarray, j: np.ndarray, dense: int, has_nan: bool) -> np.ndarray:
+        """Padded layout below the dense levels: one gather step per level, child = 2 i + went_right.
+
+        Seven numpy calls a level, all writing into buffers of the chunk's size: inputs are read row-major
+        (a row's features share cache lines) and NaN is folded into them (``_fold_nan``), so no step tests it.
+        """
+        m, width = Xc.shape
+        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+        if self._fold_nan:
+            src = np.empty((m, 2 * width), Xc.dtype)
+            if has_nan:
+                nan = np.isnan(Xc)
+                np.copyto(src[:, :width], np.where(nan, -np.inf, Xc))
+                np.copyto(src[:, width:], np.where(nan, np.inf, Xc))
+                has_nan = False
+            else:
+                src[:, :width] = src[:, width:] = Xc
+            width *= 2
+        else:
+            src = Xc
+        flat = src.ravel()
+        if j.size < _DENSE_MIN:  # a few rows: plain calls cost less than keyword parsing and buffers
+            for lv in range(dense, self._depth):
+                f = feats[lv][j]
+                if m > 1:
+                    f += np.arange(0, m * width, width)
+                x = flat[f]
+                r = x > thrs[lv][j]
+                if has_nan:
+                    r |= np.isnan(x) & mrights[lv][j]
+                j <<= 1
+                j |= r
+            return j
+        rowoff = np.arange(0, m * width, width, dtype=np.intp)
+        idx = np.empty_like(j)
+        x = np.empty(j.shape, flat.dtype)
+        t = np.empty(j.shape, thrs[0].dtype)
+        r = np.empty(j.shape, bool)
+        for lv in range(dense, self._depth):
+            feats[lv].take(j, out=idx, mode="clip")  # in range by construction; "clip" spares a checked copy
+            idx += rowoff
+            flat.take(idx, out=x, mode="clip")
+            thrs[lv].take(j, out=t, mode="clip")
+            np.greater(x, t, out=r)
+            if has_nan:
+                r |= np.isnan(x) & mrights[lv].take(j, mode="clip")
+            j <<= 1
+            j |= r
+        return j
 
 
 def _sum_trees(v: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ transposed as 8x8 bit matrices, give every (tree, row) its slot in the padded la
 (``x > threshold`` goes right; NaN is folded into the inputs as there), and the caller sums the same leaves.
 
 It pays while a tree holds few splits per level (the comparisons grow with them, the walk with the depth
-only), so the layout builds it only then (``SPLITS_PER_LEVEL``), for trees up to ``MAX_PLANES`` deep.
+only), so the layout builds it only then (``SPLITS_PER_LEVEL``), for trees up to ``MAX_PLANES`` deep, and
+the model uses it from ``_PLANES_MIN_ROWS`` rows (:mod:`scorer.models.trees`).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import numpy as np
 
 #: deepest trees scored by planes: one byte of path bits per (tree, row)
 MAX_PLANES = 8
-#: planes are built when the model has at most this many splits per tree and level (XGBoost's depth-8
-#: trees: about 4; LightGBM's 255-leaf ones: 32, which the walk scores faster)
-SPLITS_PER_LEVEL = 6
+#: planes are built when the model has at most this many splits per tree and level: measured 1.3x the
+#: walk at 4 (XGBoost, depth 8) and at 10 (LightGBM, 255 leaves, depth 8), break-even near 13
+SPLITS_PER_LEVEL = 12
 #: rows per block, a multiple of 64: the comparison bits of every split stay in cache
 ROWS = 1024
 

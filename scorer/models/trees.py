@@ -47,6 +47,14 @@ stored arrays (never stored themselves):
   leaves point to themselves (threshold +inf: every input stays). Finished (row, tree) pairs are dropped
   every other level once they are a good share, so unbalanced trees cost about their mean path length.
 
+Two more ways to the same leaves, chosen when the arrays are built: a padded model with few splits per tree
+and level (boosters' sparse depth-limited trees: XGBoost's, LightGBM's) scores batches of ``_PLANES_MIN_ROWS``
+rows or more by bit planes (:mod:`scorer.models.tree_planes`: each distinct split compared once per block of
+rows, paths carried as bit masks); and a ``hist_boosted`` model whose every threshold is a float32 boundary
+(XGBoost's) compares float32 inputs, which decides exactly as float64 does (``tree_layout._decided_in_f32``).
+Padded layouts fold NaN into the inputs (a node sending NaN right reads a copy of X with NaN as +inf, the
+others a copy with NaN as -inf), so neither the walk nor the planes test NaN per node.
+
 The trees' outputs are then summed tree after tree in scikit-learn's order (the boosted baseline folded
 into the first stage), so scores are bit-identical to scikit-learn's, in batches and one row at a time.
 """
@@ -217,7 +225,6 @@ class _TreeEnsemble(TreeLayout, Model):
             full[pos] = j
             j = full.reshape(m, T)
         return np.ascontiguousarray(j.T)
-
 
     def _descend(self, Xc: np.ndarray, j: np.ndarray, dense: int, has_nan: bool) -> np.ndarray:
         """Padded layout below the dense levels: one gather step per level, child = 2 i + went_right.

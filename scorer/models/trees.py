@@ -235,15 +235,16 @@ class _TreeEnsemble(TreeLayout, Model):
         m, width = Xc.shape
         feats, thrs, mrights = self._feats, self._thrs, self._mrights
         if self._fold_nan:
-            src = np.empty((m, 2 * width), Xc.dtype)
+            src = np.empty((m, 2, width), Xc.dtype)
             if has_nan:
                 nan = np.isnan(Xc)
-                np.copyto(src[:, :width], np.where(nan, -np.inf, Xc))
-                np.copyto(src[:, width:], np.where(nan, np.inf, Xc))
+                src[:, 0] = np.where(nan, -np.inf, Xc)
+                src[:, 1] = np.where(nan, np.inf, Xc)
                 has_nan = False
             else:
-                src[:, :width] = src[:, width:] = Xc
+                src[...] = Xc[:, np.newaxis]
             width *= 2
+            src = src.reshape(m, width)
         else:
             src = Xc
         flat = src.ravel()

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import orjson
 
 from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, ScorerError
 
@@ -60,6 +61,24 @@ class LoadedModel:
     labels: tuple[Any, ...] | None
     loaded_at: datetime
     load_seconds: float
+    label_json: tuple[bytes, ...] = ()
+    """The JSON of a binary model's two labels as prediction messages write them (set by ``__post_init__``; empty
+    when a label is not JSON-serialisable, and then the scorer's slow path reports it)."""
+
+    fuse_key: tuple[Any, ...] | None = None
+    """(kernel class, its fuse key) when the predictor scores with others of that key in one fused call (set by
+    ``__post_init__``: a built model's key does not change)."""
+
+    def __post_init__(self) -> None:
+        fuse_key = getattr(self.predictor, "fuse_key", None)  # any object with predict() can serve; few can fuse
+        key = fuse_key() if fuse_key is not None else None
+        if key is not None:
+            object.__setattr__(self, "fuse_key", (type(self.predictor), *key))
+        if self.kind == "binary" and self.labels is not None:
+            try:
+                object.__setattr__(self, "label_json", tuple(orjson.dumps(label) for label in self.labels))
+            except TypeError:
+                pass
 
     @property
     def what(self) -> str:

@@ -22,6 +22,7 @@ import orjson
 
 from scorer.stream.cache import LoadedModel, Serving, Unservable
 from scorer.stream.events import Event, Invalid
+from scorer.stream.serving import message_head
 
 _dumps = orjson.dumps
 
@@ -186,9 +187,7 @@ class PredictionEncoder:
         if head is None:
             if len(self._heads) >= self.capacity:
                 self._heads.clear()
-            head = self._heads[key] = b''.join((b'","model":', _dumps(model), b',"segment":', _dumps(segment),
-                                                b',"version":', _dumps(version), b',"canary":',
-                                                b"true" if canary else b"false", b',"prediction":'))
+            head = self._heads[key] = message_head(model, segment, version, canary)
         return head
 
     @staticmethod
@@ -211,12 +210,6 @@ class PredictionEncoder:
                ) -> list[bytes]:
         """Messages of (head, tail, model, events, output) parts, in order: every output passed ``simple`` and every
         model is of one kind (binary or regression)."""
-        ids = [e.id for _, _, _, events, _ in parts for e in events]
-        if not ids:
-            return []
-        id_json = _dumps(ids)[2:-2].split(b'","')
-        if len(id_json) != len(ids):  # cannot happen (see the class docstring); kept honest anyway
-            id_json = [_dumps(i)[1:-1] for i in ids]
         heads: list[bytes] = []
         tails: list[bytes] = []
         for head, tail, _, events, _ in parts:
@@ -224,23 +217,39 @@ class PredictionEncoder:
             heads += [head] * n
             tails += [tail] * n
         outputs = [output for *_, output in parts]
+        loaded = [(model, len(events)) for _, _, model, events, _ in parts]
         if parts[0][2].kind == "binary":
-            out = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
-            values = out[:, 1]
-            wins = (values > out[:, 0]).tolist()
-            first, second = parts[0][2].label_json
-            if all(loaded.label_json == (first, second) for _, _, loaded, _, _ in parts):
+            output = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+        else:
+            output = np.concatenate([output.reshape(-1) for output in outputs])
+        return self.encode_rows([e.id for _, _, _, events, _ in parts for e in events], heads, tails, loaded, output)
+
+    @staticmethod
+    def encode_rows(ids: list[str], heads: list[bytes], tails: list[bytes], loaded: list[tuple[LoadedModel, int]],
+                    output: np.ndarray, same_labels: bool = False) -> list[bytes]:
+        """Messages of rows: their ids, heads and tails, ``loaded`` the models that scored consecutive runs of them
+        (model, rows; all of one kind), and ``output`` the rows' outputs ((n, 2) binary, (n,) regression);
+        ``same_labels`` when the caller knows every model has the labels of the first."""
+        if not ids:
+            return []
+        id_json = _dumps(ids)[2:-2].split(b'","')
+        if len(id_json) != len(ids):  # cannot happen (see the class docstring); kept honest anyway
+            id_json = [_dumps(i)[1:-1] for i in ids]
+        if loaded[0][0].kind == "binary":
+            values = output[:, 1]
+            wins = (values > output[:, 0]).tolist()
+            first, second = loaded[0][0].label_json
+            if same_labels or all(model.label_json == (first, second) for model, _ in loaded):
                 labels = [second if win else first for win in wins]
             else:
                 firsts: list[bytes] = []
                 seconds: list[bytes] = []
-                for _, _, loaded, events, _ in parts:
-                    n = len(events)
-                    firsts += [loaded.label_json[0]] * n
-                    seconds += [loaded.label_json[1]] * n
+                for model, n in loaded:
+                    firsts += [model.label_json[0]] * n
+                    seconds += [model.label_json[1]] * n
                 labels = [b if win else a for a, b, win in zip(firsts, seconds, wins, strict=True)]
         else:
-            values = np.concatenate([output.reshape(-1) for output in outputs])
+            values = output
             labels = [b"null"] * len(ids)
         value_json = _dumps(values.astype(np.float64, copy=False).tolist())[1:-1].split(b",")
         return [b'{"id":"%b%b%b,"label":%b%b' % row for row in zip(id_json, heads, value_json, labels, tails,

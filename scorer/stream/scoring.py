@@ -35,7 +35,7 @@ from scorer.stream.batch import (
     prediction_values,
     utc_stamp,
 )
-from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable, canary_point
+from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable
 from scorer.stream.events import (
     BAD_VALUE,
     DEFAULT_LIMITS,
@@ -50,6 +50,7 @@ from scorer.stream.events import (
     row_errors,
     text_errors,
 )
+from scorer.stream.lanes import Lane, fuse, score_lane, split
 from scorer.stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,8 @@ class ScoredGroup:
 
 BatchHook = Callable[[ScoredGroup], Iterable[ExtraMessage] | None]
 _Done = tuple[Part, str, list[Event], np.ndarray, "tuple[list[Any], list[Any]] | None"]
-"""A scored part: (part, the segment that served, its events left, output, formatted values or None to encode)."""
+"""A scored part: (part, the segment that served, its events left, output, formatted values or None to encode);
+or a list of ready predictions (key, value, input index) from the fast lane."""
 
 
 class BatchScorer:
@@ -123,19 +125,27 @@ class BatchScorer:
         fused kernel (linear, binary logistic), which score all their slices in one call.
         """
         result = batch.result = BatchResult()
-        done: list[_Done] = []
+        done: list[_Done | list[tuple[bytes, bytes, int]]] = []
         any_text = any(e.text for e in batch.events)
         for inv in batch.invalid:
             self._dead_letter(batch, inv.index, inv.reason, inv.kind)
-        layouts: dict[tuple[str, ...], list[Part]] = {}
+        layouts: dict[tuple[str, ...], list[Part | Lane]] = {}
         categorical: list[Part] = []
         for key, group in batch.groups.items():
             answer = batch.resolved[key]
+            if type(answer) is Serving and answer.canary is None and not any_text:
+                loaded = answer.primary
+                if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (see _score_lane)
+                    bucket = layouts.get(loaded.feature_names)
+                    if bucket is None:
+                        bucket = layouts[loaded.feature_names] = []
+                    bucket.append((key, answer, group))
+                    continue
             if isinstance(answer, Unservable):
                 for event in group:
                     self._dead_letter(batch, event.index, answer.reason, answer.kind)
                 continue
-            for part in _split(key, answer, group):
+            for part in split(key, answer, group):
                 if getattr(part.scored_by.predictor, "categorical", None) is not None:
                     categorical.append(part)
                     continue
@@ -161,10 +171,17 @@ class BatchScorer:
             if encoded:
                 self._score_part(batch, part, scored_at, final_attempt, done)
         hooks = bool(self.hooks)
-        for names, parts in layouts.items():
+        for names, items in layouts.items():
+            if not hooks:
+                ready = score_lane(batch.result.counts, items, names, scored_at, self.encoder)
+                if ready is not None:
+                    done.append(ready)
+                    continue
+            parts = [item if type(item) is Part else Part(item[0], item[1], item[1].primary, False, item[2])
+                     for item in items]
             X_all, nonfinite = feature_block([e.features for part in parts for e in part.events], names)
             bounds = [0, *accumulate([len(part.events) for part in parts])]
-            _fuse(parts, X_all, bounds)
+            fuse(parts, X_all, bounds)
             for part, start, stop in zip(parts, bounds, bounds[1:]):  # noqa: B905 - bounds has one more
                 if nonfinite is not None:
                     part.nonfinite = nonfinite[start:stop]
@@ -191,7 +208,7 @@ class BatchScorer:
         part.X, part.nonfinite = X, None if finite.all() else ~finite
         return bool(part.events)
 
-    def _score_part(self, batch: Batch, part: Part, scored_at: str, final_attempt: bool, done: list[_Done]) -> None:
+    def _score_part(self, batch: Batch, part: Part, scored_at: str, final_attempt: bool, done: list[Any]) -> None:
         """Predict one part (unless a fused kernel did), dead-letter the rows it cannot score, run the hooks, and
         queue its outputs in ``done`` for :meth:`_emit`."""
         result = batch.result
@@ -251,7 +268,7 @@ class BatchScorer:
                 if extra:
                     result.extra.extend(extra)
 
-    def _emit(self, result: BatchResult, done: list[_Done], scored_at: str) -> None:
+    def _emit(self, result: BatchResult, done: list[_Done | list[tuple[bytes, bytes, int]]], scored_at: str) -> None:
         """The prediction messages of every scored part, in order: runs of binary/regression parts encoded in bulk
         (:class:`~scorer.stream.batch.PredictionEncoder`), others (multiclass) one by one."""
         encoder = self.encoder
@@ -267,7 +284,12 @@ class BatchScorer:
                 predictions.extend(zip(keys, messages, indices, strict=True))
                 run.clear()
 
-        for part, served, events, output, formatted in done:
+        for item in done:
+            if type(item) is list:
+                flush()
+                predictions.extend(item)
+                continue
+            part, served, events, output, formatted = item
             model, segment = part.key
             served_by = served if served != segment else None
             if formatted is None:
@@ -308,55 +330,3 @@ class BatchScorer:
         dead = self.metrics.dead_letters
         for kind, n in result.reasons.items():
             dead.labels(kind).inc(n)
-
-
-def _split(key: Key, serving: Serving, group: list[Event]) -> list[Part]:
-    """The parts of one group: the primary's events and, with a canary, the canary's (chosen by event id)."""
-    if serving.canary is None:
-        return [Part(key, serving, serving.primary, False, group)]
-    fraction = serving.canary_fraction
-    canary_events: list[Event] = []
-    primary_events: list[Event] = []
-    for event in group:
-        (canary_events if canary_point(event.id) < fraction else primary_events).append(event)
-    parts = [Part(key, serving, serving.primary, False, primary_events),
-             Part(key, serving, serving.canary, True, canary_events)]
-    return [part for part in parts if part.events]
-
-
-def _fuse(parts: list[Part], X_all: np.ndarray, bounds: list[int]) -> None:
-    """Score the parts whose models share a fused kernel with one call per kernel (sets ``part.output``);
-    part ``i`` holds rows ``bounds[i]:bounds[i + 1]`` of ``X_all``.
-
-    Rows with NaN/inf are scored too (their outputs are dropped with the rows when dead-lettered); a fused
-    kernel that raises leaves its parts to their own ``predict``, which reports the error per model.
-    """
-    by_key: dict[tuple, list[int]] = {}
-    for i, part in enumerate(parts):
-        key = part.scored_by.fuse_key
-        if key is not None:
-            members = by_key.get(key)
-            if members is None:
-                by_key[key] = [i]
-            else:
-                members.append(i)
-    for (kind, *_), members in by_key.items():
-        if len(members) < 2:
-            continue
-        sizes = [bounds[i + 1] - bounds[i] for i in members]
-        owner = np.repeat(np.arange(len(members)), sizes)
-        if len(members) == len(parts):  # the usual case: every part of the layout fuses
-            X = X_all
-        else:
-            X = np.ascontiguousarray(X_all[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])])
-        try:
-            with np.errstate(invalid="ignore", over="ignore"):
-                fused = kind.predict_fused([parts[i].scored_by.predictor for i in members], X, owner)
-        except Exception:  # each part then predicts on its own and reports its own error
-            log.exception("fused kernel %s failed; scoring its %d models one by one", kind.__name__, len(members))
-            continue
-        start = 0
-        for i, size in zip(members, sizes, strict=True):
-            stop = start + size
-            parts[i].output = fused[start:stop]
-            start = stop

@@ -156,6 +156,13 @@ def target_of(row: Any) -> Target | None:
     return Target(int(row.version), canary_version, float(fraction), getattr(row, "shadow_version", None))
 
 
+def message_head(model: str, segment: str, version: int, canary: bool) -> bytes:
+    """``","model":...,"prediction":``: a prediction message from the end of its id to its value, as orjson writes
+    the message's dict (see :class:`scorer.stream.batch.PredictionEncoder`)."""
+    return b"".join((b'","model":', orjson.dumps(model), b',"segment":', orjson.dumps(segment), b',"version":',
+                     orjson.dumps(version), b',"canary":', b"true" if canary else b"false", b',"prediction":'))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Serving:
     """What one (model, segment) serves right now. Replaced as a whole, never mutated."""
@@ -168,6 +175,15 @@ class Serving:
     canary: LoadedModel | None = None
     canary_fraction: float = 0.0
     shadow: LoadedModel | None = None
+    head: bytes = b""
+    """The primary's prediction messages for this segment from the end of the id to the value (``message_head``)."""
+    scored_key: tuple[str, str, str, str] = ("", "", "", "")
+    """The primary's label set of the scored-events counter."""
+
+    def __post_init__(self) -> None:
+        version = self.primary.version
+        object.__setattr__(self, "head", message_head(self.model, self.segment, version, False))
+        object.__setattr__(self, "scored_key", (self.model, self.segment, str(version), "scored"))
 
     def loaded(self) -> dict[int, LoadedModel]:
         out = {self.primary.version: self.primary}

@@ -11,6 +11,7 @@ cost little more than the same events over 100.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -23,12 +24,16 @@ log = logging.getLogger(__name__)
 
 Lane = tuple[Key, Serving, list[Event]]
 """A group bound for the fast lane: its (model, segment), what serves it, its events."""
+GroupHooks = Callable[[Key, Serving, list[Event], np.ndarray, np.ndarray], None]
+"""Called per group of a lane with its key, Serving, events, rows of the matrix and outputs (the scorer's hooks)."""
 
 
 def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], names: tuple[str, ...],
-               scored_at: str, encoder: PredictionEncoder) -> list[tuple[bytes, bytes, int]] | None:
+               scored_at: str, encoder: PredictionEncoder, hooks: GroupHooks | None = None
+               ) -> list[tuple[bytes, bytes, int]] | None:
     """The predictions (key, value, input index) of one layout's groups when they all qualify for the fast lane
-    (every item a :data:`Lane`, one fused kernel, binary or regression); their counts are added to ``counts``.
+    (every item a :data:`Lane`, one fused kernel, binary or regression); their counts are added to ``counts`` and
+    ``hooks`` run for each group, in order.
 
     None (and nothing counted) when the layout does not qualify or anything is unusual (a row the models cannot
     score, a kernel failure, an output of an unexpected shape): the general path then handles it and reports
@@ -75,6 +80,12 @@ def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], n
         return None
     for count_key, size in added:
         counts[count_key] = counts.get(count_key, 0) + size
+    if hooks is not None:
+        start = 0
+        for (key, serving, group), size in zip(items, sizes, strict=True):
+            stop = start + size
+            hooks(key, serving, group, X[start:stop], output[start:stop])
+            start = stop
     ids = [e.id for e in events]
     messages = encoder.encode_rows(ids, heads, [encoder.tail(scored_at, None)] * n,
                                    list(zip(models, sizes, strict=True)), output, same_labels)

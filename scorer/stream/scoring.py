@@ -50,7 +50,7 @@ from scorer.stream.events import (
     row_errors,
     text_errors,
 )
-from scorer.stream.lanes import Lane, fuse, score_lane, split
+from scorer.stream.lanes import GroupHooks, Lane, fuse, score_lane, split
 from scorer.stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -171,12 +171,12 @@ class BatchScorer:
             if encoded:
                 self._score_part(batch, part, scored_at, final_attempt, done)
         hooks = bool(self.hooks)
+        group_hooks = self._group_hooks(result) if hooks else None
         for names, items in layouts.items():
-            if not hooks:
-                ready = score_lane(batch.result.counts, items, names, scored_at, self.encoder)
-                if ready is not None:
-                    done.append(ready)
-                    continue
+            ready = score_lane(result.counts, items, names, scored_at, self.encoder, group_hooks)
+            if ready is not None:
+                done.append(ready)
+                continue
             parts = [item if type(item) is Part else Part(item[0], item[1], item[1].primary, False, item[2])
                      for item in items]
             X_all, nonfinite = feature_block([e.features for part in parts for e in part.events], names)
@@ -258,15 +258,25 @@ class BatchScorer:
         count_key = (model, served, str(version), "canary" if part.canary else "scored")
         counts[count_key] = counts.get(count_key, 0) + len(events)
         if self.hooks and X is not None:
-            scored = ScoredGroup(model, segment, part.serving, scored_by, part.canary, events, X, output)
-            for hook in self.hooks:
-                try:
-                    extra = hook(scored)
-                except Exception:  # a hook must never fail scoring
-                    log.exception("batch hook %r failed", hook)
-                    continue
-                if extra:
-                    result.extra.extend(extra)
+            self._run_hooks(result, ScoredGroup(model, segment, part.serving, scored_by, part.canary, events, X,
+                                                output))
+
+    def _run_hooks(self, result: BatchResult, scored: ScoredGroup) -> None:
+        for hook in self.hooks:
+            try:
+                extra = hook(scored)
+            except Exception:  # a hook must never fail scoring
+                log.exception("batch hook %r failed", hook)
+                continue
+            if extra:
+                result.extra.extend(extra)
+
+    def _group_hooks(self, result: BatchResult) -> GroupHooks:
+        """The hooks of the fast lane's groups (each a primary's events of its own segment, never a canary)."""
+        def run(key: Key, serving: Serving, events: list[Event], X: np.ndarray, output: np.ndarray) -> None:
+            self._run_hooks(result, ScoredGroup(key[0], key[1], serving, serving.primary, False, events, X, output))
+
+        return run
 
     def _emit(self, result: BatchResult, done: list[_Done | list[tuple[bytes, bytes, int]]], scored_at: str) -> None:
         """The prediction messages of every scored part, in order: runs of binary/regression parts encoded in bulk

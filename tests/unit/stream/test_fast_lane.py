@@ -81,23 +81,29 @@ def test_the_fast_lane_writes_what_the_general_path_writes(kinds: list[str], mon
                                     "features": features}))
     records = [type("R", (), {"key": None, "value": v, "topic": "t", "partition": 0, "offset": i})()
                for i, v in enumerate(values)]
-    lane_calls: list[int] = []
+    lane_calls: list[bool] = []
     real_lane = scoring.score_lane
-
-    def spy(*args, **kwargs):
-        out = real_lane(*args, **kwargs)
-        lane_calls.append(out is not None)
-        return out
-
-    monkeypatch.setattr(scoring, "score_lane", spy)
     outputs = []
-    for hooks in ((), (lambda group: None,)):  # a hook sends every group down the general path
-        scorer = BatchScorer(scorer_over(kinds), hooks=hooks)
+    for use_lane in (True, False):
+        def lane(*args, use_lane=use_lane, **kwargs):
+            out = real_lane(*args, **kwargs) if use_lane else None
+            lane_calls.append(out is not None)
+            return out
+
+        monkeypatch.setattr(scoring, "score_lane", lane)
+        seen: list[tuple] = []
+
+        def hook(group, seen=seen) -> list[tuple[str, bytes | None, bytes]]:
+            seen.append((group.model, group.segment, group.scored_by.version, group.canary,
+                         [e.id for e in group.events], group.X.tolist(), group.output.tolist()))
+            return [("drift", None, group.segment.encode())]
+
+        scorer = BatchScorer(scorer_over(kinds), hooks=[hook])
         batch = Batch(records)
         scorer.decode(batch)
         asyncio.run(scorer.resolve(batch))
         result = scorer.score(batch)
-        outputs.append((result.predictions, result.counts, result.dead_letters))
-    assert lane_calls and lane_calls[0] is (len(set(kinds) - {"bool", "str"}) == 1)  # two kernels: no lane
+        outputs.append((result.predictions, result.counts, result.dead_letters, result.extra, seen))
+    assert lane_calls[0] is (len(set(kinds) - {"bool", "str"}) == 1)  # two kernels: no lane
     assert outputs[0] == outputs[1]
-    assert len(outputs[0][0]) == 300
+    assert len(outputs[0][0]) == 300 and len(outputs[0][4]) == len(kinds)

@@ -4,7 +4,9 @@ Steps, each filling in the :class:`~scorer.stream.batch.Batch`: ``decode`` every
 (:mod:`scorer.stream.events`); ``resolve``: group valid events by (model, segment) and resolve each group to the
 cache's current :class:`~scorer.stream.cache.Serving` once (so the whole batch uses the versions it started
 with); ``score``: split canary events off by id into :class:`~scorer.stream.batch.Part` s, build one matrix per
-feature layout, predict once per part (or once per fused kernel), serialise outputs with orjson.
+feature layout, predict once per part (or once per fused kernel), serialise outputs in bulk
+(:class:`~scorer.stream.batch.PredictionEncoder`). A layout whose groups all share one fused kernel takes the fast
+lane (:mod:`scorer.stream.lanes`): one matrix, one kernel call, one encoding, a few list operations per group.
 
 Hooks (``BatchScorer.hooks``) run after each scored group with a :class:`ScoredGroup` (ids, matrix, outputs,
 the Serving with its canary/shadow models); whatever messages they return are sent with the batch, before
@@ -135,7 +137,7 @@ class BatchScorer:
             answer = batch.resolved[key]
             if type(answer) is Serving and answer.canary is None and not any_text:
                 loaded = answer.primary
-                if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (see _score_lane)
+                if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (lanes.score_lane)
                     bucket = layouts.get(loaded.feature_names)
                     if bucket is None:
                         bucket = layouts[loaded.feature_names] = []
@@ -169,7 +171,7 @@ class BatchScorer:
                     self._dead_letter(batch, event.index, reason[:500], MODEL_ERROR)
                 continue
             if encoded:
-                self._score_part(batch, part, scored_at, final_attempt, done)
+                self._score_part(batch, part, final_attempt, done)
         hooks = bool(self.hooks)
         group_hooks = self._group_hooks(result) if hooks else None
         for names, items in layouts.items():
@@ -188,7 +190,7 @@ class BatchScorer:
                     part.X = X_all[start:stop]
                 elif hooks or part.output is None:  # a fused part's rows are needed only by hooks
                     part.X = X_all[start:stop]
-                self._score_part(batch, part, scored_at, final_attempt, done)
+                self._score_part(batch, part, final_attempt, done)
         self._emit(result, done, scored_at)
         return result
 
@@ -208,7 +210,7 @@ class BatchScorer:
         part.X, part.nonfinite = X, None if finite.all() else ~finite
         return bool(part.events)
 
-    def _score_part(self, batch: Batch, part: Part, scored_at: str, final_attempt: bool, done: list[Any]) -> None:
+    def _score_part(self, batch: Batch, part: Part, final_attempt: bool, done: list[Any]) -> None:
         """Predict one part (unless a fused kernel did), dead-letter the rows it cannot score, run the hooks, and
         queue its outputs in ``done`` for :meth:`_emit`."""
         result = batch.result

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -126,35 +126,43 @@ def test_twenty_thousand_events_with_two_swaps_mid_stream(settings: Settings, ca
 
 def test_exactly_once_a_swap_is_committed_at_once_not_at_the_commit_interval(
         settings: Settings, bootstrap: str, new_topic: Callable[..., str]) -> None:
-    """Commits 60 s apart: the outputs of a model swapped in by ``scorer activate`` are still visible within
-    seconds (the reader commits as soon as a batch scored by it is in its transaction), and ``/models`` says
-    where the swap's time went."""
+    """Commits 60 s apart on a stream that never leaves the reader idle (200 events/s, a fetch waits up to 1 s
+    for data, so no empty fetch commits early either): nothing is visible until a model swapped in by
+    ``scorer activate`` scores, and then at once (the reader commits as soon as a batch scored by it is in its
+    transaction); ``/models`` says where the swap's time went."""
+    import threading
+
     segments = SEGMENTS[:4]
     publish_two_versions(settings, segments)
+    stop = threading.Event()
 
-    def four(start: int) -> list[tuple[bytes, bytes]]:  # one event per segment
-        return [event(f"e-{i}", segments[i % 4], {"f0": 0.1, "f1": 0.2, "f2": 0.3, "f3": 0.4})
-                for i in range(start, start + 4)]
+    def endless() -> Iterator[tuple[bytes, bytes]]:
+        i = 0
+        while not stop.is_set():
+            yield event(f"e-{i}", segments[i % 4], {"f0": 0.1, "f1": 0.2, "f2": 0.3, "f3": 0.4})
+            i += 1
 
     topics = make_topics(new_topic)
     collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start()
-    worker = WorkerProcess(settings, topics, extra_args=["--guarantee", "exactly-once", "--commit-interval", "60"])
+    worker = WorkerProcess(settings, topics, extra_args=["--guarantee", "exactly-once", "--commit-interval", "60",
+                                                         "--batch-window-ms", "1000"])
+    feed = threading.Thread(target=produce_sync, args=(bootstrap, topics.events, endless()), kwargs={"rate": 200},
+                            daemon=True)
     with workers(worker.start()):
         worker.wait_ready()
-        produce_sync(bootstrap, topics.events, four(0))  # warm: partitions assigned, transactions open
-        time.sleep(2.0)
-        assert collector.snapshot() == [], "committed before the interval without any swap"
-        done = run_cli(settings, "activate", MODEL, "S01", "2", "--reason", "test swap", changes=topics.changes)
-        assert done.returncode == 0, done.stderr
-        swapped = time.time()
-        deadline = time.monotonic() + 20
-        n = 4
-        while time.monotonic() < deadline and not any(o.value["version"] == 2 for o in collector.snapshot()):
-            produce_sync(bootstrap, topics.events, four(n))
-            n += 4
-            time.sleep(0.5)
+        feed.start()
+        try:
+            time.sleep(4.0)
+            assert collector.snapshot() == [], "committed before the interval without any swap"
+            done = run_cli(settings, "activate", MODEL, "S01", "2", "--reason", "test swap", changes=topics.changes)
+            assert done.returncode == 0, done.stderr
+            swapped = time.time()
+            collector.wait_for(lambda c: any(o.value["version"] == 2 for o in c.snapshot()), timeout=20,
+                               what="an output of the new version (commit interval 60 s)")
+        finally:
+            stop.set()
+            feed.join(10)
         new = [o for o in collector.snapshot() if o.value["version"] == 2]
-        assert new, f"no output of the new version within 20 s (commit interval 60 s):\n{worker.tail()}"
         assert {o.value["segment"] for o in new} == {"S01"}
         assert new[0].received - swapped < 20
         (trace,) = [t for t in worker.models()["recent_swaps"] if t["segment"] == "S01"]

@@ -15,6 +15,7 @@ codes for trees, code columns expanded by the ``columns`` step (:class:`scorer.m
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -26,8 +27,8 @@ CATEGORY_TYPE = "category_type"
 _F64 = np.dtype(np.float64)
 #: integer categories below this are looked up in a dense table (one gather per column)
 _DENSE_MAX = 1 << 16
-#: batches up to this many rows of an object array are encoded in plain Python (fewer numpy calls)
-_SMALL = 16
+#: batches up to this many rows are encoded in plain Python (fewer numpy calls)
+_SMALL = SMALL_BATCH = 16
 
 
 def _is_missing(v: Any) -> bool:
@@ -88,9 +89,9 @@ class _Column:
         return self.unknown
 
     def encode_objects(self, col: Any, model: str) -> np.ndarray:
-        if self.strings:  # every value known (the usual case): one C-level pass; any miss takes the slow path
-            try:
-                return np.fromiter(map(self.lut.__getitem__, col), dtype=np.float64, count=len(col))
+        if self.strings and len(col) > 1:  # every value known (the usual case): one C-level pass of dict
+            try:  # lookups (itemgetter: no call per value); any miss takes the slow path below
+                return np.fromiter(itemgetter(*col.tolist())(self.lut), dtype=np.float64, count=len(col))
             except (KeyError, TypeError):
                 pass
         get, miss = self.lut.get, -7.5  # -7.5 is never a code
@@ -121,6 +122,45 @@ class _Column:
             for r in np.flatnonzero(~hit).tolist():
                 out[r] = self.bad(r, None if nan[r] else float(col[r]), model)
         return out
+
+
+class DenseCodes:
+    """Float values -> codes of every column with small non-negative integer categories, all at once.
+
+    One gather through the columns' dense tables laid end to end. A column is done here only when every value
+    is one of its categories exactly (the usual case); a column with a missing, unknown or fractional value
+    is left alone for :meth:`_Column.encode_numbers`, which applies the rules and names the row.
+    """
+
+    def __init__(self, columns: list[_Column]) -> None:
+        self.columns = columns
+        self.index = np.array([c.index for c in columns], dtype=np.intp)
+        sizes = [c.dense.size for c in columns]  # type: ignore[union-attr]
+        self.last = np.array(sizes, dtype=np.uintp) - 1
+        self.base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
+        self.table = np.concatenate([c.dense for c in columns]) if columns else np.zeros(0)  # type: ignore[misc]
+
+    def encode(self, out: np.ndarray) -> set[int]:
+        """Replace values by codes in ``out`` (float64, C order) for the columns found clean; their indices."""
+        if not self.columns or not out.shape[0]:
+            return set()
+        block = out[:, self.index]
+        with np.errstate(invalid="ignore"):  # NaN/inf cast to some integer: the equality below catches them
+            i = block.astype(np.intp)
+        exact = i == block
+        u = i.view(np.uintp)  # negative values wrap to huge ones: one comparison for both bounds
+        exact &= u <= self.last
+        np.minimum(u, self.last, out=u)
+        i += self.base
+        codes = self.table[i]
+        exact &= codes >= 0.0
+        clean = exact.all(axis=0)
+        if clean.all():
+            out[:, self.index] = codes
+            return set(self.index.tolist())
+        keep = np.flatnonzero(clean)
+        out[:, self.index[keep]] = codes[:, keep]
+        return set(self.index[keep].tolist())
 
 
 def _numbers(col: np.ndarray, what: str) -> np.ndarray:
@@ -158,6 +198,12 @@ class CategoricalInputs:
         #: per feature: its _Column, or None for a numeric one
         self._plan = [False if j in self.unused else by_index.get(j) for j in range(len(feature_names))]
         self.what = what
+        self._unused_cols = sorted(self.unused)
+        num = self.numeric
+        #: the numeric inputs as a slice when they are adjacent (a view: no copy of an object block)
+        self._numeric_at: slice | np.ndarray = (
+            slice(int(num[0]), int(num[-1]) + 1) if num.size and (np.diff(num) == 1).all() else num)
+        self._dense = DenseCodes([c for c in self.columns if c.dense is not None])
 
     def _encode_frame(self, df: Any, strict: bool) -> np.ndarray:
         """A DataFrame in feature order, column by column: numeric columns as they are, pandas categoricals by
@@ -276,9 +322,12 @@ class CategoricalInputs:
                 return self._encode_small(X.tolist(), strict)
             out = np.array(X, dtype=np.float64, order="C", copy=True)
             if out.ndim == 2 and out.shape[1] == self.n_features:
-                out[:, list(self.unused)] = 0.0
+                if self._unused_cols:
+                    out[:, self._unused_cols] = 0.0
+                done = self._dense.encode(out)  # small integer categories, all columns in a few passes
                 for c in self.columns:
-                    out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
+                    if c.index not in done:
+                        out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
             return out
         if hasattr(X, "columns") and hasattr(X, "dtypes") and not isinstance(X, np.ndarray):
             return self._encode_frame(X, strict)
@@ -289,12 +338,15 @@ class CategoricalInputs:
             return self._encode_small(arr.tolist(), strict)
         out = np.zeros(arr.shape, dtype=np.float64)
         if self.numeric.size:
-            num = arr[:, self.numeric]
+            num = arr[:, self._numeric_at]
             if strict and num.dtype == object:
                 self._check_numbers(num)
             try:
                 try:
-                    out[:, self.numeric] = num.astype(np.float64)
+                    if type(self._numeric_at) is slice:  # cast straight into the output's view: one pass
+                        np.copyto(out[:, self._numeric_at], num, casting="unsafe")
+                    else:
+                        out[:, self.numeric] = num.astype(np.float64)
                 except TypeError:  # None (missing) in an object column
                     out[:, self.numeric] = np.where(np.equal(num, None), np.nan, num).astype(np.float64)
             except (TypeError, ValueError) as exc:

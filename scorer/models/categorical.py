@@ -31,6 +31,11 @@ _DENSE_MAX = 1 << 16
 _SMALL = SMALL_BATCH = 16
 
 
+def _numeric_type(t: type) -> bool:
+    """Values of type ``t`` may stand in a numeric column of an event (None: missing)."""
+    return t is type(None) or (t is not bool and issubclass(t, int | float | np.number))
+
+
 def _is_missing(v: Any) -> bool:
     return v is None or (isinstance(v, float | np.floating) and math.isnan(v))
 
@@ -38,7 +43,8 @@ def _is_missing(v: Any) -> bool:
 class _Column:
     """One categorical input: lookup table, rules, and the sorted numeric view for float input."""
 
-    __slots__ = ("index", "name", "categories", "strings", "lut", "missing", "unknown", "sorted", "order", "dense")
+    __slots__ = ("index", "name", "categories", "strings", "lut", "code_bytes", "missing", "unknown", "sorted", "order",
+                 "dense", "arrow")
 
     def __init__(self, index: int, spec: dict, what: str) -> None:
         name, cats = spec.get("feature"), spec.get("categories")
@@ -51,9 +57,12 @@ class _Column:
             raise InvalidWeights(f"{what}: categories of {name!r} repeat a value")
         self.index, self.name, self.categories, self.strings = index, name, tuple(cats), strings
         self.lut = {c: float(k) for k, c in enumerate(cats)}
+        #: the codes as 2-byte strings, for a batch of string values (joined and read as one array)
+        self.code_bytes = {c: k.to_bytes(2, "little") for k, c in enumerate(cats)} if len(cats) <= 1 << 16 else None
         self.missing = self._rule(spec.get("missing"), "unknown", what)
         self.unknown = self._rule(spec.get("unknown"), "error", what)
         self.dense = None
+        self.arrow: Any = None  # the categories as an Arrow array, made when an Arrow-backed column first arrives
         if not strings:
             vals = np.asarray(cats, dtype=np.float64)
             self.order = np.argsort(vals, kind="stable")
@@ -90,7 +99,10 @@ class _Column:
 
     def encode_objects(self, col: Any, model: str) -> np.ndarray:
         if self.strings and len(col) > 1:  # every value known (the usual case): one C-level pass of dict
-            try:  # lookups (itemgetter: no call per value); any miss takes the slow path below
+            try:  # lookups (itemgetter: no call per value) to 2-byte codes joined (no conversion per value)
+                if self.code_bytes is not None:
+                    joined = b"".join(itemgetter(*col.tolist())(self.code_bytes))
+                    return np.frombuffer(joined, dtype="<u2").astype(np.float64)
                 return np.fromiter(itemgetter(*col.tolist())(self.lut), dtype=np.float64, count=len(col))
             except (KeyError, TypeError):
                 pass
@@ -161,6 +173,28 @@ class DenseCodes:
         keep = np.flatnonzero(clean)
         out[:, self.index[keep]] = codes[:, keep]
         return set(self.index[keep].tolist())
+
+
+def _arrow_codes(col: Any, c: _Column, out: np.ndarray) -> bool:
+    """Codes of an Arrow-backed string column (pandas' default ``str`` with pyarrow) written to ``out``, matched
+    in Arrow without a Python string per value; False (nothing written) when it is not one, or when a value is
+    missing or unknown (the general path then applies the rules)."""
+    dtype = col.dtype
+    if getattr(dtype, "storage", None) != "pyarrow" and "string" not in str(getattr(dtype, "pyarrow_dtype", "")):
+        return False
+    import pyarrow as pa  # a dependency, imported only when such a frame arrives
+    import pyarrow.compute as pc
+
+    values = pa.array(col.array)  # the column's own Arrow array, not a copy
+    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
+        return False
+    if c.arrow is None:
+        c.arrow = pa.array(c.categories, type=pa.string())
+    codes = pc.index_in(values, value_set=c.arrow)
+    if codes.null_count:
+        return False
+    out[:] = codes.to_numpy()
+    return True
 
 
 def _numbers(col: np.ndarray, what: str) -> np.ndarray:
@@ -235,8 +269,8 @@ class CategoricalInputs:
                     out[r, j] = c.bad(r, v, self.what)
             elif kind in "fiu":
                 out[:, j] = c.encode_numbers(col.to_numpy(dtype=np.float64, na_value=np.nan), self.what)
-            else:
-                out[:, j] = c.encode_objects(col.to_numpy(dtype=object), self.what)
+            elif not (c.strings and _arrow_codes(col, c, out[:, j])):  # pandas' NA is missing, as None is
+                out[:, j] = c.encode_objects(col.to_numpy(dtype=object, na_value=None), self.what)
         return out
 
     def _encode_small(self, rows: list[list[Any]], strict: bool) -> np.ndarray:
@@ -262,6 +296,8 @@ class CategoricalInputs:
         return np.array(out, dtype=np.float64)
 
     def _check_numbers(self, num: np.ndarray, row0: int = 0, column: int | None = None) -> None:
+        if all(map(_numeric_type, set(map(type, num.reshape(-1))))):  # the verdict depends on the type alone
+            return
         for r, row in enumerate(num.tolist(), start=row0):
             for k, v in enumerate(row):
                 if not (v is None or (type(v) is not bool and isinstance(v, int | float | np.number))):

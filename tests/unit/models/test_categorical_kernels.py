@@ -195,3 +195,29 @@ def test_string_batches_with_unknown_missing_and_wrong_types(handle: str) -> Non
         with pytest.raises(CategoryError, match="takes string categories") as info:
             model.predict(Y)
         assert info.value.row == row and info.value.kind == "category_type"
+
+
+@pytest.mark.filterwarnings("ignore:Found unknown categories")
+@pytest.mark.parametrize("handle", ["ignore", "error"])
+def test_arrow_backed_string_columns_match_object_columns(handle: str) -> None:
+    pd = pytest.importorskip("pandas")
+    pa = pytest.importorskip("pyarrow")
+    rng = np.random.default_rng(9)
+    X = _strings(rng, 400)
+    ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown=handle), [0, 2])], remainder="passthrough")
+    p = make_pipeline(ct, LogisticRegression(max_iter=300)).fit(X, (X[:, 0] == "red").astype(int))
+    model = build(export(p))
+    Xt = _strings(rng, 100)
+    for dtype in (pd.StringDtype("pyarrow"), pd.ArrowDtype(pa.string()), pd.ArrowDtype(pa.large_string()), object):
+        df = pd.DataFrame({"x0": pd.Series(Xt[:, 0], dtype=dtype), "x1": Xt[:, 1].astype(float),
+                           "x2": pd.Series(Xt[:, 2], dtype=dtype)})
+        np.testing.assert_allclose(model.predict(df), p.predict_proba(Xt), rtol=0, atol=1e-9)
+        odd = df.copy()
+        odd.loc[7, "x0"], odd.loc[8, "x2"] = "purple", None
+        if handle == "error":
+            with pytest.raises(CategoryError, match="unknown category 'purple'") as info:
+                model.predict(odd)
+            assert info.value.row == 7
+        else:
+            np.testing.assert_allclose(model.predict(odd), row_by_row(model, odd.to_numpy(dtype=object, na_value=None)),
+                                       rtol=0, atol=1e-12)

@@ -221,3 +221,24 @@ def test_arrow_backed_string_columns_match_object_columns(handle: str) -> None:
         else:
             np.testing.assert_allclose(model.predict(odd), row_by_row(model, odd.to_numpy(dtype=object, na_value=None)),
                                        rtol=0, atol=1e-12)
+
+
+def test_strict_numeric_checks_refuse_text_and_booleans_and_accept_numbers_of_any_kind() -> None:
+    from decimal import Decimal
+
+    rng = np.random.default_rng(10)
+    X = _strings(rng, 300)
+    ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown="ignore"), [0, 2])], remainder="passthrough")
+    model = build(export(make_pipeline(ct, LogisticRegression()).fit(X, (X[:, 0] == "red").astype(int))))
+    Xt = _strings(rng, 60)
+    Xt[[1, 2, 3, 4], 1] = [np.float32(0.5), np.int64(3), 7, None]
+    codes, keep, errors = model.categorical.encode_rows(Xt)
+    assert not errors and keep.size == 60 and np.isnan(codes[4, 1]) and codes[2, 1] == 3.0
+    for bad, kind in (("1.5", "str"), (True, "bool"), (Decimal("2"), "Decimal"), (np.bool_(False), "bool")):
+        Y = Xt.copy()
+        Y[[9, 30], 1] = bad
+        codes, keep, errors = model.categorical.encode_rows(Y)
+        assert [e[0] for e in errors] == [9, 30] and keep.size == 58
+        assert errors[0][2] == "category_type" and f"takes numbers; got {kind}" in errors[0][1]
+        codes_plain = model.categorical.encode(Y[:8])  # not strict (offline): numpy's conversion, as before
+        assert codes_plain.shape == (8, 3)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from scorer.errors import CategoryError, InvalidWeights
+from scorer.models.category_batch import DenseCodes, arrow_codes
 
 UNKNOWN_CATEGORY = "unknown_category"
 CATEGORY_TYPE = "category_type"
@@ -136,67 +137,6 @@ class _Column:
         return out
 
 
-class DenseCodes:
-    """Float values -> codes of every column with small non-negative integer categories, all at once.
-
-    One gather through the columns' dense tables laid end to end. A column is done here only when every value
-    is one of its categories exactly (the usual case); a column with a missing, unknown or fractional value
-    is left alone for :meth:`_Column.encode_numbers`, which applies the rules and names the row.
-    """
-
-    def __init__(self, columns: list[_Column]) -> None:
-        self.columns = columns
-        self.index = np.array([c.index for c in columns], dtype=np.intp)
-        sizes = [c.dense.size for c in columns]  # type: ignore[union-attr]
-        self.last = np.array(sizes, dtype=np.uintp) - 1
-        self.base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.intp)
-        self.table = np.concatenate([c.dense for c in columns]) if columns else np.zeros(0)  # type: ignore[misc]
-
-    def encode(self, out: np.ndarray) -> set[int]:
-        """Replace values by codes in ``out`` (float64, C order) for the columns found clean; their indices."""
-        if not self.columns or not out.shape[0]:
-            return set()
-        block = out[:, self.index]
-        with np.errstate(invalid="ignore"):  # NaN/inf cast to some integer: the equality below catches them
-            i = block.astype(np.intp)
-        exact = i == block
-        u = i.view(np.uintp)  # negative values wrap to huge ones: one comparison for both bounds
-        exact &= u <= self.last
-        np.minimum(u, self.last, out=u)
-        i += self.base
-        codes = self.table[i]
-        exact &= codes >= 0.0
-        clean = exact.all(axis=0)
-        if clean.all():
-            out[:, self.index] = codes
-            return set(self.index.tolist())
-        keep = np.flatnonzero(clean)
-        out[:, self.index[keep]] = codes[:, keep]
-        return set(self.index[keep].tolist())
-
-
-def _arrow_codes(col: Any, c: _Column, out: np.ndarray) -> bool:
-    """Codes of an Arrow-backed string column (pandas' default ``str`` with pyarrow) written to ``out``, matched
-    in Arrow without a Python string per value; False (nothing written) when it is not one, or when a value is
-    missing or unknown (the general path then applies the rules)."""
-    dtype = col.dtype
-    if getattr(dtype, "storage", None) != "pyarrow" and "string" not in str(getattr(dtype, "pyarrow_dtype", "")):
-        return False
-    import pyarrow as pa  # a dependency, imported only when such a frame arrives
-    import pyarrow.compute as pc
-
-    values = pa.array(col.array)  # the column's own Arrow array, not a copy
-    if not pa.types.is_string(values.type) and not pa.types.is_large_string(values.type):
-        return False
-    if c.arrow is None:
-        c.arrow = pa.array(c.categories, type=pa.string())
-    codes = pc.index_in(values, value_set=c.arrow)
-    if codes.null_count:
-        return False
-    out[:] = codes.to_numpy()
-    return True
-
-
 def _numbers(col: np.ndarray, what: str) -> np.ndarray:
     try:
         return np.where(np.equal(col, None), np.nan, col).astype(np.float64)
@@ -269,7 +209,7 @@ class CategoricalInputs:
                     out[r, j] = c.bad(r, v, self.what)
             elif kind in "fiu":
                 out[:, j] = c.encode_numbers(col.to_numpy(dtype=np.float64, na_value=np.nan), self.what)
-            elif not (c.strings and _arrow_codes(col, c, out[:, j])):  # pandas' NA is missing, as None is
+            elif not (c.strings and arrow_codes(col, c, out[:, j])):  # pandas' NA is missing, as None is
                 out[:, j] = c.encode_objects(col.to_numpy(dtype=object, na_value=None), self.what)
         return out
 

@@ -29,7 +29,7 @@ from scorer.errors import InvalidWeights
 from scorer.models._numeric import expit_, ovr_normalise_, softmax_
 from scorer.models.base import Model
 from scorer.models.categorical import SMALL_BATCH as _SMALL
-from scorer.models.onehot import Direct, Folded
+from scorer.models.onehot import Direct, DirectObjects, Folded
 from scorer.models.registry import register
 
 PROBA_MODES = ("binary", "binary-softmax", "softmax", "ovr")
@@ -72,11 +72,22 @@ def _fold(model: Model, coef: np.ndarray) -> Folded | None:
 
 
 def _direct(model: Model, X: Any) -> np.ndarray | None:
-    """Decisions of a folded model straight from a raw float batch (integer categories), or None."""
-    if (type(X) is not np.ndarray or X.dtype is not _F64 or X.ndim != 2 or X.shape[0] <= _SMALL
-            or X.shape[1] != model.n_features or not X.flags.c_contiguous):
+    """Decisions of a folded model straight from a raw batch (floats with integer categories, or objects with
+    string categories), or None: the general path (encode, then the fold) decides."""
+    if type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] <= _SMALL or X.shape[1] != model.n_features:
         return None
-    return model._direct(X)  # type: ignore[attr-defined]
+    if X.dtype is _F64:
+        direct = model._direct  # type: ignore[attr-defined]
+        return direct(X) if direct is not None and X.flags.c_contiguous else None
+    objects = model._direct_objects  # type: ignore[attr-defined]
+    return objects(X) if objects is not None and X.dtype == object else None
+
+
+def _raw_paths(model: Model) -> bool:
+    """Set up the direct paths of a folded model; whether it has any."""
+    model._direct = Direct.build(model)  # type: ignore[attr-defined]
+    model._direct_objects = DirectObjects.build(model)  # type: ignore[attr-defined]
+    return model._direct is not None or model._direct_objects is not None  # type: ignore[attr-defined]
 
 
 def _unfusable(model: Model) -> bool:
@@ -114,14 +125,14 @@ class LinearModel(Model):
         self._intercept = self._array("intercept", shape=(1,))
         self._b = float(self._intercept[0])
         self._folded = _fold(self, self._coef[:, np.newaxis])
-        self._direct = Direct.build(self)
+        self._raw = _raw_paths(self)
         front = self._fold_front(self._coef, self._intercept) if self._folded is None else None
         if front is not None:
             self._coef, self._intercept = front
             self._b = float(self._intercept[0])
 
     def predict(self, X: Any) -> np.ndarray:
-        if self._direct is not None:
+        if self._raw:
             z = _direct(self, X)
             if z is not None:
                 y = z[:, 0]
@@ -174,7 +185,7 @@ class LogisticModel(Model):
         self._b = float(intercept[0])
         self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
         self._folded = _fold(self, self._coef_t)
-        self._direct = Direct.build(self)
+        self._raw = _raw_paths(self)
         front = self._fold_front(self._coef_t, intercept) if self._folded is None else None
         if front is not None:  # scalers folded into the weights; the kernels below then see raw inputs
             self._coef_t, self._intercept = front
@@ -187,7 +198,7 @@ class LogisticModel(Model):
             self._predict = self._predict_binary if binary else self._predict_multi  # type: ignore[method-assign]
 
     def predict(self, X: Any) -> np.ndarray:
-        if self._direct is not None:
+        if self._raw:
             z = _direct(self, X)
             if z is not None:
                 z += self._intercept

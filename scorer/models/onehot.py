@@ -5,14 +5,17 @@ weights plus one table lookup per one-hot part (:meth:`ColumnsLayout.fold`). :cl
 rows whose categorical inputs are small integer categories without encoding them first: each such input's
 table is indexed by the value itself and holds that category's whole contribution (NaN for a value that is
 not a category, so an unknown value makes the decision non-finite and the general path takes over).
+:class:`DirectObjects` does the same for object rows whose categorical inputs are strings (one dict pass
+per column to 2-byte codes, then a gather).
 
-Both are fast paths for the usual batch, every value known and finite; they return None otherwise and the
+All are fast paths for the usual batch, every value known and finite; they return None otherwise and the
 general path decides (and refuses, dead-letters or imputes) exactly as it always did.
 """
 
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -104,14 +107,7 @@ class Direct:
         tables: list[np.ndarray] = []
         bases, at = [], 0
         for c in cols:
-            n_cat = len(c.categories)
-            codes = np.arange(n_cat)
-            part = np.zeros((n_cat, k))
-            for p, src in enumerate(folded.code_src.tolist()):  # every one-hot part reading this input
-                if src == c.index:
-                    n = int(folded.n_codes[p])
-                    part += folded.table[folded.bases[p] + np.where(codes < n, codes, n)]
-            part += codes[:, None] * folded.full[c.index]  # numeric parts reading the code itself
+            part = self.contributions(folded, c)
             table = np.full((c.dense.size + 1, k), np.nan)  # the last row: any value out of range
             known = c.dense >= 0
             table[:-1][known] = part[c.dense[known].astype(np.intp)]
@@ -123,6 +119,18 @@ class Direct:
         self.bases = np.asarray(bases, dtype=np.intp)
         self.last = np.array([t.shape[0] - 1 for t in tables], dtype=np.uintp)
         self.ones = np.ones(len(cols))
+
+    @staticmethod
+    def contributions(folded: Folded, c: Any) -> np.ndarray:
+        """(n_categories, k): what each category of input ``c`` adds to the decisions."""
+        codes = np.arange(len(c.categories))
+        part = np.zeros((codes.size, folded.coef.shape[1]))
+        for p, src in enumerate(folded.code_src.tolist()):  # every one-hot part reading this input
+            if src == c.index:
+                n = int(folded.n_codes[p])
+                part += folded.table[folded.bases[p] + np.where(codes < n, codes, n)]
+        part += codes[:, None] * folded.full[c.index]  # numeric parts reading the code itself
+        return part
 
     @classmethod
     def build(cls, model: Any) -> Direct | None:
@@ -147,3 +155,41 @@ class Direct:
         np.minimum(u, self.last, out=u)
         i += self.bases
         return _finish(X.dot(self.full), self.offset, self.table, self.table1, i, self.ones)
+
+
+class DirectObjects:
+    """Decisions straight from a 2-D object batch when every categorical input has string categories: each
+    column's values become 2-byte codes in one dict pass, and a code indexes that category's contribution."""
+
+    def __init__(self, folded: Folded, categorical: Any) -> None:
+        self.columns = categorical.columns
+        self.numeric = categorical.numeric
+        self.at = categorical._numeric_at
+        self.w = np.ascontiguousarray(folded.full[self.numeric])
+        self.offset = folded.offset
+        self.tables = [Direct.contributions(folded, c) for c in self.columns]
+
+    @classmethod
+    def build(cls, model: Any) -> DirectObjects | None:
+        cat, folded = model.categorical, model._folded
+        if cat is None or folded is None or model._steps or folded.layout.width_in != model.n_features:
+            return None
+        if not cat.columns or any(not c.strings or c.code_bytes is None for c in cat.columns):
+            return None
+        return cls(folded, cat)
+
+    def __call__(self, X: np.ndarray) -> np.ndarray | None:
+        """Decisions (n, k) of object rows in feature order; None unless every categorical value is one of its
+        categories, every number converts and every decision is finite."""
+        n = X.shape[0]
+        try:
+            num = np.empty((n, self.numeric.size))
+            np.copyto(num, X[:, self.at], casting="unsafe")
+            z = num.dot(self.w)
+            z += self.offset
+            for c, table in zip(self.columns, self.tables, strict=True):
+                joined = b"".join(itemgetter(*X[:, c.index].tolist())(c.code_bytes))
+                z += table[np.frombuffer(joined, dtype="<u2")]
+        except (KeyError, TypeError, ValueError):
+            return None
+        return z if _isfinite(z.sum()) else None

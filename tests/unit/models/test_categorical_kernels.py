@@ -169,17 +169,30 @@ def _strings(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 @pytest.mark.filterwarnings("ignore:Found unknown categories")
+@pytest.mark.parametrize("scale", [False, True])
 @pytest.mark.parametrize("handle", ["ignore", "error"])
-def test_string_batches_with_unknown_missing_and_wrong_types(handle: str) -> None:
+def test_string_batches_with_unknown_missing_and_wrong_types(handle: str, scale: bool) -> None:
     rng = np.random.default_rng(8)
     X = _strings(rng, 400)
-    ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown=handle), [0, 2])], remainder="passthrough")
+    X[:, 1] = X[:, 1] * 3 + 5
+    ct = ColumnTransformer([("cat", OneHotEncoder(handle_unknown=handle), [0, 2])],
+                           remainder=StandardScaler() if scale else "passthrough")
     p = make_pipeline(ct, LogisticRegression(max_iter=300)).fit(X, (X[:, 0] == "red").astype(int))
     model = build(export(p))
     Xt = _strings(rng, 100)
+    assert _direct(model, Xt) is not None  # object rows with string categories: scored without encoding
     np.testing.assert_allclose(model.predict(Xt), p.predict_proba(Xt), rtol=0, atol=1e-9)
+    np.testing.assert_allclose(model.predict(Xt), row_by_row(model, Xt), rtol=0, atol=1e-12)
+    Y = Xt.copy()
+    Y[5, 1] = "1.5"  # a numeric string converts (offline, not strict) on either path, as scikit-learn reads it
+    np.testing.assert_allclose(model.predict(Y), row_by_row(model, Y), rtol=0, atol=1e-12)
+    Y[5, 1] = None
+    assert _direct(model, Y) is None
+    with pytest.raises(ValueError, match="NaN or inf"):
+        model.predict(Y)
     if handle == "ignore":
         Xt[[4, 60], 0] = "purple"
+        assert _direct(model, Xt) is None
         Xt[11, 2] = None
         np.testing.assert_allclose(model.predict(Xt), row_by_row(model, Xt), rtol=0, atol=1e-12)
         Xt[11, 2] = "xxl"

@@ -76,6 +76,8 @@ class CachedEvent:
     partition: tuple[str, int]
     offset: int
     born: float
+    text: bool = True
+    """Some feature value is a string (``Event.text``)."""
 
 
 class EventCache:

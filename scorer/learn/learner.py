@@ -8,19 +8,23 @@ from a checkpoint continues exactly as the run that did not stop.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import itertools
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import numpy as np
 
-from scorer.learn.bank import Bank, step_ranks
+from scorer.errors import ConfigError
+from scorer.learn.bank import Bank, LearnerState
+from scorer.learn.block import Groups, LabelBlock, front, group, numeric_rows, stacked_transform
 from scorer.learn.labels import CachedEvent
 from scorer.learn.sgd import encode_targets
 from scorer.learn.state import Learnable, checkpoint
 from scorer.models import ModelWeights, build
 from scorer.models.base import Model
-from scorer.stream.events import feature_matrix, object_block
+from scorer.stream.events import feature_matrix, object_block, row_errors
 
 
 @dataclass
@@ -46,6 +50,10 @@ class Segment:
     pending_labels: int = 0
     pending_since: float = 0.0
     checkpointing: bool = False
+    front: tuple[np.ndarray, np.ndarray] | None = None
+    """(scale, offset) of its preprocessing when it folds to that (``block.front``): transformed in a stack."""
+    sort_key: int = 0
+    """``kind << 32 | code``: groups a batch by kind (shared features, bank and outputs), then by segment."""
 
     @property
     def key(self) -> tuple[str, str]:
@@ -69,6 +77,9 @@ class Example:
     """(kind, partition, offset) of the label and its event: safe once a checkpoint holds the example."""
     source: Any = None
     """The label record itself, quoted if the example ends as a dead letter."""
+    text: bool = True
+    """Some feature value may be a string (``Event.text``): such examples take the per-segment path, which
+    rejects strings a model does not encode (a float conversion would accept ``"1.5"``)."""
 
 
 class Learner:
@@ -78,6 +89,8 @@ class Learner:
         self.every_labels, self.every_seconds, self._clock = every_labels, every_seconds, clock
         self.segments: dict[tuple[str, str], Segment] = {}
         self._banks: dict[tuple, Bank] = {}
+        self._kinds: dict[tuple, int] = {}
+        self._codes = itertools.count()
         self.learned = 0
 
     def add(self, model: str, segment: str, base: ModelWeights, base_version: int, learned: Learnable,
@@ -91,8 +104,13 @@ class Learner:
         if bank is None:
             bank = self._banks[key] = Bank(params.loss, params.penalty, params.learning_rate, width)
         rows = bank.add(params, learned.state)
-        seg = Segment(model, segment, base, base_version, learned, build(base), bank, rows,
-                      dict(learned.offsets if offsets is None else offsets), learned.labels, expected_live)
+        scorer = build(base)
+        stack = front(scorer)
+        kind_key = (base.feature_names, id(bank), rows.shape[0], base.classes is None, stack is not None)
+        kind = self._kinds.setdefault(kind_key, len(self._kinds))
+        seg = Segment(model, segment, base, base_version, learned, scorer, bank, rows,
+                      dict(learned.offsets if offsets is None else offsets), learned.labels, expected_live,
+                      front=stack, sort_key=(kind << 32) | (next(self._codes) & 0xFFFFFFFF))
         self.segments[seg.key] = seg
         return seg
 
@@ -103,45 +121,110 @@ class Learner:
 
     def learn(self, examples: list[Example]) -> list[tuple[Example, str]]:
         """Learn examples in order: per segment sequentially, across segments in lockstep. Returns the
-        examples whose features the model cannot take (e.g. a missing value and no imputer), with why."""
-        if not examples:
+        examples whose features the model cannot take (e.g. a missing value and no imputer), with why.
+
+        One pass for the batch: a stable sort by segment key, one feature matrix per kind of segment, the
+        segments' preprocessing stacked, one bank update per kind (:mod:`scorer.learn.block`). Segments
+        that cannot be stacked, and batches with strings or missing values, go segment by segment."""
+        n = len(examples)
+        if not n:
             return []
+        # C-level walks over the examples (zip(*rows) would cost several times as much on big batches)
+        groups = group(np.fromiter(map(_KEY, examples), dtype=np.int64, count=n))
+        target = np.fromiter(map(_TARGET, examples), dtype=np.float64, count=n)
+        text = np.fromiter(map(_TEXT, examples), dtype=bool, count=n)
+        take = itemgetter(*groups.order.tolist()) if n > 1 else (lambda seq: (seq[0],))
+        return self._learn_groups(groups, take(examples), target[groups.order], None,
+                                  list(map(_FEATURES, examples)), text)
+
+    def learn_block(self, block: LabelBlock) -> list[tuple[Example, str]]:
+        """:meth:`learn` for labels already in arrays (features a float matrix): the same result, without
+        reading feature dicts. Rows with a missing or non-finite value go through the per-segment path."""
+        n = block.owner.shape[0]
+        if not n:
+            return []
+        seg_keys = np.fromiter([seg.sort_key for seg in block.segments], dtype=np.int64, count=len(block.segments))
+        groups = group(seg_keys[block.owner])
+        ordered = itemgetter(*groups.order.tolist())(block.items) if n > 1 else (block.items[0],)
+        X = np.asarray(block.X, dtype=np.float64)[groups.order]
+        return self._learn_groups(groups, ordered, np.asarray(block.target, dtype=np.float64)[groups.order], X)
+
+    def _learn_groups(self, groups: Groups, ordered: Sequence[Example], target: np.ndarray, X: np.ndarray | None,
+                      features: Sequence[Any] = (), text: np.ndarray | None = None) -> list[tuple[Example, str]]:
+        """Learn a sorted batch kind by kind: ``ordered``, ``target`` and ``X`` (its feature matrix, from
+        ``learn_block``; or None) in sorted order; or else ``features`` (dicts) and ``text`` (may hold strings)
+        per example in arrival order: dicts are read in the order they were made (sorted order would jump
+        around memory), then the rows put in sorted order."""
         rejected: list[tuple[Example, str]] = []
-        _, owner = np.unique(np.fromiter((id(ex.segment) for ex in examples), dtype=np.int64,
-                                         count=len(examples)), return_inverse=True)
-        order = np.argsort(owner, kind="stable")
-        cuts = np.flatnonzero(np.diff(owner[order])) + 1
-        groups = [part.tolist() for part in np.split(order, cuts)]
-        ranks = step_ranks(owner)
-        per_bank: dict[int, tuple[Bank, list[np.ndarray], list[np.ndarray], list[np.ndarray], list[np.ndarray]]] = {}
+        firsts = groups.first.tolist()
+        starts, counts = groups.starts, groups.counts
+        n = len(ordered)
         now = self._clock()
-        for idxs in groups:
-            seg = examples[idxs[0]].segment
-            X, errors = _inputs(seg, [examples[i].features for i in idxs])
-            if errors:
-                bad = {position for position, _ in errors}
-                rejected.extend((examples[idxs[position]], reason) for position, reason in errors)
-                idxs = [i for position, i in enumerate(idxs) if position not in bad]
-                if not idxs:
+        cuts = groups.kind_cuts
+        for a, b in zip(cuts[:-1], cuts[1:], strict=False):
+            segs = [ordered[int(starts[j])].segment for j in range(a, b)]
+            lo = int(starts[a])
+            hi = int(starts[b]) if b < len(firsts) else n
+            items = ordered[lo:hi]
+            first = segs[0]
+            Xk = None
+            if first.front is not None:
+                if X is not None:
+                    Xk = X[lo:hi] if np.isfinite(X[lo:hi]).all() else None
+                else:
+                    arrival = groups.order[lo:hi]
+                    if not text[arrival].any():
+                        Xk = _numeric_sorted(features, arrival, first.feature_names)
+            if Xk is not None:
+                inputs = stacked_transform(Xk, [seg.front for seg in segs], counts[a:b])  # Xk is ours
+                self._update(segs, counts[a:b], items, inputs, target[lo:hi], now)
+                continue
+            # segment by segment: reasons for the rows a model cannot take, any preprocessing
+            kept_segs, kept_counts, kept_items, xs, ys = [], [], [], [], []
+            for j, seg in enumerate(segs):
+                s_lo, s_hi = int(starts[a + j]) - lo, int(starts[a + j] + counts[a + j]) - lo
+                seg_items = items[s_lo:s_hi]
+                if X is None:
+                    Xs, errors = _inputs(seg, [features[i] for i in groups.order[lo + s_lo:lo + s_hi].tolist()])
+                else:
+                    Xs, errors = _rows(seg, X[lo + s_lo:lo + s_hi])
+                if errors:
+                    bad = {position for position, _ in errors}
+                    rejected.extend((seg_items[position], reason) for position, reason in errors)
+                    keep = [i for i in range(len(seg_items)) if i not in bad]
+                    seg_items = [seg_items[i] for i in keep]
+                    ys.append(target[lo + s_lo:lo + s_hi][keep])
+                else:
+                    ys.append(target[lo + s_lo:lo + s_hi])
+                if not seg_items:
+                    ys.pop()
                     continue
-            inputs = seg.scorer.transform(X)
-            n_rows = seg.rows.shape[0]
-            targets = encode_targets(seg.learned.params.loss, np.array([examples[i].target for i in idxs]),
-                                     None if seg.classes is None else n_rows)
-            bank, rows, xs, ys, rk = per_bank.setdefault(id(seg.bank), (seg.bank, [], [], [], []))
-            rows.append(np.tile(seg.rows, len(idxs)))
-            xs.append(np.repeat(inputs, n_rows, axis=0))
-            ys.append(targets.ravel())
-            rk.append(np.repeat(ranks[idxs], n_rows))
+                kept_segs.append(seg)
+                kept_counts.append(len(seg_items))
+                kept_items.extend(seg_items)
+                xs.append(seg.scorer.transform(Xs))
+            if kept_segs:
+                self._update(kept_segs, np.array(kept_counts), kept_items, np.concatenate(xs), np.concatenate(ys),
+                             now)
+        self.learned += n - len(rejected)
+        return rejected
+
+    def _update(self, segs: list[Segment], counts: np.ndarray, items: Sequence[Example], inputs: np.ndarray,
+                target: np.ndarray, now: float) -> None:
+        """One bank update for segments of one kind (inputs grouped by segment), then their bookkeeping."""
+        first = segs[0]
+        n_rows = first.rows.shape[0]
+        Y = encode_targets(first.learned.params.loss, target, None if first.classes is None else n_rows)
+        rows = np.stack([seg.rows for seg in segs]) if len(segs) > 1 else first.rows.reshape(1, -1)
+        first.bank.learn_grouped(rows, counts, inputs, Y)
+        lo = 0
+        for seg, count in zip(segs, counts.tolist(), strict=True):
             if not seg.pending:
                 seg.pending_since = now
-            seg.pending.extend(examples[i] for i in idxs)
-            seg.pending_labels += len(idxs)
-            seg.labels += len(idxs)
-        for bank, rows, xs, ys, rk in per_bank.values():
-            bank.learn(np.concatenate(rows), np.concatenate(xs), np.concatenate(ys), np.concatenate(rk))
-        self.learned += len(examples) - len(rejected)
-        return rejected
+            seg.pending.extend(items[lo:lo + count])
+            lo += count
+            seg.pending_labels += count
+            seg.labels += count
 
     def due(self) -> list[Segment]:
         """Segments whose pending labels call for a checkpoint (enough of them, or waiting long enough)."""
@@ -155,19 +238,51 @@ class Learner:
         return out
 
     def cut(self, seg: Segment, positions: Mapping[str, int], paused: bool = False
-            ) -> tuple[ModelWeights, list[Any]]:
-        """The checkpoint weights of ``seg`` and the records they make safe; ``positions`` is how far each
-        label partition has been processed (every label of the segment below it is in the state)."""
-        seg.offsets.update(positions)
-        state = seg.bank.state(seg.rows)
-        learned = Learnable(seg.learned.params, state, dict(seg.offsets), seg.labels, paused=paused)
-        records = [record for example in seg.pending for record in example.records]
-        seg.pending, seg.pending_labels = [], 0
-        return checkpoint(seg.base, learned), records
+            ) -> tuple[ModelWeights, list[Example]]:
+        """The checkpoint weights of ``seg`` and the examples they include (their records become safe once
+        it is written); ``positions`` is how far each label partition has been processed (every label of the
+        segment below it is in the state)."""
+        return self.cut_many([seg], positions, [paused])[0]
+
+    def cut_many(self, segs: list[Segment], positions: Mapping[str, int], paused: list[bool] | None = None
+                 ) -> list[tuple[ModelWeights, list[Example]]]:
+        """:meth:`cut` for several segments, their learner states read per bank in one pass."""
+        states: dict[int, LearnerState] = {}
+        by_bank: dict[int, list[Segment]] = {}
+        for seg in segs:
+            by_bank.setdefault(id(seg.bank), []).append(seg)
+        for group_segs in by_bank.values():
+            for seg, state in zip(group_segs, group_segs[0].bank.states([s.rows for s in group_segs]), strict=True):
+                states[id(seg)] = state
+        out = []
+        for seg, stop in zip(segs, paused or [seg.paused for seg in segs], strict=True):
+            seg.offsets.update(positions)
+            learned = Learnable(seg.learned.params, states[id(seg)], dict(seg.offsets), seg.labels, paused=stop)
+            out.append((checkpoint(seg.base, learned), seg.pending))
+            seg.pending, seg.pending_labels = [], 0
+        return out
 
     def restart_schedule(self, seg: Segment) -> None:
         seg.bank.restart_schedule(seg.rows)
 
+
+
+def _numeric_sorted(features: Sequence[Any], arrival: np.ndarray, names: Sequence[str]) -> np.ndarray | None:
+    """``numeric_rows`` of ``features[arrival]`` (sorted order), reading the dicts in arrival order."""
+    if arrival.shape[0] == len(features):  # the whole batch (one kind): no selection to make
+        X = numeric_rows(features, names)
+        return None if X is None else X[arrival]
+    by_arrival = np.sort(arrival)
+    picked = itemgetter(*by_arrival.tolist())(features) if by_arrival.shape[0] > 1 else (features[by_arrival[0]],)
+    X = numeric_rows(picked, names)
+    if X is None:
+        return None
+    out = np.empty_like(X)
+    out[np.argsort(arrival)] = X  # row j of X is label by_arrival[j]; sorted position of it: rank in arrival
+    return out
+
+
+_KEY, _TARGET, _TEXT, _FEATURES = (attrgetter(name) for name in ("segment.sort_key", "target", "text", "features"))
 
 
 def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
@@ -180,7 +295,7 @@ def rejected_letters(rejected: list[tuple[Example, str]]) -> list[Any]:
     return out
 
 
-def _inputs(seg: Segment, features: list[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
+def _inputs(seg: Segment, features: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, list[tuple[int, str]]]:
     """The rows the segment's model reads, as the scoring worker builds them (categories to codes for models
     with categorical inputs), and (position, reason) for the rows it cannot take."""
     what = f"{seg.model}/{seg.segment}"
@@ -206,3 +321,14 @@ def _inputs(seg: Segment, features: list[Mapping[str, Any]]) -> tuple[np.ndarray
                        for j in np.flatnonzero(missing).tolist()]
             X = X[~missing]
     return X, sorted(errors)
+
+
+def _rows(seg: Segment, X: np.ndarray) -> tuple[np.ndarray, list[tuple[int, str]]]:
+    """:func:`_inputs` for rows already in a float matrix (numeric models only)."""
+    what = f"{seg.model}/{seg.segment}"
+    if seg.scorer.categorical is not None:
+        raise ConfigError(f"{what} has categorical inputs: its labels need feature dicts (Learner.learn)")
+    finite = np.isfinite(X)
+    bad, errors = row_errors(X, None if finite.all() else ~finite, seg.feature_names, seg.scorer.accepts_missing,
+                             what)
+    return (X if bad is None else X[~bad]), errors

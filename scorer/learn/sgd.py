@@ -92,7 +92,7 @@ class SGDParams:
         return 1.0 / (initial_eta0 * self.alpha)
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return dict(self.__dict__)  # flat scalars: asdict's deep copy costs more than a checkpoint's arrays
 
     def estimator_params(self) -> dict[str, Any]:
         """Keyword arguments for SGDClassifier/SGDRegressor giving the same updates (in arrival order)."""

@@ -165,7 +165,7 @@ class LearnWorker:
             self.events.add(decoded.id, (OTHER, self._clock()))
             return
         self.events.add(decoded.id, CachedEvent(decoded.model, decoded.segment, decoded.features, tp, record.offset,
-                                                self._clock()))
+                                                self._clock(), decoded.text))
 
     def _evicted(self, item: Any) -> None:
         if isinstance(item, CachedEvent):
@@ -250,7 +250,7 @@ class LearnWorker:
         if reason is not None:
             return reason
         return Example(seg, event.features, target,
-                       (("label", tp, record.offset), ("event", event.partition, event.offset)), record)
+                       (("label", tp, record.offset), ("event", event.partition, event.offset)), record, event.text)
 
     async def _dead_letter(self, dead: list[tuple[Any, tuple[str, int], str, Any]]) -> None:
         messages = []
@@ -295,13 +295,11 @@ class LearnWorker:
     async def _checkpoint(self, due: list[Segment]) -> None:
         if not due:
             return
-        cuts = []
-        for seg in due:
-            weights, records = self.learner.cut(seg, self._label_positions(), paused=seg.paused)
-            cuts.append((seg, weights, records))
+        cuts = [(seg, weights, examples) for seg, (weights, examples)
+                in zip(due, self.learner.cut_many(due, self._label_positions()), strict=True)]
         by_model: dict[str, list[Any]] = {}
-        for seg, weights, records in cuts:
-            by_model.setdefault(seg.model, []).append((seg, weights, records))
+        for seg, weights, examples in cuts:
+            by_model.setdefault(seg.model, []).append((seg, weights, examples))
         for model, items in by_model.items():
             for seg, _, _ in items:
                 seg.checkpointing = True
@@ -313,12 +311,13 @@ class LearnWorker:
             finally:
                 for seg, _, _ in items:
                     seg.checkpointing = False
-            for seg, _, records in items:
+            for seg, _, examples in items:
                 version = published[seg.segment]
                 self.checkpoints.append((model, seg.segment, version))
                 self._count("checkpoints")
-                for _, tp, offset in records:
-                    self.marks.resolve(tp, offset)
+                for example in examples:  # its label and event are safe now
+                    for _, tp, offset in example.records:
+                        self.marks.resolve(tp, offset)
                 if self.config.promote == "direct" and not seg.paused:
                     await asyncio.to_thread(self._store.activate, model, seg.segment, version,
                                             actor=self.config.actor,

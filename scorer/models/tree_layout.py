@@ -13,6 +13,7 @@ import numpy as np
 
 from scorer.errors import InvalidWeights
 from scorer.models.tree_cat import CategoricalSplits, stack_bitsets
+from scorer.models.tree_planes import MAX_PLANES, SPLITS_PER_LEVEL, BitPlanes
 
 #: deepest tree accepted; scoring runs one vectorised step per level, so this bounds the cost of a call
 MAX_DEPTH = 256
@@ -36,6 +37,25 @@ def _floor_f32(t: np.ndarray) -> np.ndarray:
     up = t32.astype(np.float64) > t
     t32[up] = np.nextafter(t32[up], np.float32(-np.inf))
     return t32
+
+
+def _decided_in_f32(t: np.ndarray) -> bool:
+    """Whether ``x <= t`` equals ``float32(x) <= floor32(t)`` for every input x, at every threshold.
+
+    True when each t is the largest float64 that rounds to at most its float32 floor (XGBoost's
+    thresholds, which the reader derives from float32 ``x < t``): rounding is monotone, so
+    ``x <= t`` gives ``float32(x) <= float32(t) == floor32(t)``, and ``x > t`` gives
+    ``float32(x) >= float32(nextafter(t)) > floor32(t)``. Such a model compares float32 inputs (half
+    the memory traffic) and decides exactly as in float64, infinities and overflowing inputs included.
+    """
+    finite = t[t != np.inf]
+    if not finite.size:
+        return bool(t.size)
+    c = _floor_f32(finite)
+    with np.errstate(over="ignore"):
+        same = finite.astype(np.float32) == c
+        above = np.nextafter(finite, np.inf).astype(np.float32) > c
+    return bool((same & above).all())
 
 
 def pack_trees(
@@ -154,6 +174,8 @@ class TreeLayout:
             )
         self._n_trees = n_trees
         self._cat = None
+        self._cast32 = False
+        self._planes = None
         if "cat_split" in self.weights.arrays:
             thr = _floor_f32(threshold).astype(np.float64) if self.float32_inputs else threshold
             self._cat = CategoricalSplits(self, feature, thr, left, right, missing_left, base, leaf)
@@ -161,6 +183,8 @@ class TreeLayout:
             self._roots = self._cat.roots
             self._vals = [np.ascontiguousarray(v) for v in values.T]
             return
+        # categorical models keep float64 inputs: a code is read by truncation, which float32 could round
+        self._cast32 = not self.float32_inputs and _decided_in_f32(threshold[internal])
         self._pack(base, tree_of, feature, threshold, left, right, missing_left, values, leaf)
 
     def _validate_boosted(self, n_trees: int) -> None:
@@ -223,7 +247,7 @@ class TreeLayout:
             # positions only matter for the padded layout, which is never chosen for deep trees
             pos = np.stack([2 * pos, 2 * pos + 1], axis=1).ravel() if len(levels) < 48 else np.repeat(pos, 2)
         depth = len(levels) - 1
-        thr = _floor_f32(threshold) if self.float32_inputs else threshold
+        thr = _floor_f32(threshold) if self.float32_inputs or self._cast32 else threshold
         with_mr = missing_left is not None
         per_node = 8 + thr.itemsize + with_mr
         plain_bytes = n_nodes * (per_node + 8 + 8 * k)
@@ -231,6 +255,8 @@ class TreeLayout:
         self._complete = depth < 48 and padded_bytes <= _PAD_FACTOR * plain_bytes + _PAD_SLACK_BYTES
         self._depth = depth
         self._roots = np.arange(n_trees, dtype=np.intp)
+        self._fold_nan = False
+        self._planes: BitPlanes | None = None
 
         def padded_level(lv: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             """Level ``lv`` of the trees padded to complete ones: slot (tree << lv) + position.
@@ -268,9 +294,21 @@ class TreeLayout:
         self._top_base = {d: self._roots[:, np.newaxis] << d for d in range(1, n_top + 1)}
         if self._complete:
             rest = [padded_level(lv) for lv in range(n_top, depth)]
-            self._feats = [f for f, _, _ in top + rest]
             self._thrs = [th for _, th, _ in top + rest]
-            self._mrights = [mr for _, _, mr in top + rest]
+            # NaN folded into the inputs: a node whose NaN goes right reads column feature + n_inputs of
+            # [X with NaN -> -inf | X with NaN -> +inf], so NaN takes its side through the comparison itself.
+            # A node at threshold +inf sending NaN right would keep it left: such models test NaN per step.
+            self._fold_nan = with_mr and not ((thr == np.inf) & (missing_left == 0) & ~leaf).any()
+            if self._fold_nan:
+                self._feats = [f + self.n_inputs * mr for f, _, mr in top + rest]
+                self._mrights = [None] * depth
+            else:
+                self._feats = [f for f, _, _ in top + rest]
+                self._mrights = [mr for _, _, mr in top + rest]
+            sparse = n_nodes - int(leaf.sum()) <= SPLITS_PER_LEVEL * depth * n_trees
+            if (self._fold_nan or not with_mr) and 0 < depth <= MAX_PLANES and sparse:
+                col = feature + self.n_inputs * (missing_left == 0) if self._fold_nan else feature
+                self._planes = BitPlanes(levels, trees, leaf, col, thr, n_trees, depth)
             vals = slots_below(depth, values).T
             self._top_map = None
             self._roots = self._roots << depth

@@ -47,6 +47,14 @@ stored arrays (never stored themselves):
   leaves point to themselves (threshold +inf: every input stays). Finished (row, tree) pairs are dropped
   every other level once they are a good share, so unbalanced trees cost about their mean path length.
 
+Two more ways to the same leaves, chosen when the arrays are built: a padded model with few splits per tree
+and level (boosters' sparse depth-limited trees: XGBoost's, LightGBM's) scores batches of ``_PLANES_MIN_ROWS``
+rows or more by bit planes (:mod:`scorer.models.tree_planes`: each distinct split compared once per block of
+rows, paths carried as bit masks); and a ``hist_boosted`` model whose every threshold is a float32 boundary
+(XGBoost's) compares float32 inputs, which decides exactly as float64 does (``tree_layout._decided_in_f32``).
+Padded layouts fold NaN into the inputs (a node sending NaN right reads a copy of X with NaN as +inf, the
+others a copy with NaN as -inf), so neither the walk nor the planes test NaN per node.
+
 The trees' outputs are then summed tree after tree in scikit-learn's order (the boosted baseline folded
 into the first stage), so scores are bit-identical to scikit-learn's, in batches and one row at a time.
 """
@@ -62,9 +70,13 @@ from scorer.models._numeric import expit_, softmax_
 from scorer.models.base import Model
 from scorer.models.registry import register
 from scorer.models.tree_layout import _DENSE_LEVELS, LINKS, MAX_DEPTH, TreeLayout  # noqa: F401 - re-exported
+from scorer.models.tree_planes import ROWS as PLANE_ROWS
 
 #: (row, tree) pairs per chunk, by input itemsize: keeps the per-level temporaries in the CPU cache
 _CHUNK = {4: 32768, 8: 16384}
+#: batches from this many rows take the bit planes when the layout has them (below, their fixed cost per
+#: block outweighs the walk's per-level steps)
+_PLANES_MIN_ROWS = 256
 _DENSE_MIN = 1024
 #: plain layout: every other level, drop the (row, tree) pairs already at a leaf once they are this share
 #: of the moving ones (deep, unbalanced trees: HistGradientBoosting's, unbounded forests) ...
@@ -90,7 +102,7 @@ class _TreeEnsemble(TreeLayout, Model):
     # -- scoring --------------------------------------------------------------------------------------
     def _inputs(self, X: np.ndarray) -> tuple[np.ndarray, bool]:
         """The array the trees compare (float32-rounded or not) and whether it holds NaN; refuses the illegal."""
-        if self.float32_inputs:
+        if self.float32_inputs or self._cast32:  # _cast32: decisions proven identical in float32 (tree_layout)
             with np.errstate(over="ignore"):
                 Xc = X.astype(np.float32)
         else:
@@ -127,12 +139,15 @@ class _TreeEnsemble(TreeLayout, Model):
         """
         n = X.shape[0]
         T = self._n_trees
-        step = max(1, _CHUNK[X.itemsize] // T)
+        planes = self._planes if n >= _PLANES_MIN_ROWS else None
+        step = PLANE_ROWS if planes is not None else max(1, _CHUNK[X.itemsize] // T)
         for s in range(0, n, step):
             Xc = X[s : s + step]
             m = Xc.shape[0]
             if self._depth == 0:
                 j = np.broadcast_to(self._roots[:, np.newaxis], (T, m))
+            elif planes is not None:
+                j = planes.walk(Xc, self._fold_nan)
             elif self._cat is not None:
                 j = self._cat.walk(Xc)
             else:
@@ -166,22 +181,9 @@ class _TreeEnsemble(TreeLayout, Model):
             code <<= 1
             code |= b.view(np.uint8)
         j = np.add(self._top_base[dense], code, dtype=np.intp)
-        feats, thrs, mrights = self._feats, self._thrs, self._mrights
-        if self._complete:  # one gather step per level, child = 2 i + went_right
-            flat = Xt.ravel()
-            rows = np.arange(m, dtype=np.intp)
-            for lv in range(dense, depth):
-                f = feats[lv][j]
-                if m > 1:
-                    f *= m
-                    f += rows
-                x = flat[f]
-                r = x > thrs[lv][j]
-                if has_nan:
-                    r |= isnan(x) & mrights[lv][j]
-                j += j
-                j += r
-            return j
+        if self._complete:
+            return self._descend(Xc, j, dense, has_nan)
+        thrs, mrights = self._thrs, self._mrights
         # Plain layout, walked row-major (a step's input reads stay within a row). Deep, unbalanced trees
         # leave most pairs at leaves long before the deepest level, so every other level the finished pairs
         # are parked once they are a good share, and only the rest move on.
@@ -223,6 +225,57 @@ class _TreeEnsemble(TreeLayout, Model):
             full[pos] = j
             j = full.reshape(m, T)
         return np.ascontiguousarray(j.T)
+
+    def _descend(self, Xc: np.ndarray, j: np.ndarray, dense: int, has_nan: bool) -> np.ndarray:
+        """Padded layout below the dense levels: one gather step per level, child = 2 i + went_right.
+
+        Seven numpy calls a level, all writing into buffers of the chunk's size: inputs are read row-major
+        (a row's features share cache lines) and NaN is folded into them (``_fold_nan``), so no step tests it.
+        """
+        m, width = Xc.shape
+        feats, thrs, mrights = self._feats, self._thrs, self._mrights
+        if self._fold_nan:
+            src = np.empty((m, 2, width), Xc.dtype)
+            if has_nan:
+                nan = np.isnan(Xc)
+                src[:, 0] = np.where(nan, -np.inf, Xc)
+                src[:, 1] = np.where(nan, np.inf, Xc)
+                has_nan = False
+            else:
+                src[...] = Xc[:, np.newaxis]
+            width *= 2
+            src = src.reshape(m, width)
+        else:
+            src = Xc
+        flat = src.ravel()
+        if j.size < _DENSE_MIN:  # a few rows: plain calls cost less than keyword parsing and buffers
+            for lv in range(dense, self._depth):
+                f = feats[lv][j]
+                if m > 1:
+                    f += np.arange(0, m * width, width)
+                x = flat[f]
+                r = x > thrs[lv][j]
+                if has_nan:
+                    r |= np.isnan(x) & mrights[lv][j]
+                j += j  # on small arrays, faster than a shift by a scalar
+                j += r
+            return j
+        rowoff = np.arange(0, m * width, width, dtype=np.intp)
+        idx = np.empty_like(j)
+        x = np.empty(j.shape, flat.dtype)
+        t = np.empty(j.shape, thrs[0].dtype)
+        r = np.empty(j.shape, bool)
+        for lv in range(dense, self._depth):
+            feats[lv].take(j, out=idx, mode="clip")  # in range by construction; "clip" spares a checked copy
+            idx += rowoff
+            flat.take(idx, out=x, mode="clip")
+            thrs[lv].take(j, out=t, mode="clip")
+            np.greater(x, t, out=r)
+            if has_nan:
+                r |= np.isnan(x) & mrights[lv].take(j, mode="clip")
+            j <<= 1
+            j |= r
+        return j
 
 
 def _sum_trees(v: np.ndarray) -> np.ndarray:

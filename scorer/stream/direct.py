@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 class DirectConsumer(ConsumerRebalanceListener):
     """Feeds a :class:`ScoringWorker` from ``getmany`` batches of its input topic and commits what it delivered."""
 
+    commit_when_idle = False
+    """Also commit as soon as a fetch comes back empty with batches taken since the last commit (not waiting for
+    ``commit_interval``): for readers whose outputs are invisible until a commit (exactly-once)."""
+
     def __init__(self, settings: Settings, worker: ScoringWorker, group_id: str) -> None:
         self.settings = settings
         self.worker = worker
@@ -109,7 +113,7 @@ class DirectConsumer(ConsumerRebalanceListener):
                 if fetched:
                     async with self._taking:
                         await self._take(fetched, seen)
-                if self._due():
+                if self._due() or (not fetched and self._inflight and self.commit_when_idle):
                     await self.commit()
         except asyncio.CancelledError:
             worker.draining = True

@@ -4,7 +4,9 @@ Steps, each filling in the :class:`~scorer.stream.batch.Batch`: ``decode`` every
 (:mod:`scorer.stream.events`); ``resolve``: group valid events by (model, segment) and resolve each group to the
 cache's current :class:`~scorer.stream.cache.Serving` once (so the whole batch uses the versions it started
 with); ``score``: split canary events off by id into :class:`~scorer.stream.batch.Part` s, build one matrix per
-feature layout, predict once per part (or once per fused kernel), serialise outputs with orjson.
+feature layout, predict once per part (or once per fused kernel), serialise outputs in bulk
+(:class:`~scorer.stream.batch.PredictionEncoder`). A layout whose groups all share one fused kernel takes the fast
+lane (:mod:`scorer.stream.lanes`): one matrix, one kernel call, one encoding, a few list operations per group.
 
 Hooks (``BatchScorer.hooks``) run after each scored group with a :class:`ScoredGroup` (ids, matrix, outputs,
 the Serving with its canary/shadow models); whatever messages they return are sent with the batch, before
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import numpy as np
@@ -28,12 +31,13 @@ from scorer.stream.batch import (
     Key,
     ModelFailure,
     Part,
+    PredictionEncoder,
     Scored,
     format_outputs,
     prediction_values,
     utc_stamp,
 )
-from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable, canary_point
+from scorer.stream.cache import LoadedModel, ModelCache, Serving, Unservable
 from scorer.stream.events import (
     BAD_VALUE,
     DEFAULT_LIMITS,
@@ -48,6 +52,7 @@ from scorer.stream.events import (
     row_errors,
     text_errors,
 )
+from scorer.stream.lanes import GroupHooks, Lane, fuse, score_lane, split
 from scorer.stream.metrics import WorkerMetrics
 
 log = logging.getLogger(__name__)
@@ -69,6 +74,9 @@ class ScoredGroup:
 
 
 BatchHook = Callable[[ScoredGroup], Iterable[ExtraMessage] | None]
+_Done = tuple[Part, str, list[Event], np.ndarray, "tuple[list[Any], list[Any]] | None"]
+"""A scored part: (part, the segment that served, its events left, output, formatted values or None to encode);
+or a list of ready predictions (key, value, input index) from the fast lane."""
 
 
 class BatchScorer:
@@ -81,6 +89,7 @@ class BatchScorer:
         self.metrics = metrics if metrics is not None else cache.metrics
         self.hooks: list[BatchHook] = list(hooks)
         self._event_counters: dict[tuple[str, str, str, str], Any] = {}
+        self.encoder = PredictionEncoder()
 
     def decode(self, batch: Batch) -> None:
         """Decode every message of the batch into events (or invalid ones, with their reasons)."""
@@ -118,25 +127,36 @@ class BatchScorer:
         fused kernel (linear, binary logistic), which score all their slices in one call.
         """
         result = batch.result = BatchResult()
+        done: list[_Done | list[tuple[bytes, bytes, int]]] = []
+        any_text = any(e.text for e in batch.events)
         for inv in batch.invalid:
             self._dead_letter(batch, inv.index, inv.reason, inv.kind)
-        layouts: dict[tuple[str, ...], list[Part]] = {}
+        layouts: dict[tuple[str, ...], list[Part | Lane]] = {}
         categorical: list[Part] = []
         for key, group in batch.groups.items():
             answer = batch.resolved[key]
+            if type(answer) is Serving and answer.canary is None and not any_text:
+                loaded = answer.primary
+                if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (lanes.score_lane)
+                    bucket = layouts.get(loaded.feature_names)
+                    if bucket is None:
+                        bucket = layouts[loaded.feature_names] = []
+                    bucket.append((key, answer, group))
+                    continue
             if isinstance(answer, Unservable):
                 for event in group:
                     self._dead_letter(batch, event.index, answer.reason, answer.kind)
                 continue
-            for part in _split(key, answer, group):
+            for part in split(key, answer, group):
                 if getattr(part.scored_by.predictor, "categorical", None) is not None:
                     categorical.append(part)
                     continue
-                part.events, bad = text_errors(part.events, part.scored_by.feature_names, part.scored_by.what)
-                for event, reason in bad:
-                    self._dead_letter(batch, event.index, reason, BAD_VALUE)
-                if not part.events:
-                    continue
+                if any_text:
+                    part.events, bad = text_errors(part.events, part.scored_by.feature_names, part.scored_by.what)
+                    for event, reason in bad:
+                        self._dead_letter(batch, event.index, reason, BAD_VALUE)
+                    if not part.events:
+                        continue
                 bucket = layouts.get(part.scored_by.feature_names)
                 if bucket is None:
                     bucket = layouts[part.scored_by.feature_names] = []
@@ -151,18 +171,27 @@ class BatchScorer:
                     self._dead_letter(batch, event.index, reason[:500], MODEL_ERROR)
                 continue
             if encoded:
-                self._score_part(batch, part, scored_at, final_attempt)
-        for names, parts in layouts.items():
+                self._score_part(batch, part, final_attempt, done)
+        hooks = bool(self.hooks)
+        group_hooks = self._group_hooks(result) if hooks else None
+        for names, items in layouts.items():
+            ready = score_lane(result.counts, items, names, scored_at, self.encoder, group_hooks)
+            if ready is not None:
+                done.append(ready)
+                continue
+            parts = [item if type(item) is Part else Part(item[0], item[1], item[1].primary, False, item[2])
+                     for item in items]
             X_all, nonfinite = feature_block([e.features for part in parts for e in part.events], names)
-            start = 0
-            for part in parts:
-                stop = start + len(part.events)
-                part.X = X_all[start:stop]
-                part.nonfinite = None if nonfinite is None else nonfinite[start:stop]
-                start = stop
-            _fuse(parts, X_all)
-            for part in parts:
-                self._score_part(batch, part, scored_at, final_attempt)
+            bounds = [0, *accumulate([len(part.events) for part in parts])]
+            fuse(parts, X_all, bounds)
+            for part, start, stop in zip(parts, bounds, bounds[1:]):  # noqa: B905 - bounds has one more
+                if nonfinite is not None:
+                    part.nonfinite = nonfinite[start:stop]
+                    part.X = X_all[start:stop]
+                elif hooks or part.output is None:  # a fused part's rows are needed only by hooks
+                    part.X = X_all[start:stop]
+                self._score_part(batch, part, final_attempt, done)
+        self._emit(result, done, scored_at)
         return result
 
     def _encode_part(self, batch: Batch, part: Part) -> bool:
@@ -181,7 +210,9 @@ class BatchScorer:
         part.X, part.nonfinite = X, None if finite.all() else ~finite
         return bool(part.events)
 
-    def _score_part(self, batch: Batch, part: Part, scored_at: str, final_attempt: bool) -> None:
+    def _score_part(self, batch: Batch, part: Part, final_attempt: bool, done: list[Any]) -> None:
+        """Predict one part (unless a fused kernel did), dead-letter the rows it cannot score, run the hooks, and
+        queue its outputs in ``done`` for :meth:`_emit`."""
         result = batch.result
         model, segment = part.key
         scored_by = part.scored_by
@@ -191,8 +222,7 @@ class BatchScorer:
         # from events, and a label per name would grow the worker's memory and /metrics without bound.
         served = part.serving.segment
         events, X, output = part.events, part.X, part.output
-        assert X is not None
-        if part.nonfinite is not None:
+        if part.nonfinite is not None and X is not None:
             rows_bad, errors = row_errors(X, part.nonfinite, scored_by.feature_names, scored_by.accepts_missing,
                                           scored_by.what)
             if rows_bad is not None:
@@ -214,7 +244,8 @@ class BatchScorer:
                     output = predictor.predict_encoded(X)  # codes already (see _encode_part)
                 else:
                     output = predictor.predict(X)
-            values, labels = format_outputs(scored_by, output)
+            simple = self.encoder.simple(scored_by, output, len(events))
+            formatted = None if simple else format_outputs(scored_by, output)
         except Exception as exc:  # noqa: BLE001 - a model failing must not drop the batch; retried
             if final_attempt:
                 reason = f"model {scored_by.what} failed to score: {type(exc).__name__}: {exc}"
@@ -225,22 +256,69 @@ class BatchScorer:
             else:
                 result.failures.append(ModelFailure(scored_by, exc, [e.index for e in events]))
             return
-        head = Scored(model, segment, version, part.canary, scored_at, served_by=served if served != segment else None)
-        result.predictions.extend(
-            (event.id.encode(), value, event.index)
-            for event, value in zip(events, prediction_values(head, events, values, labels), strict=True))
+        done.append((part, served, events, output, formatted))
         count_key = (model, served, str(version), "canary" if part.canary else "scored")
         counts[count_key] = counts.get(count_key, 0) + len(events)
-        if self.hooks:
-            scored = ScoredGroup(model, segment, part.serving, scored_by, part.canary, events, X, output)
-            for hook in self.hooks:
-                try:
-                    extra = hook(scored)
-                except Exception:  # a hook must never fail scoring
-                    log.exception("batch hook %r failed", hook)
-                    continue
-                if extra:
-                    result.extra.extend(extra)
+        if self.hooks and X is not None:
+            self._run_hooks(result, ScoredGroup(model, segment, part.serving, scored_by, part.canary, events, X,
+                                                output))
+
+    def _run_hooks(self, result: BatchResult, scored: ScoredGroup) -> None:
+        for hook in self.hooks:
+            try:
+                extra = hook(scored)
+            except Exception:  # a hook must never fail scoring
+                log.exception("batch hook %r failed", hook)
+                continue
+            if extra:
+                result.extra.extend(extra)
+
+    def _group_hooks(self, result: BatchResult) -> GroupHooks:
+        """The hooks of the fast lane's groups (each a primary's events of its own segment, never a canary)."""
+        def run(key: Key, serving: Serving, events: list[Event], X: np.ndarray, output: np.ndarray) -> None:
+            self._run_hooks(result, ScoredGroup(key[0], key[1], serving, serving.primary, False, events, X, output))
+
+        return run
+
+    def _emit(self, result: BatchResult, done: list[_Done | list[tuple[bytes, bytes, int]]], scored_at: str) -> None:
+        """The prediction messages of every scored part, in order: runs of binary/regression parts encoded in bulk
+        (:class:`~scorer.stream.batch.PredictionEncoder`), others (multiclass) one by one."""
+        encoder = self.encoder
+        tails: dict[str | None, bytes] = {}
+        run: list[tuple[bytes, bytes, LoadedModel, list[Event], np.ndarray]] = []
+        predictions = result.predictions
+
+        def flush() -> None:
+            if run:
+                messages = encoder.encode(run)
+                keys = [e.id.encode() for *_, events, _ in run for e in events]
+                indices = [e.index for *_, events, _ in run for e in events]
+                predictions.extend(zip(keys, messages, indices, strict=True))
+                run.clear()
+
+        for item in done:
+            if type(item) is list:
+                flush()
+                predictions.extend(item)
+                continue
+            part, served, events, output, formatted = item
+            model, segment = part.key
+            served_by = served if served != segment else None
+            if formatted is None:
+                if run and run[0][2].kind != part.scored_by.kind:
+                    flush()
+                tail = tails.get(served_by)
+                if tail is None:
+                    tail = tails[served_by] = encoder.tail(scored_at, served_by)
+                run.append((encoder.head(model, segment, part.scored_by.version, part.canary), tail, part.scored_by,
+                            events, output))
+                continue
+            flush()
+            head = Scored(model, segment, part.scored_by.version, part.canary, scored_at, served_by=served_by)
+            predictions.extend(
+                (event.id.encode(), value, event.index)
+                for event, value in zip(events, prediction_values(head, events, *formatted), strict=True))
+        flush()
 
     def _dead_letter(self, batch: Batch, index: int, reason: str, kind: str) -> None:
         record = batch.records[index]
@@ -264,54 +342,3 @@ class BatchScorer:
         dead = self.metrics.dead_letters
         for kind, n in result.reasons.items():
             dead.labels(kind).inc(n)
-
-
-def _split(key: Key, serving: Serving, group: list[Event]) -> list[Part]:
-    """The parts of one group: the primary's events and, with a canary, the canary's (chosen by event id)."""
-    if serving.canary is None:
-        return [Part(key, serving, serving.primary, False, group)]
-    fraction = serving.canary_fraction
-    canary_events: list[Event] = []
-    primary_events: list[Event] = []
-    for event in group:
-        (canary_events if canary_point(event.id) < fraction else primary_events).append(event)
-    parts = [Part(key, serving, serving.primary, False, primary_events),
-             Part(key, serving, serving.canary, True, canary_events)]
-    return [part for part in parts if part.events]
-
-
-def _fuse(parts: list[Part], X_all: np.ndarray) -> None:
-    """Score the parts whose models share a fused kernel with one call per kernel (sets ``part.output``).
-
-    Rows with NaN/inf are scored too (their outputs are dropped with the rows when dead-lettered); a fused
-    kernel that raises leaves its parts to their own ``predict``, which reports the error per model.
-    """
-    by_key: dict[tuple, list[int]] = {}
-    for i, part in enumerate(parts):
-        predictor = part.scored_by.predictor
-        fuse_key = getattr(predictor, "fuse_key", None)  # any object with predict() can serve; few can fuse
-        key = fuse_key() if fuse_key is not None else None
-        if key is not None:
-            by_key.setdefault((type(predictor), *key), []).append(i)
-    if not by_key:
-        return
-    bounds = np.cumsum([0] + [len(part.events) for part in parts])
-    for (kind, *_), members in by_key.items():
-        if len(members) < 2:
-            continue
-        owner = np.repeat(np.arange(len(members)), [bounds[i + 1] - bounds[i] for i in members])
-        if owner.size == X_all.shape[0]:  # the usual case: every part of the layout fuses
-            X = X_all
-        else:
-            X = np.ascontiguousarray(X_all[np.concatenate([np.arange(bounds[i], bounds[i + 1]) for i in members])])
-        try:
-            with np.errstate(invalid="ignore", over="ignore"):
-                fused = kind.predict_fused([parts[i].scored_by.predictor for i in members], X, owner)
-        except Exception:  # each part then predicts on its own and reports its own error
-            log.exception("fused kernel %s failed; scoring its %d models one by one", kind.__name__, len(members))
-            continue
-        start = 0
-        for i in members:
-            stop = start + int(bounds[i + 1] - bounds[i])
-            parts[i].output = fused[start:stop]
-            start = stop

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import orjson
 
 from scorer.errors import ChecksumMismatch, ConfigError, InvalidWeights, NotFound, ScorerError
 
@@ -60,6 +61,24 @@ class LoadedModel:
     labels: tuple[Any, ...] | None
     loaded_at: datetime
     load_seconds: float
+    label_json: tuple[bytes, ...] = ()
+    """The JSON of a binary model's two labels as prediction messages write them (set by ``__post_init__``; empty
+    when a label is not JSON-serialisable, and then the scorer's slow path reports it)."""
+
+    fuse_key: tuple[Any, ...] | None = None
+    """(kernel class, its fuse key) when the predictor scores with others of that key in one fused call (set by
+    ``__post_init__``: a built model's key does not change)."""
+
+    def __post_init__(self) -> None:
+        fuse_key = getattr(self.predictor, "fuse_key", None)  # any object with predict() can serve; few can fuse
+        key = fuse_key() if fuse_key is not None else None
+        if key is not None:
+            object.__setattr__(self, "fuse_key", (type(self.predictor), *key))
+        if self.kind == "binary" and self.labels is not None:
+            try:
+                object.__setattr__(self, "label_json", tuple(orjson.dumps(label) for label in self.labels))
+            except TypeError:
+                pass
 
     @property
     def what(self) -> str:
@@ -137,6 +156,13 @@ def target_of(row: Any) -> Target | None:
     return Target(int(row.version), canary_version, float(fraction), getattr(row, "shadow_version", None))
 
 
+def message_head(model: str, segment: str, version: int, canary: bool) -> bytes:
+    """``","model":...,"prediction":``: a prediction message from the end of its id to its value, as orjson writes
+    the message's dict (see :class:`scorer.stream.batch.PredictionEncoder`)."""
+    return b"".join((b'","model":', orjson.dumps(model), b',"segment":', orjson.dumps(segment), b',"version":',
+                     orjson.dumps(version), b',"canary":', b"true" if canary else b"false", b',"prediction":'))
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Serving:
     """What one (model, segment) serves right now. Replaced as a whole, never mutated."""
@@ -149,6 +175,15 @@ class Serving:
     canary: LoadedModel | None = None
     canary_fraction: float = 0.0
     shadow: LoadedModel | None = None
+    head: bytes = b""
+    """The primary's prediction messages for this segment from the end of the id to the value (``message_head``)."""
+    scored_key: tuple[str, str, str, str] = ("", "", "", "")
+    """The primary's label set of the scored-events counter."""
+
+    def __post_init__(self) -> None:
+        version = self.primary.version
+        object.__setattr__(self, "head", message_head(self.model, self.segment, version, False))
+        object.__setattr__(self, "scored_key", (self.model, self.segment, str(version), "scored"))
 
     def loaded(self) -> dict[int, LoadedModel]:
         out = {self.primary.version: self.primary}

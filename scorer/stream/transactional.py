@@ -80,6 +80,8 @@ def monitor_transactional_id(settings: Settings, config: Any) -> str:
 class TransactionalConsumer(DirectConsumer):
     """The direct reader committing through one Kafka transaction per input partition (exactly-once)."""
 
+    commit_when_idle = True  # a light stream's outputs become visible at once, not after commit_interval
+
     def __init__(self, settings: Settings, worker: ScoringWorker, group_id: str) -> None:
         super().__init__(settings, worker, group_id)
         self._txns: dict[TopicPartition, PartitionTransaction] = {}

@@ -329,22 +329,20 @@ class ScoringWorker:
                         type(failure.error).__name__, failure.error)
             await asyncio.sleep(backoff(model_attempts, 0.1, 2.0))
 
-    def _partition_hint(self, record: Any, key: bytes) -> int | None:
-        if self._copartitioned and record.key == key:
-            return record.partition
-        return None
-
     async def send_outputs(self, batch: Batch) -> list[Awaitable[Any]]:
         """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
         sink = batch.sink or self.sink
         assert sink is not None
         cfg = self.config
         result, records = batch.result, batch.records
-        hint = self._partition_hint
         futures: list[Awaitable[Any]] = []
         if result.predictions:
-            futures += await sink.send_many(
-                cfg.output_topic, [(key, value, hint(records[index], key)) for key, value, index in result.predictions])
+            if self._copartitioned:  # an output keyed like its input goes to the input's partition number
+                messages = [(key, value, record.partition if (record := records[index]).key == key else None)
+                            for key, value, index in result.predictions]
+            else:
+                messages = [(key, value, None) for key, value, _ in result.predictions]
+            futures += await sink.send_many(cfg.output_topic, messages)
         if result.dead_letters:
             futures += await sink.send_many(cfg.dlq_topic, [(key, value, None)
                                                                   for key, value, _ in result.dead_letters])

@@ -139,6 +139,16 @@ def test_regressor(loss, penalty, average):
                None, sizes, seed=4)
 
 
+@pytest.mark.parametrize("schedule", ["constant", "adaptive"])
+@pytest.mark.parametrize("classes", [2, 3])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+def test_plain_sgd_at_a_fixed_eta(schedule, classes, fit_intercept):
+    """The log loss without penalty at a fixed eta: the bank's padded fast step (River's plain SGD rule)."""
+    for sizes in SIZES:
+        _check(SGDParams(loss="log_loss", penalty="none", learning_rate=schedule, eta0=0.05,
+                         fit_intercept=fit_intercept), classes, sizes, seed=6)
+
+
 def test_classifier_with_a_regression_loss():
     _check(SGDParams(loss="squared_error", learning_rate="constant", eta0=0.01), 2, [5])
 
@@ -171,19 +181,25 @@ def test_warm_start_from_given_weights_matches_coef_init():
     np.testing.assert_allclose(intercept, est.intercept_, atol=TOL, rtol=0)
 
 
-def test_many_segments_in_lockstep_equal_each_alone():
-    """Interleaved labels of 40 learners (binary and 3-class, different alphas) in one bank equal 40
-    separate scikit-learn estimators fed each learner's own labels in order."""
+@pytest.mark.parametrize("penalty,schedule", [("elasticnet", "optimal"), ("none", "constant")])
+def test_many_segments_in_lockstep_equal_each_alone(penalty, schedule):
+    """Interleaved labels of 40 learners (binary and 3-class, different alphas or etas, label counts from
+    a handful to a hundred) in one bank equal 40 separate scikit-learn estimators fed each learner's own
+    labels in order."""
     rng = np.random.default_rng(9)
     f = 5
-    bank = Bank("log_loss", "elasticnet", "optimal", f)
+    bank = Bank("log_loss", penalty, schedule, f)
     specs = []
     for s in range(40):
         classes = 2 if s % 2 else 3
-        params = SGDParams(alpha=10.0 ** -rng.integers(2, 5), average=int(rng.integers(0, 3)), penalty="elasticnet")
+        if schedule == "optimal":
+            params = SGDParams(alpha=10.0 ** -rng.integers(2, 5), average=int(rng.integers(0, 3)), penalty=penalty)
+        else:  # the padded fast step: no decay, no averaging
+            params = SGDParams(penalty=penalty, learning_rate=schedule, eta0=float(rng.uniform(0.01, 0.2)),
+                               fit_intercept=bool(s % 3))
         rows = bank.add(params, LearnerState.fresh(1 if classes == 2 else classes, f))
         specs.append((params, classes, rows))
-    owner = rng.integers(0, 40, size=2000)
+    owner = rng.choice(40, size=2000, p=np.r_[np.full(20, 0.04), np.full(20, 0.01)])  # uneven counts
     X = rng.normal(size=(2000, f))
     y = np.array([rng.integers(0, specs[o][1]) for o in owner])
     for lo, hi in ((0, 700), (700, 701), (701, 2000)):
@@ -249,3 +265,26 @@ def test_restarting_the_schedule_equals_a_fresh_estimator_from_the_current_weigh
     np.testing.assert_allclose(after.coef.ravel(), ref._standard_coef.ravel(), atol=TOL, rtol=0)
     np.testing.assert_allclose(after.intercept, [running], atol=TOL, rtol=0)
     np.testing.assert_allclose(after.avg_coef.ravel(), ref._average_coef.ravel(), atol=TOL, rtol=0)
+
+
+@pytest.mark.parametrize("penalty,schedule", [("none", "constant"), ("l2", "optimal")])
+@pytest.mark.parametrize("classes", [2, 3])
+def test_one_busy_learner_among_many_quiet_ones(penalty, schedule, classes):
+    """300 labels for one learner and one for each of 149 others: the ragged step layout (a dense one would
+    be 300 steps x 150 learners), still equal to scikit-learn per learner."""
+    rng = np.random.default_rng(12)
+    f, n_rows = 4, 1 if classes == 2 else classes
+    params = SGDParams(penalty=penalty, learning_rate=schedule, eta0=0.05, alpha=1e-3)
+    bank = Bank("log_loss", penalty, schedule, f)
+    learners = [bank.add(params, LearnerState.fresh(n_rows, f)) for _ in range(150)]
+    owner = np.r_[np.zeros(300, dtype=np.int64), np.arange(1, 150)]
+    rng.shuffle(owner)
+    X, y = rng.normal(size=(owner.size, f)), rng.integers(0, classes, owner.size)
+    bank.learn(np.concatenate([learners[o] for o in owner]), np.repeat(X, n_rows, axis=0),
+               encode_targets("log_loss", y, n_rows).ravel(), np.repeat(step_ranks(owner), n_rows))
+    for s in (0, 1, 77, 149):
+        mine = np.flatnonzero(owner == s)
+        est = _sklearn(params, X[mine], y[mine], [(0, mine.size)], classes)
+        coef, intercept = bank.state(learners[s]).served(params)
+        np.testing.assert_allclose(coef.reshape(est.coef_.shape), est.coef_, atol=TOL, rtol=0)
+        np.testing.assert_allclose(intercept, est.intercept_, atol=TOL, rtol=0)

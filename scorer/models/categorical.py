@@ -15,19 +15,26 @@ codes for trees, code columns expanded by the ``columns`` step (:class:`scorer.m
 from __future__ import annotations
 
 import math
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
 
 from scorer.errors import CategoryError, InvalidWeights
+from scorer.models.category_batch import DenseCodes, arrow_codes
 
 UNKNOWN_CATEGORY = "unknown_category"
 CATEGORY_TYPE = "category_type"
 _F64 = np.dtype(np.float64)
 #: integer categories below this are looked up in a dense table (one gather per column)
 _DENSE_MAX = 1 << 16
-#: batches up to this many rows of an object array are encoded in plain Python (fewer numpy calls)
-_SMALL = 16
+#: batches up to this many rows are encoded in plain Python (fewer numpy calls)
+_SMALL = SMALL_BATCH = 16
+
+
+def _numeric_type(t: type) -> bool:
+    """Values of type ``t`` may stand in a numeric column of an event (None: missing)."""
+    return t is type(None) or (t is not bool and issubclass(t, int | float | np.number))
 
 
 def _is_missing(v: Any) -> bool:
@@ -37,7 +44,8 @@ def _is_missing(v: Any) -> bool:
 class _Column:
     """One categorical input: lookup table, rules, and the sorted numeric view for float input."""
 
-    __slots__ = ("index", "name", "categories", "strings", "lut", "missing", "unknown", "sorted", "order", "dense")
+    __slots__ = ("index", "name", "categories", "strings", "lut", "code_bytes", "missing", "unknown", "sorted", "order",
+                 "dense", "arrow")
 
     def __init__(self, index: int, spec: dict, what: str) -> None:
         name, cats = spec.get("feature"), spec.get("categories")
@@ -50,9 +58,12 @@ class _Column:
             raise InvalidWeights(f"{what}: categories of {name!r} repeat a value")
         self.index, self.name, self.categories, self.strings = index, name, tuple(cats), strings
         self.lut = {c: float(k) for k, c in enumerate(cats)}
+        #: the codes as 2-byte strings, for a batch of string values (joined and read as one array)
+        self.code_bytes = {c: k.to_bytes(2, "little") for k, c in enumerate(cats)} if len(cats) <= 1 << 16 else None
         self.missing = self._rule(spec.get("missing"), "unknown", what)
         self.unknown = self._rule(spec.get("unknown"), "error", what)
         self.dense = None
+        self.arrow: Any = None  # the categories as an Arrow array, made when an Arrow-backed column first arrives
         if not strings:
             vals = np.asarray(cats, dtype=np.float64)
             self.order = np.argsort(vals, kind="stable")
@@ -88,9 +99,12 @@ class _Column:
         return self.unknown
 
     def encode_objects(self, col: Any, model: str) -> np.ndarray:
-        if self.strings:  # every value known (the usual case): one C-level pass; any miss takes the slow path
-            try:
-                return np.fromiter(map(self.lut.__getitem__, col), dtype=np.float64, count=len(col))
+        if self.strings and len(col) > 1:  # every value known (the usual case): one C-level pass of dict
+            try:  # lookups (itemgetter: no call per value) to 2-byte codes joined (no conversion per value)
+                if self.code_bytes is not None:
+                    joined = b"".join(itemgetter(*col.tolist())(self.code_bytes))
+                    return np.frombuffer(joined, dtype="<u2").astype(np.float64)
+                return np.fromiter(itemgetter(*col.tolist())(self.lut), dtype=np.float64, count=len(col))
             except (KeyError, TypeError):
                 pass
         get, miss = self.lut.get, -7.5  # -7.5 is never a code
@@ -158,6 +172,12 @@ class CategoricalInputs:
         #: per feature: its _Column, or None for a numeric one
         self._plan = [False if j in self.unused else by_index.get(j) for j in range(len(feature_names))]
         self.what = what
+        self._unused_cols = sorted(self.unused)
+        num = self.numeric
+        #: the numeric inputs as a slice when they are adjacent (a view: no copy of an object block)
+        self._numeric_at: slice | np.ndarray = (
+            slice(int(num[0]), int(num[-1]) + 1) if num.size and (np.diff(num) == 1).all() else num)
+        self._dense = DenseCodes([c for c in self.columns if c.dense is not None])
 
     def _encode_frame(self, df: Any, strict: bool) -> np.ndarray:
         """A DataFrame in feature order, column by column: numeric columns as they are, pandas categoricals by
@@ -189,8 +209,8 @@ class CategoricalInputs:
                     out[r, j] = c.bad(r, v, self.what)
             elif kind in "fiu":
                 out[:, j] = c.encode_numbers(col.to_numpy(dtype=np.float64, na_value=np.nan), self.what)
-            else:
-                out[:, j] = c.encode_objects(col.to_numpy(dtype=object), self.what)
+            elif not (c.strings and arrow_codes(col, c, out[:, j])):  # pandas' NA is missing, as None is
+                out[:, j] = c.encode_objects(col.to_numpy(dtype=object, na_value=None), self.what)
         return out
 
     def _encode_small(self, rows: list[list[Any]], strict: bool) -> np.ndarray:
@@ -216,6 +236,8 @@ class CategoricalInputs:
         return np.array(out, dtype=np.float64)
 
     def _check_numbers(self, num: np.ndarray, row0: int = 0, column: int | None = None) -> None:
+        if all(map(_numeric_type, set(map(type, num.reshape(-1))))):  # the verdict depends on the type alone
+            return
         for r, row in enumerate(num.tolist(), start=row0):
             for k, v in enumerate(row):
                 if not (v is None or (type(v) is not bool and isinstance(v, int | float | np.number))):
@@ -276,9 +298,12 @@ class CategoricalInputs:
                 return self._encode_small(X.tolist(), strict)
             out = np.array(X, dtype=np.float64, order="C", copy=True)
             if out.ndim == 2 and out.shape[1] == self.n_features:
-                out[:, list(self.unused)] = 0.0
+                if self._unused_cols:
+                    out[:, self._unused_cols] = 0.0
+                done = self._dense.encode(out)  # small integer categories, all columns in a few passes
                 for c in self.columns:
-                    out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
+                    if c.index not in done:
+                        out[:, c.index] = c.encode_numbers(out[:, c.index], self.what)
             return out
         if hasattr(X, "columns") and hasattr(X, "dtypes") and not isinstance(X, np.ndarray):
             return self._encode_frame(X, strict)
@@ -289,12 +314,15 @@ class CategoricalInputs:
             return self._encode_small(arr.tolist(), strict)
         out = np.zeros(arr.shape, dtype=np.float64)
         if self.numeric.size:
-            num = arr[:, self.numeric]
+            num = arr[:, self._numeric_at]
             if strict and num.dtype == object:
                 self._check_numbers(num)
             try:
                 try:
-                    out[:, self.numeric] = num.astype(np.float64)
+                    if type(self._numeric_at) is slice:  # cast straight into the output's view: one pass
+                        np.copyto(out[:, self._numeric_at], num, casting="unsafe")
+                    else:
+                        out[:, self.numeric] = num.astype(np.float64)
                 except TypeError:  # None (missing) in an object column
                     out[:, self.numeric] = np.where(np.equal(num, None), np.nan, num).astype(np.float64)
             except (TypeError, ValueError) as exc:

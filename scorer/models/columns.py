@@ -24,6 +24,7 @@ class ColumnsLayout:
     """
 
     def __init__(self, model: Any, i: int, width_in: int) -> None:
+        self.width_in = width_in
         self.source = model._array(f"pre{i}.source", ndim=1, dtype="int64")
         p = self.source.size
         self.n_codes = model._array(f"pre{i}.n_codes", shape=(p,), dtype="int64")

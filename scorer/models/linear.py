@@ -11,7 +11,8 @@ Arrays: ``coef`` and ``intercept``. ``linear``: coef (n_inputs,), intercept (1,)
 
 Behind a one-hot ``columns`` step (a ColumnTransformer with OneHotEncoder) the one-hot matrix is never
 built: the weights of each one-hot part become a per-category table, and a decision is the numeric inputs
-times their weights plus one table lookup per categorical input (:meth:`ColumnsLayout.fold`).
+times their weights plus one table lookup per categorical input (:mod:`scorer.models.onehot`); a float batch
+with integer categories is scored without encoding it first.
 
 Non-finite inputs are detected from the decision values (a NaN/inf input with a non-zero weight makes
 the decision non-finite), which is far cheaper than scanning the inputs.
@@ -20,18 +21,21 @@ the decision non-finite), which is far cheaper than scanning the inputs.
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
 from scorer.errors import InvalidWeights
 from scorer.models._numeric import expit_, ovr_normalise_, softmax_
 from scorer.models.base import Model
+from scorer.models.categorical import SMALL_BATCH as _SMALL
+from scorer.models.onehot import Direct, DirectObjects, Folded
 from scorer.models.registry import register
 
 PROBA_MODES = ("binary", "binary-softmax", "softmax", "ovr")
 _exp = math.exp
 _isfinite = math.isfinite
+_F64 = np.dtype(np.float64)
 
 
 def _rowwise_decision(X: np.ndarray, owner: np.ndarray, weights: list[np.ndarray], intercepts: list[float]
@@ -58,47 +62,32 @@ def _binary_proba(z: np.ndarray) -> np.ndarray:
     return out
 
 
-class _Folded:
-    """Decisions of a linear layer behind a one-hot layout, by lookup (see the module docstring)."""
-
-    def __init__(self, model: Model, coef: np.ndarray) -> None:
-        layout = model._layout
-        assert layout is not None
-        self.layout = layout
-        self.src, self.coef, self.table, self.bases = layout.fold(coef)
-        # Standard scalers just before the layout fold into the numeric weights: x -> a x + b per column
-        # (their padded identity on code columns changes nothing), one pass less over the input.
-        a = b = None
-        while model._steps and model._steps[-1] in model._affine:
-            mean, scale = model._affine[model._steps.pop()]  # the last step first: final = a * x + b
-            if mean is None and scale is None:
-                continue
-            width = (mean if mean is not None else scale).size
-            if a is None:
-                a, b = np.ones(width), np.zeros(width)
-            m = np.zeros(width) if mean is None else mean
-            s = np.ones(width) if scale is None else scale
-            a, b = a / s, b - a * m / s  # x -> (x - m) / s feeds a * (.) + b
-        self.offset = np.zeros(self.coef.shape[1])
-        if a is not None and self.src.size:
-            self.offset = b[self.src] @ self.coef
-            self.coef = np.ascontiguousarray(a[self.src][:, None] * self.coef)
-
-    def __call__(self, X: np.ndarray) -> np.ndarray:
-        z = X[:, self.src].dot(self.coef) if self.src.size else np.zeros((X.shape[0], self.coef.shape[1]))
-        z += self.offset
-        if self.bases.size:
-            z += self.table[self.layout.code_index(X, self.bases)].sum(axis=1)
-        return z
-
-
-def _fold(model: Model, coef: np.ndarray) -> _Folded | None:
+def _fold(model: Model, coef: np.ndarray) -> Folded | None:
     """Take over the last preprocessing step when it is a one-hot layout (no dense one-hot matrix)."""
     layout = model._layout
     if layout is None or not model._steps or model._steps[-1] != layout.expand:
         return None
     model._steps.pop()
-    return _Folded(model, coef)
+    return Folded(model, coef)
+
+
+def _direct(model: Model, X: Any) -> np.ndarray | None:
+    """Decisions of a folded model straight from a raw batch (floats with integer categories, or objects with
+    string categories), or None: the general path (encode, then the fold) decides."""
+    if type(X) is not np.ndarray or X.ndim != 2 or X.shape[0] <= _SMALL or X.shape[1] != model.n_features:
+        return None
+    if X.dtype is _F64:
+        direct = model._direct  # type: ignore[attr-defined]
+        return direct(X) if direct is not None and X.flags.c_contiguous else None
+    objects = model._direct_objects  # type: ignore[attr-defined]
+    return objects(X) if objects is not None and X.dtype == object else None
+
+
+def _raw_paths(model: Model) -> bool:
+    """Set up the direct paths of a folded model; whether it has any."""
+    model._direct = Direct.build(model)  # type: ignore[attr-defined]
+    model._direct_objects = DirectObjects.build(model)  # type: ignore[attr-defined]
+    return model._direct is not None or model._direct_objects is not None  # type: ignore[attr-defined]
 
 
 def _unfusable(model: Model) -> bool:
@@ -136,10 +125,20 @@ class LinearModel(Model):
         self._intercept = self._array("intercept", shape=(1,))
         self._b = float(self._intercept[0])
         self._folded = _fold(self, self._coef[:, np.newaxis])
+        self._raw = _raw_paths(self)
         front = self._fold_front(self._coef, self._intercept) if self._folded is None else None
         if front is not None:
             self._coef, self._intercept = front
             self._b = float(self._intercept[0])
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self._raw:
+            z = _direct(self, X)
+            if z is not None:
+                y = z[:, 0]
+                y += self._b
+                return y
+        return super().predict(X)
 
     def _predict_front(self, X: np.ndarray) -> np.ndarray:
         assert self._front is not None
@@ -186,6 +185,7 @@ class LogisticModel(Model):
         self._b = float(intercept[0])
         self._scale = 2.0 if self._mode == "binary-softmax" else 1.0
         self._folded = _fold(self, self._coef_t)
+        self._raw = _raw_paths(self)
         front = self._fold_front(self._coef_t, intercept) if self._folded is None else None
         if front is not None:  # scalers folded into the weights; the kernels below then see raw inputs
             self._coef_t, self._intercept = front
@@ -196,6 +196,14 @@ class LogisticModel(Model):
             self._predict = self._predict_folded  # type: ignore[method-assign]
         else:
             self._predict = self._predict_binary if binary else self._predict_multi  # type: ignore[method-assign]
+
+    def predict(self, X: Any) -> np.ndarray:
+        if self._raw:
+            z = _direct(self, X)
+            if z is not None:
+                z += self._intercept
+                return self._link(z)
+        return super().predict(X)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         if self._mode in ("binary", "binary-softmax"):

@@ -28,6 +28,22 @@ def softmax_(z: np.ndarray) -> np.ndarray:
     return z
 
 
+_EXP_LIMIT = 709.782712893384  # log of the largest float64: exp(-z) overflows to inf beyond it
+
+
+def ovr_proba_(z: np.ndarray) -> np.ndarray:
+    """One-vs-rest probabilities from decisions ``z`` (overwritten), as scikit-learn's ``_predict_proba_lr``.
+
+    scipy's expit is exactly 0 where exp(-z) overflows; ``expit_``'s cap leaves ~1e-308 there, harmless
+    alone but not after normalising a row whose every sigmoid is that small, so those entries are zeroed.
+    """
+    dead = z < -_EXP_LIMIT
+    expit_(z)
+    if dead.any():
+        z[dead] = 0.0
+    return ovr_normalise_(z)
+
+
 def ovr_normalise_(p: np.ndarray) -> np.ndarray:
     """One-vs-rest probabilities scaled to sum to 1 per row (scikit-learn's ``_predict_proba_lr``).
 

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from scorer.errors import InvalidWeights
-from scorer.models._numeric import expit_, ovr_normalise_, softmax_
+from scorer.models._numeric import ovr_proba_, softmax_
 from scorer.models.base import Model
 from scorer.models.categorical import SMALL_BATCH as _SMALL
 from scorer.models.onehot import Direct, DirectObjects, Folded
@@ -268,7 +268,7 @@ class LogisticModel(Model):
         if self._mode == "softmax":
             return softmax_(z)
         if self._mode == "ovr":
-            return ovr_normalise_(expit_(z))
+            return ovr_proba_(z)
         z = z[:, 0] * self._scale
         return _binary_proba(z)
 
@@ -292,4 +292,4 @@ class LogisticModel(Model):
             self._reject_nonfinite(X)
         if self._mode == "softmax":
             return softmax_(z)
-        return ovr_normalise_(expit_(z))
+        return ovr_proba_(z)

@@ -59,6 +59,18 @@ def test_logistic_parity(seed: int, n_features: int, n_classes: int, sgd: bool, 
     check(fitted(est, X, y), Xt, classifier=True)
 
 
+def test_ovr_rows_whose_sigmoids_underflow_match_scikit_learn() -> None:
+    """Decisions below -709.78 are exactly 0 in scipy's expit; a row made only of such tiny sigmoids and one
+    merely small one (-689) normalises to exactly [0, 0, 1, 0, 0], not 1 - 4e-9 (hypothesis found it)."""
+    X, y, Xt = problem(2156, 12, 5)
+    est = fitted(SGDClassifier(loss="log_loss", random_state=2156, max_iter=50), X, y)
+    z = est.decision_function(Xt)
+    assert ((z < -709.79).sum(axis=1) == 4).any()  # the case this test is about is present
+    check(est, Xt, classifier=True)
+    ref = est.predict_proba(Xt)
+    assert (build(export(est)).predict(Xt)[ref == 0.0] == 0.0).all()
+
+
 @SETTINGS
 @given(
     seed=st.integers(0, 2**16),

@@ -6,6 +6,7 @@ before importing this module as ``benchmarks._support``.
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import warnings
@@ -17,6 +18,16 @@ import numpy as np
 if TYPE_CHECKING:
     from scorer.config import Settings
     from scorer.models import ModelWeights
+
+REPORTS = Path(__file__).resolve().parents[1] / "reports"
+
+
+def write_report(report: dict, name: str) -> Path:
+    """The run's results as reports/<name> (JSON: what the table shows, and more, for later comparison)."""
+    REPORTS.mkdir(exist_ok=True)
+    out = REPORTS / name
+    out.write_text(json.dumps(report, indent=2, default=str))
+    return out
 
 
 def create_keyspace(settings: Settings) -> None:

@@ -16,7 +16,6 @@ Prints a table, writes reports/bench_ensemble.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -32,7 +31,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_worker as bw  # noqa: E402
-from benchmarks._support import drop_keyspace, fitted_logistic  # noqa: E402
+from benchmarks._support import drop_keyspace, fitted_logistic, write_report  # noqa: E402
 from scorer.config import Settings, load_settings  # noqa: E402
 
 TARGET_RATIO = 3.5
@@ -158,9 +157,7 @@ def main() -> int:
     console.print(table)
     console.print(f"shared __global__ member: {int(k['shared_members_built'])} member versions built for "
                   f"{bw.N_SEGMENTS} ensembles ({2 * bw.N_SEGMENTS + 1} distinct)")
-    out = ROOT / "reports" / "bench_ensemble.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out = write_report(report, "bench_ensemble.json")
     console.print(f"wrote {out.relative_to(ROOT)}")
     return 0 if ratio <= TARGET_RATIO else 1
 

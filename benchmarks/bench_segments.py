@@ -44,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._support import create_keyspace, drop_keyspace, fitted_model, rss_bytes  # noqa: E402
+from benchmarks._support import create_keyspace, drop_keyspace, fitted_model, rss_bytes, write_report  # noqa: E402
 from scorer.config import load_settings  # noqa: E402
 
 N_FEATURES = 20
@@ -332,9 +332,7 @@ def main() -> int:
                 ok = value == "0"
             table.add_row(arch, name, value, target, "" if ok == "" else ("yes" if ok else "NO"))
     console.print(table)
-    out = ROOT / "reports" / "bench_segments.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out = write_report(report, "bench_segments.json")
     console.print(f"wrote {out}")
     return 0
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
 import platform
 import sys
@@ -49,7 +48,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import bench_worker  # noqa: E402
-from benchmarks._support import drop_keyspace  # noqa: E402
+from benchmarks._support import drop_keyspace, write_report  # noqa: E402
 from benchmarks.bench_worker import (  # noqa: E402
     MODEL,
     N_SEGMENTS,
@@ -302,9 +301,7 @@ def main() -> int:
         drop_keyspace(settings)
     report["machine"]["load_avg_end"] = os.getloadavg()
     console.print(table(report))
-    out = ROOT / "reports" / "bench_swap.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out = write_report(report, "bench_swap.json")
     console.print(f"wrote {out}")
     return 0
 

@@ -60,7 +60,14 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._support import cpu_seconds, create_keyspace, drop_keyspace, fitted_model, free_port  # noqa: E402
+from benchmarks._support import (  # noqa: E402
+    cpu_seconds,
+    create_keyspace,
+    drop_keyspace,
+    fitted_model,
+    free_port,
+    write_report,
+)
 from scorer.config import Settings, load_settings  # noqa: E402
 
 MODEL = "bench"
@@ -905,9 +912,7 @@ def main() -> int:
     for name, value, target, ok in rows:
         table.add_row(name, value, target, "" if ok == "" else ("yes" if ok else "NO"))
     console.print(table)
-    out = ROOT / "reports" / "bench_worker.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str))
+    out = write_report(report, "bench_worker.json")
     console.print(f"wrote {out}")
     return 0
 

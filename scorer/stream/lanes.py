@@ -3,7 +3,7 @@
 The general path (:class:`~scorer.stream.scoring.BatchScorer`) builds a :class:`~scorer.stream.batch.Part` per
 group and version (``split``), scores every part whose model has a fused kernel with one call per kernel
 (``fuse``), then formats each part. A layout whose groups all share one fused kernel and need nothing else
-(no canary, no fallback segment, no hooks, no categories) takes ``score_lane`` instead: one matrix, one kernel
+(no canary, no fallback segment, no categories) takes ``score_lane`` instead: one matrix, one kernel
 call and one bulk encoding, with a few list operations per group, so that events spread over 10,000 segments
 cost little more than the same events over 100.
 """

@@ -41,6 +41,7 @@ def prompt_handoffs() -> None:
     times per swap. 1 ms shortens swaps and the loop's stalls behind a build; idle threads cost nothing."""
     sys.setswitchinterval(SWITCH_INTERVAL)
 
+
 Key = tuple[str, str]
 
 

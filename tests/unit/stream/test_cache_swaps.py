@@ -9,31 +9,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from functools import cache
 from typing import Any
 
-import numpy as np
 import pytest
-from sklearn.linear_model import LogisticRegression
+from cache_cases import M, weights
 
 from scorer.errors import StoreUnavailable
-from scorer.models import ModelWeights
 from scorer.store import ModelStore
 from scorer.store.memory import MemoryModelStore
 from scorer.stream.cache import ModelCache, Serving, Unservable
 from scorer.stream.events import UNKNOWN_SEGMENT
-from trainers import export
-
-M = "rides"
-
-
-@cache
-def weights(seed: int) -> ModelWeights:
-    """A small logistic model; different seeds give different coefficients (so versions are told apart)."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(80, 3))
-    y = (X[:, 0] + rng.normal(scale=0.5, size=80) > 0).astype(int)
-    return export(LogisticRegression().fit(X, y), feature_names=["a", "b", "c"])
 
 
 def run(coro: Any) -> Any:

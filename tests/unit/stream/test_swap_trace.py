@@ -8,29 +8,15 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterable
-from functools import cache
 from typing import Any
 
-import numpy as np
-from sklearn.linear_model import LogisticRegression
+from cache_cases import M, weights
 
 from scorer.config import load_settings
 from scorer.kafka.notices import Notice, announce, decode_notice, encode_notice
-from scorer.models import ModelWeights
 from scorer.store.memory import MemoryModelStore
 from scorer.stream.cache import ModelCache, Serving
 from scorer.stream.swaps import SwapLog
-from trainers import export
-
-M = "rides"
-
-
-@cache
-def weights(seed: int) -> ModelWeights:
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(80, 3))
-    y = (X[:, 0] + rng.normal(scale=0.5, size=80) > 0).astype(int)
-    return export(LogisticRegression().fit(X, y), feature_names=["a", "b", "c"])
 
 
 class CountingStore(MemoryModelStore):

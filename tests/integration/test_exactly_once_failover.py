@@ -19,7 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from cassandra.cluster import Session
 from support.faults import SteadyProducer, free_port, read_topic, record_fault
 from support.store import logistic
-from support.stream import Collector, Topics, WorkerProcess, event, workers
+from support.stream import Collector, Topics, WorkerProcess, event, wait_for_topics, workers
 
 from devstack.cluster import bootstrap as cluster_bootstrap
 from devstack.cluster import kafka_cluster, start
@@ -75,7 +75,10 @@ def test_input_partition_leader_killed_mid_stream_nothing_lost_nothing_twice(
     topics = Topics(f"events-{tag}", f"predictions-{tag}", f"dlq-{tag}", f"changes-{tag}")
     asyncio.run(ensure_topics(cluster, {topics.events: 4, topics.predictions: 4, topics.dlq: 1, topics.changes: 1},
                               replication=3))
-    collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start(timeout=120)  # a young cluster, 2 cores
+    # A young cluster on 2 cores: a broker can lag minutes behind in learning of new topics.
+    waited = wait_for_topics(bootstrap, [topics.events, topics.predictions, topics.dlq, topics.changes], timeout=180)
+    print(f"\ntopics known to all three brokers after {waited:.1f} s")
+    collector = Collector(bootstrap, [topics.predictions, topics.dlq]).start(timeout=120)
     worker = WorkerProcess(settings, topics, name="failover", extra_args=[
         "--guarantee", "exactly-once", "--commit-interval", "0.5", "--no-drift", "--no-shadow"])
     producer = SteadyProducer(bootstrap, topics.events, make_event, rate=800)

@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.conn import create_conn
 from aiokafka.errors import KafkaError
+from aiokafka.protocol.metadata import MetadataRequest
 
 from scorer.config import Settings
 from support.net import free_port
@@ -156,6 +159,53 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
+def wait_for_topics(bootstrap: str, topics: Iterable[str], timeout: float = 120.0) -> float:
+    """Wait until every broker of ``bootstrap`` itself reports each topic with a leader for every partition.
+
+    A freshly created topic reaches the brokers' metadata one by one; on a young cluster on a loaded box a
+    client that asks a lagging broker sees no topic at all. Returns the seconds waited."""
+    started = time.monotonic()
+    wanted = list(topics)
+    missing: dict[str, str] = {}  # broker -> what it lacked last time
+
+    async def ask(server: str) -> str | None:
+        host, port = server.rsplit(":", 1)
+        try:
+            conn = await asyncio.wait_for(create_conn(host, int(port), request_timeout_ms=5000), 10.0)
+        except (TimeoutError, OSError, KafkaError) as exc:
+            return f"no connection ({exc!r})"
+        try:
+            cluster = ClusterMetadata()
+            request = MetadataRequest(wanted, allow_auto_topic_creation=False)
+            cluster.update_metadata(await asyncio.wait_for(conn.send(request), 10.0))
+        except (TimeoutError, OSError, KafkaError) as exc:
+            return f"no metadata ({exc!r})"
+        finally:
+            conn.close()
+        for topic in wanted:
+            partitions = cluster.partitions_for_topic(topic)
+            if not partitions:
+                return f"{topic} unknown"
+            leaderless = [p for p in partitions if (cluster.leader_for_partition(TopicPartition(topic, p)) or -1) < 0]
+            if leaderless:
+                return f"{topic} partitions {leaderless} without a leader"
+        return None
+
+    async def known_everywhere() -> bool:
+        missing.clear()
+        for server in bootstrap.split(","):
+            lack = await ask(server)
+            if lack is not None:
+                missing[server] = lack
+        return not missing
+
+    while not asyncio.run(known_everywhere()):
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"topics not known to every broker after {timeout} s: {missing}")
+        time.sleep(0.5)
+    return time.monotonic() - started
+
+
 @dataclass
 class Out:
     topic: str
@@ -180,45 +230,58 @@ class Collector:
     error: BaseException | None = None
     start_errors: list[BaseException] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self._thread = threading.Thread(target=self._run, daemon=True)
+    _attempt: int = 0
+    _threads: list[threading.Thread] = field(default_factory=list)
 
-    def start(self, timeout: float = 30.0) -> Collector:
-        self._thread.start()
-        if not self._ready.wait(timeout):
-            self._stop.set()
-            raise AssertionError(f"collector did not start within {timeout} s: {self.error!r}, "
-                                 f"{len(self.start_errors)} abandoned starts: {self.start_errors[-3:]!r}")
-        return self
+    def start(self, timeout: float = 30.0, attempt_timeout: float = 20.0) -> Collector:
+        """Start consuming; a consumer start that hangs (a young cluster on a loaded box) is abandoned and a new
+        one is started on a fresh thread and event loop, so nothing of a hung attempt can block the next."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                self._attempt += 1
+                attempt = self._attempt
+            thread = threading.Thread(target=self._run, args=(attempt,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+            left = deadline - time.monotonic()
+            if self._ready.wait(min(attempt_timeout, max(left, 0.0))):
+                if self.error is None:
+                    return self
+                self.start_errors.append(self.error)
+                self.error = None
+                self._ready.clear()
+                time.sleep(1.0)
+            else:
+                self.start_errors.append(TimeoutError(f"start attempt {attempt} hung for {attempt_timeout} s"))
+            if time.monotonic() >= deadline:
+                with self._lock:
+                    self._attempt += 1  # a late start of the last attempt stops itself
+                self._stop.set()
+                raise AssertionError(f"collector did not start within {timeout} s: "
+                                     f"{len(self.start_errors)} abandoned starts: {self.start_errors[-3:]!r}")
 
-    def _run(self) -> None:
+    def _run(self, attempt: int) -> None:
         try:
-            asyncio.run(self._consume())
+            asyncio.run(self._consume(attempt))
         except BaseException as exc:  # noqa: BLE001 - reported to the test
-            self.error = exc
+            with self._lock:
+                if attempt != self._attempt:
+                    return  # an abandoned attempt: nobody waits for it
+                self.error = exc
             self._ready.set()
 
-    async def _connect(self) -> AIOKafkaConsumer:
-        """A started consumer; a start that hangs (a young cluster on a loaded box) is abandoned and tried again."""
-        while True:
-            # read_committed, like every downstream reader must: outputs of aborted transactions never count.
-            consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
-                                        auto_offset_reset="earliest", enable_auto_commit=False,
-                                        isolation_level="read_committed")
-            try:
-                await asyncio.wait_for(consumer.start(), 20.0)
-                return consumer
-            except (TimeoutError, KafkaError) as exc:
-                self.start_errors.append(exc)
-                await consumer.stop()
-                if self._stop.is_set():
-                    raise
-                await asyncio.sleep(1.0)
-
-    async def _consume(self) -> None:
-        consumer = await self._connect()
-        self._ready.set()
+    async def _consume(self, attempt: int) -> None:
+        # read_committed, like every downstream reader must: outputs of aborted transactions never count.
+        consumer = AIOKafkaConsumer(*self.topics, bootstrap_servers=self.bootstrap, group_id=None,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    isolation_level="read_committed")
         try:
+            await consumer.start()
+            with self._lock:
+                if attempt != self._attempt:
+                    return  # started after it was given up: another attempt owns the records
+            self._ready.set()
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 now = time.time()
@@ -252,7 +315,8 @@ class Collector:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join(15)
+        if self._threads:
+            self._threads[-1].join(15)
 
 
 def _dlq_id(letter: dict[str, Any]) -> str:

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
               help="Seconds before a dead worker's partitions go to the others (Kafka group session timeout).")
 @click.option("--pipeline-depth", type=int, default=2, show_default=True,
               help="Batches whose outputs may await Kafka's acknowledgement while the next is scored (0: none).")
+@click.option("--producer-linger-ms", type=float, default=0.0, show_default=True,
+              help="How long the output producer waits to fill a request (the outputs of one batch go out "
+              "together anyway; each millisecond here adds to every output's latency).")
 @click.option("--consumer", type=click.Choice(["direct", "faust"]), default="direct", show_default=True,
               help="How the input is read: whole fetches with offsets committed after delivery (direct), or a "
               "faust agent taking noack_take batches acked after delivery (faust; about 5x slower).")
@@ -74,7 +77,8 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
                models: str | None, poll_interval: float, batch_size: int, batch_window_ms: float, max_models: int,
                fallback_segment: str, web_port: int, web_host: str, app_id: str | None, partitions: int,
                max_message_bytes: int, max_features: int, commit_interval: float | None, session_timeout: float,
-               pipeline_depth: int, consumer: str, guarantee: str | None, transaction_timeout: float,
+               pipeline_depth: int, producer_linger_ms: float, consumer: str, guarantee: str | None,
+               transaction_timeout: float,
                stock_consumer: bool, no_changes: bool, allow_empty: bool,
                loglevel: str, monitoring: MonitorOptions) -> None:
     """Score events from Kafka with each segment's live model, hot-swapping when active_models changes."""
@@ -91,6 +95,7 @@ def worker_cmd(cli: CliContext, input_topic: str, output_topic: str, dlq_topic: 
             web_port=web_port, web_host=web_host, partitions=partitions,
             max_message_bytes=max_message_bytes, max_features=max_features, commit_interval=commit_interval,
             session_timeout=session_timeout, pipeline_depth=pipeline_depth, consumer=consumer,
+            producer_linger_ms=producer_linger_ms,
             guarantee=guarantee or _configured_guarantee(cli), transaction_timeout=transaction_timeout,
         )
     except ValidationError as exc:

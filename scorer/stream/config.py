@@ -55,7 +55,9 @@ class WorkerConfig(BaseModel):
     datadir: Path | None = None
     stream_buffer: int = Field(4096, ge=1)
     """faust's per-partition stream buffer (stream_buffer_maxsize)."""
-    producer_linger_ms: float = Field(1.0, ge=0)
+    producer_linger_ms: float = Field(0.0, ge=0, le=1000)
+    """The output producer's linger: a batch's outputs are handed over together and go out in one request
+    regardless, so waiting only delays them (1 ms of linger cost about 1.6 ms of p50 latency at 10,000/s)."""
     consumer: Literal["direct", "faust"] = "direct"
     """How the input topic is read: ``direct`` (whole aiokafka fetches, offsets committed after delivery;
     scorer.stream.direct) or ``faust`` (a faust agent taking ``noack_take`` batches, acked after delivery)."""

@@ -84,6 +84,7 @@ class TransactionalConsumer(DirectConsumer):
     """The direct reader committing through one Kafka transaction per input partition (exactly-once)."""
 
     commit_when_idle = True  # a light stream's outputs become visible at once, not after commit_interval
+    collect_each_fetch = False  # each batch's outcome is settled into its partition's transaction at the commit
 
     def __init__(self, settings: Settings, worker: ScoringWorker, group_id: str) -> None:
         super().__init__(settings, worker, group_id)

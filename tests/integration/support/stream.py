@@ -233,7 +233,7 @@ class Collector:
     _attempt: int = 0
     _threads: list[threading.Thread] = field(default_factory=list)
 
-    def start(self, timeout: float = 30.0, attempt_timeout: float = 20.0) -> Collector:
+    def start(self, timeout: float = 60.0, attempt_timeout: float = 20.0) -> Collector:
         """Start consuming; a consumer start that hangs (a young cluster on a loaded box) is abandoned and a new
         one is started on a fresh thread and event loop, so nothing of a hung attempt can block the next."""
         deadline = time.monotonic() + timeout

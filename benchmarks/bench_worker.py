@@ -31,6 +31,8 @@ costs at most 10% of the throughput) and writes reports/bench_guarantees.json.
 
     .venv/bin/python benchmarks/bench_worker.py [--events 200000] [--rounds 2] [--quick]
     .venv/bin/python benchmarks/bench_worker.py --guarantees [--quick] [--worker-args '--commit-interval 0.2']
+    .venv/bin/python benchmarks/bench_worker.py --baseline ../old-checkout --rounds 5 --latency-seconds 8 \
+        --worker-args '--guarantee at-least-once'
 """
 
 from __future__ import annotations
@@ -721,6 +723,55 @@ def compare_guarantees(settings: Settings, args: argparse.Namespace, console: An
     return out
 
 
+def latency_ab(settings: Settings, args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """Latency at 10,000/s as a read_committed reader sees it, this checkout's worker against ``--baseline``'s
+    (another checkout's source directory, put first on the worker's PYTHONPATH), alternating for ``--rounds``
+    rounds in one run so that both see the same machine; medians decide."""
+    guarantee = worker_guarantee(args)
+    sides = {"baseline": str(Path(args.baseline).resolve()), "this": None}
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    before = os.environ.get("PYTHONPATH")
+
+    def use(path: str | None) -> None:
+        if path is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = path
+
+    try:
+        for r in range(args.rounds):
+            for side, source in sides.items():
+                use(before if source is None else source)
+                lat = committed_latency(settings, guarantee, args)
+                runs[side].append(lat)
+                console.print(f"round {r + 1} {side}: p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms (send -> output "
+                              f"stamped {lat['to_output_stamp']['p50']:.1f} / {lat['to_output_stamp']['p99']:.1f}, "
+                              f"-> read back {lat['read_back']['p50']:.1f} / {lat['read_back']['p99']:.1f}; load "
+                              f"generator {lat['achieved_rate']:,.0f}/s{' SHORT' if lat['short'] else ''})")
+    finally:
+        use(before)
+    summary = {side: {q: float(np.median([lat[q] for lat in mine])) for q in ("p50", "p99")}
+               for side, mine in runs.items()}
+    return {"guarantee": guarantee, "baseline": sides["baseline"], "runs": runs, "median": summary}
+
+
+def latency_ab_table(result: dict[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("measure", "baseline", "this checkout", "target"):
+        table.add_column(column)
+    base, this = result["median"]["baseline"], result["median"]["this"]
+    for q, target in (("p50", TARGETS["p50_e2e_ms"]), ("p99", TARGETS["p99_e2e_ms"])):
+        table.add_row(f"e2e latency {q} at 10,000/s, {result['guarantee']}, median of rounds (ms)",
+                      f"{base[q]:.1f}", f"{this[q]:.1f}", f"< {target:.0f}")
+        table.add_row(f"  {q} of each round (ms)", *(" ".join(f"{lat[q]:.1f}" for lat in result["runs"][side])
+                                                     for side in ("baseline", "this")), "")
+    short = sum(lat["short"] for side in result["runs"].values() for lat in side)
+    table.add_row("rounds whose load generator fell short", str(short), "", "0")
+    return table
+
+
 def guarantee_table(result: dict[str, Any], title: str) -> Any:
     from rich.table import Table
 
@@ -784,6 +835,10 @@ def main() -> int:
     parser.add_argument("--guarantees", action="store_true",
                         help="Only compare the delivery guarantees: throughput, latency at 10,000/s as a "
                         "read_committed reader sees it, duplicates after a SIGKILL (reports/bench_guarantees.json).")
+    parser.add_argument("--baseline", metavar="SRC",
+                        help="Only compare latency at 10,000/s against another checkout's worker (its source "
+                        "directory, run through PYTHONPATH), alternating for --rounds rounds "
+                        "(reports/bench_latency_ab.json).")
     args = parser.parse_args()
     if args.command == "forwarder":
         forwarder(args)
@@ -801,6 +856,18 @@ def main() -> int:
     console.print(f"setting up keyspace {settings.keyspace}: {N_SEGMENTS} segments x 2 versions, "
                   f"{args.arch} on {N_FEATURES} features")
     setup_store(settings, args.arch)
+    if args.baseline:
+        try:
+            result = latency_ab(settings, args, console)
+        finally:
+            drop_keyspace(settings)
+        result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
+        result["args"] = vars(args)
+        title = (f"latency against {args.baseline} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
+                 f"worker flags: {args.worker_args or 'defaults'})")
+        console.print(latency_ab_table(result, title))
+        console.print(f"wrote {write_report(result, 'bench_latency_ab.json')}")
+        return 0
     if args.guarantees:
         try:
             result = compare_guarantees(settings, args, console)

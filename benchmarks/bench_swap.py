@@ -50,6 +50,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from benchmarks import bench_worker  # noqa: E402
 from benchmarks._support import drop_keyspace, write_report  # noqa: E402
 from benchmarks.bench_worker import (  # noqa: E402
+    HARNESS_SWITCH_INTERVAL,
     MODEL,
     N_SEGMENTS,
     POLL,
@@ -261,6 +262,7 @@ def table(report: dict[str, Any]) -> Any:
 
 
 def main() -> int:
+    sys.setswitchinterval(HARNESS_SWITCH_INTERVAL)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rate", type=float, default=5_000.0, help="Events/s of the steady stream.")
     parser.add_argument("--swaps", type=int, default=100, help="Swaps (at most 100, one per segment).")

@@ -19,7 +19,8 @@ fetched). The harness's consumer uses ``fetch_max_wait_ms=5``, so it adds no lon
 Also: e2e latency p50/p99 (read time minus send time) of events sent in the steady windows and in the swap
 bursts (target: p99 during swaps <= 1.2x the steady p99), and the Cassandra reads of ``active_models`` per
 second the worker's polling costs, measured by Cassandra's own read counter in the steady windows.
-``--guarantees`` picks the delivery guarantee(s), one worker each (the default, exactly-once; ``both`` adds
+The swaps are made by a child process: its Cassandra session and notice producer must not share a GIL with the
+load generator and the reader, whose time stamps are the latency. ``--guarantees`` picks the delivery guarantee(s), one worker each (the default, exactly-once; ``both`` adds
 at-least-once); ``--baseline`` runs another checkout's worker before each (before/after in one run).
 
     .venv/bin/python benchmarks/bench_swap.py [--rate 5000] [--swaps 100] [--guarantees exactly-once|both]
@@ -33,11 +34,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import multiprocessing
 import os
 import platform
 import sys
 import time
 import uuid
+from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -80,24 +83,65 @@ STAGES = (
 )
 
 
+def swapper(keyspace: str, changes_topic: str, conn: Connection) -> None:
+    """A child process making the swaps the parent asks for, burst by burst, answering with each swap's time.
+
+    The load generator's send stamps and the reader's read stamps are threads of the parent: the Cassandra
+    session, the notice producer and their threads must not share a GIL with them, or their work would be
+    measured as the worker's latency during swaps."""
+    from scorer.kafka.notices import announce
+    from scorer.store import CassandraModelStore
+    from scorer.store.connection import connect
+
+    settings = load_settings(keyspace=keyspace)
+    notice_settings = settings.model_copy(update={"changes_topic": changes_topic})
+    cluster, session = connect(settings)
+    store = CassandraModelStore(settings)
+    update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
+                             "WHERE model = ? AND segment = ?")
+    try:
+        conn.send("ready")
+        while (job := conn.recv()) is not None:
+            burst, to_version, gap = job
+            swaps = []
+            for k, seg in burst:
+                if k % 2 == 0:
+                    with announce(notice_settings) as notify:
+                        store.activate(MODEL, seg, to_version, reason="bench")
+                        at = time.time()
+                        warning = notify(MODEL, seg, "activate", to_version)
+                    if warning:
+                        print("warning:", warning)
+                    swaps.append({"segment": seg, "via": "notice", "at": at})
+                else:
+                    session.execute(update, (to_version, MODEL, seg))
+                    swaps.append({"segment": seg, "via": "cql", "at": time.time()})
+                time.sleep(gap)
+            conn.send(swaps)
+    finally:
+        store.close()
+        cluster.shutdown()
+
+
 def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Namespace,
         scorer: str | None = None) -> dict[str, Any]:
     """One worker on a steady stream: steady windows and bursts of swaps in turn (``--blocks`` of each, so a
-    change in the machine's background load hits both alike); stage times from its /models."""
-    from scorer.kafka.notices import announce
-    from scorer.store import CassandraModelStore
+    change in the machine's background load hits both alike); stage times from its /models. The swaps are made
+    by a child process (:func:`swapper`)."""
     from scorer.store.connection import connect
 
     tag = uuid.uuid4().hex[:8]
     topics = {"in": f"bs-in-{tag}", "out": f"bs-out-{tag}", "dlq": f"bs-dlq-{tag}", "changes": f"bs-changes-{tag}"}
     asyncio.run(admin(settings, create=list(topics.values())))
-    notice_settings = settings.model_copy(update={"changes_topic": topics["changes"]})
-    cluster, session = connect(settings)
-    store = CassandraModelStore(settings)
+    cluster, session = connect(settings)  # Cassandra's read counter, between windows only
+    ours, theirs = multiprocessing.get_context("spawn").Pipe()
+    child = multiprocessing.get_context("spawn").Process(
+        target=swapper, args=(settings.keyspace, topics["changes"], theirs), daemon=True)
+    child.start()
+    if not ours.poll(60) or ours.recv() != "ready":
+        raise RuntimeError("the swapping process did not start")
     out: dict[str, Any] = {"guarantee": guarantee, "rate": args.rate, "to_version": to_version,
                            "worker": scorer or bench_worker.SCORER}
-    update = session.prepare(f"UPDATE {settings.keyspace}.active_models SET version = ? "
-                             "WHERE model = ? AND segment = ?")
     order = np.random.default_rng(7).permutation(N_SEGMENTS)[: args.swaps].tolist()
     steady_windows: list[tuple[float, float]] = []
     swap_windows: list[tuple[float, float]] = []
@@ -127,20 +171,10 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
                 steady_time += end - mark
                 steady_sent += sent_end - sent_mark
                 mark, sent_mark = time.time(), stream.next
-                for k, i in enumerate(order[b * per_block: (b + 1) * per_block], start=b * per_block):
-                    seg = segment(i)
-                    if k % 2 == 0:
-                        with announce(notice_settings) as notify:
-                            store.activate(MODEL, seg, to_version, reason="bench")
-                            at = time.time()
-                            warning = notify(MODEL, seg, "activate", to_version)
-                        if warning:
-                            print("warning:", warning)
-                        swaps.append({"segment": seg, "via": "notice", "at": at})
-                    else:
-                        session.execute(update, (to_version, MODEL, seg))
-                        swaps.append({"segment": seg, "via": "cql", "at": time.time()})
-                    time.sleep(args.swap_gap)
+                burst = [(k, segment(i)) for k, i in
+                         enumerate(order[b * per_block: (b + 1) * per_block], start=b * per_block)]
+                ours.send((burst, to_version, args.swap_gap))
+                swaps += ours.recv()
                 swap_windows.append((mark, time.time()))
                 swap_sent += stream.next - sent_mark
             time.sleep(POLL + 2.0)
@@ -164,7 +198,8 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
         out["log"] = str(log)
     finally:
         gc.enable()
-        store.close()
+        ours.send(None)
+        child.join(30)
         cluster.shutdown()
         asyncio.run(admin(settings, delete=list(topics.values())))
     return out

@@ -244,22 +244,22 @@ class Collector:
             thread = threading.Thread(target=self._run, args=(attempt,), daemon=True)
             self._threads.append(thread)
             thread.start()
-            left = deadline - time.monotonic()
-            if self._ready.wait(min(attempt_timeout, max(left, 0.0))):
-                if self.error is None:
+            self._ready.wait(min(attempt_timeout, max(deadline - time.monotonic(), 0.0)))
+            with self._lock:  # an attempt marks itself ready under this lock, and only while it is the current one
+                if self._ready.is_set() and self.error is None:
                     return self
-                self.start_errors.append(self.error)
-                self.error = None
-                self._ready.clear()
-                time.sleep(1.0)
-            else:
-                self.start_errors.append(TimeoutError(f"start attempt {attempt} hung for {attempt_timeout} s"))
+                if self._ready.is_set():
+                    self.start_errors.append(self.error)
+                    self.error = None
+                    self._ready.clear()
+                else:
+                    self._attempt += 1  # abandoned: if it ever starts, it sees that and stops
+                    self.start_errors.append(TimeoutError(f"start attempt {attempt} hung for {attempt_timeout} s"))
             if time.monotonic() >= deadline:
-                with self._lock:
-                    self._attempt += 1  # a late start of the last attempt stops itself
                 self._stop.set()
                 raise AssertionError(f"collector did not start within {timeout} s: "
                                      f"{len(self.start_errors)} abandoned starts: {self.start_errors[-3:]!r}")
+            time.sleep(1.0)
 
     def _run(self, attempt: int) -> None:
         try:
@@ -269,7 +269,7 @@ class Collector:
                 if attempt != self._attempt:
                     return  # an abandoned attempt: nobody waits for it
                 self.error = exc
-            self._ready.set()
+                self._ready.set()
 
     async def _consume(self, attempt: int) -> None:
         # read_committed, like every downstream reader must: outputs of aborted transactions never count.
@@ -281,7 +281,7 @@ class Collector:
             with self._lock:
                 if attempt != self._attempt:
                     return  # started after it was given up: another attempt owns the records
-            self._ready.set()
+                self._ready.set()
             while not self._stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 now = time.time()

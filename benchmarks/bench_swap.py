@@ -20,8 +20,9 @@ Also: e2e latency p50/p99 (read time minus send time) of events sent in the stea
 bursts (target: p99 during swaps <= 1.2x the steady p99), and the Cassandra reads of ``active_models`` per
 second the worker's polling costs, measured by Cassandra's own read counter in the steady windows.
 The swaps are made by a child process: its Cassandra session and notice producer must not share a GIL with the
-load generator and the reader, whose time stamps are the latency. ``--guarantees`` picks the delivery guarantee(s), one worker each (the default, exactly-once; ``both`` adds
-at-least-once); ``--baseline`` runs another checkout's worker before each (before/after in one run).
+load generator and the reader, whose time stamps are the latency. ``--guarantees`` picks the delivery
+guarantee(s), one worker each (the default, exactly-once; ``both`` adds at-least-once); ``--baseline`` runs
+another checkout's worker before each (before/after in one run).
 
     .venv/bin/python benchmarks/bench_swap.py [--rate 5000] [--swaps 100] [--guarantees exactly-once|both]
         [--baseline /work/main/.venv/bin/scorer]

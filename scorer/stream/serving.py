@@ -45,6 +45,12 @@ def in_canary(event_id: str, fraction: float) -> bool:
 # ------------------------------------------------------------------------------------------- models
 
 
+def kept_json(value: Any) -> bytes:
+    """``orjson.dumps(value)`` for keeping: orjson's result holds a 4 KB allocation however short its JSON is (RSS
+    measured: 4.1 KB per kept ``orjson.dumps(1)``), which was 8 KB per cached binary model for its two labels."""
+    return memoryview(orjson.dumps(value)).tobytes()
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedModel:
     """One built, warmed model version, ready to score, plus what output formatting needs."""
@@ -76,7 +82,7 @@ class LoadedModel:
             object.__setattr__(self, "fuse_key", (type(self.predictor), *key))
         if self.kind == "binary" and self.labels is not None:
             try:
-                object.__setattr__(self, "label_json", tuple(orjson.dumps(label) for label in self.labels))
+                object.__setattr__(self, "label_json", tuple(kept_json(label) for label in self.labels))
             except TypeError:
                 pass
 

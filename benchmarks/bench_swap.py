@@ -135,12 +135,9 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
     topics = {"in": f"bs-in-{tag}", "out": f"bs-out-{tag}", "dlq": f"bs-dlq-{tag}", "changes": f"bs-changes-{tag}"}
     asyncio.run(admin(settings, create=list(topics.values())))
     cluster, session = connect(settings)  # Cassandra's read counter, between windows only
-    ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    child = multiprocessing.get_context("spawn").Process(
-        target=swapper, args=(settings.keyspace, topics["changes"], theirs), daemon=True)
-    child.start()
-    if not ours.poll(60) or ours.recv() != "ready":
-        raise RuntimeError("the swapping process did not start")
+    spawn = multiprocessing.get_context("spawn")
+    ours, theirs = spawn.Pipe()
+    child = spawn.Process(target=swapper, args=(settings.keyspace, topics["changes"], theirs), daemon=True)
     out: dict[str, Any] = {"guarantee": guarantee, "rate": args.rate, "to_version": to_version,
                            "worker": scorer or bench_worker.SCORER}
     order = np.random.default_rng(7).permutation(N_SEGMENTS)[: args.swaps].tolist()
@@ -153,6 +150,9 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
     gc.collect()
     gc.disable()  # as in bench_worker: the harness's own collections would stall its threads
     try:
+        child.start()
+        if not ours.poll(60) or ours.recv() != "ready":
+            raise RuntimeError("the swapping process did not start")
         bench_worker.SCORER = scorer or default_scorer
         try:
             proc, port, log = scorer_worker(settings, topics, f"bs-{tag}", args, ("--guarantee", guarantee))
@@ -199,8 +199,9 @@ def run(settings: Settings, guarantee: str, to_version: int, args: argparse.Name
         out["log"] = str(log)
     finally:
         gc.enable()
-        ours.send(None)
-        child.join(30)
+        if child.is_alive():
+            ours.send(None)
+            child.join(30)
         cluster.shutdown()
         asyncio.run(admin(settings, delete=list(topics.values())))
     return out

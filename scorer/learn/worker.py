@@ -157,7 +157,7 @@ class LearnWorker:
             self._queues.setdefault(tp, deque()).append(record)
             return
         decoded = decode_one(0, record.value)
-        if type(decoded) is not Event:
+        if not isinstance(decoded, Event):
             self.marks.resolve(tp, record.offset)  # the scoring worker dead-letters malformed events
             return
         if decoded.model not in self._models:

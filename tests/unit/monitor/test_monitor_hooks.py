@@ -27,7 +27,7 @@ def loaded(version: int, flip: bool = False, names: tuple[str, ...] = NAMES):
 
 
 def group_for(serving, scored_by, X: np.ndarray, canary: bool = False) -> ScoredGroup:
-    events = [Event(i, f"e-{i}", "delay", "ORD", dict(zip(NAMES, row.tolist(), strict=True)))
+    events = [Event(f"e-{i}", "delay", "ORD", dict(zip(NAMES, row.tolist(), strict=True)), i)
               for i, row in enumerate(X)]
     return ScoredGroup("delay", "ORD", serving, scored_by, canary, events, X, scored_by.predictor.predict(X))
 

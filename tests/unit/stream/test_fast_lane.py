@@ -48,7 +48,7 @@ def test_encode_rows_matches_one_dumps_per_message(ids: list[str], kind: str, se
     output = loaded.predictor.predict(X)
     if kind == "linear" and len(ids) > 1:
         output[0] = np.nan  # written as null either way
-    events = [Event(i, event_id, "m", "S,1\"", {}) for i, event_id in enumerate(ids)]
+    events = [Event(event_id, "m", "S,1\"", {}, i) for i, event_id in enumerate(ids)]
     encoder = PredictionEncoder()
     head = encoder.head("m", "S,1\"", 3, False)
     got = encoder.encode([(head, encoder.tail(STAMP, None), loaded, events, output)])

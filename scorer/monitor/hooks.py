@@ -16,7 +16,7 @@ from scorer.monitor.observer import DriftObserver
 from scorer.monitor.topics import SHADOW_TOPIC
 from scorer.stream.batch import ExtraMessage, Scored, format_outputs, prediction_values, utc_stamp
 from scorer.stream.events import feature_matrix, object_block
-from scorer.stream.scoring import ScoredGroup
+from scorer.stream.scoring import ScoredGroup, ScoredLane
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,16 @@ class ShadowHook:
         self.topic = topic
         self.scored = 0
         self.failures = 0
+
+    def lane(self, lane: ScoredLane) -> list[ExtraMessage]:
+        """A fast lane's groups: only those whose segment has a shadow version are scored again."""
+        out: list[ExtraMessage] = []
+        start = 0
+        for i, ((_, serving, _), size) in enumerate(zip(lane.items, lane.sizes, strict=True)):
+            if serving.shadow is not None:
+                out += self(lane.group(i, start))
+            start += size
+        return out
 
     def __call__(self, group: ScoredGroup) -> list[ExtraMessage]:
         shadow = group.serving.shadow
@@ -97,3 +107,8 @@ class DriftHook:
         if categorical is not None:  # category frequencies: missing as missing, unseen beyond the known codes
             X = categorical.drift_codes(object_block([e.features for e in group.events], scored_by.feature_names))
         self.observer.observe(scored_by.model, scored_by.segment, scored_by.version, X)
+
+    def lane(self, lane: ScoredLane) -> None:
+        """A fast lane's groups in one call (their models are fused kernels, never categorical)."""
+        models = [serving.primary for _, serving, _ in lane.items]
+        self.observer.observe_many([(m.model, m.segment, m.version) for m in models], lane.sizes, lane.X)

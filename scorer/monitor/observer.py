@@ -110,27 +110,42 @@ class DriftObserver:
 
     def observe(self, model: str, segment: str, version: int, X: np.ndarray) -> None:
         """Count one scored group's rows (X in the served model's feature order). Never raises into the caller."""
-        key = (model, segment, version)
+        self.observe_many([(model, segment, version)], [int(X.shape[0])], X)
+
+    def observe_many(self, keys: list[tuple[str, str, int]], sizes: list[int], X: np.ndarray) -> None:
+        """Count several scored groups at once: group ``i`` is ``keys[i]`` (model, segment, version) and holds the
+        next ``sizes[i]`` rows of X. Never raises into the caller."""
         try:
-            if not self.monitor.has(key):
-                if key not in self._no_stats:
-                    self._wanted.add(key)
-                self.monitor.unreferenced += int(X.shape[0])
+            has = self.monitor.has
+            unreferenced = 0
+            start = 0
+            for key, size in zip(keys, sizes, strict=True):
+                stop = start + size
+                if has(key):
+                    self._hold(key, X[start:stop], size)
+                else:
+                    if key not in self._no_stats:
+                        self._wanted.add(key)
+                    unreferenced += size
+                start = stop
+            if unreferenced:
+                self.monitor.unreferenced += unreferenced
                 if self.gauges is not None:
-                    self.gauges.unreferenced.inc(int(X.shape[0]))
-                return
-            held = self._held.get(key)
-            if held is None:
-                held = self._held[key] = []
-            held.append(X)
-            rows = self._held_rows[key] = self._held_rows.get(key, 0) + int(X.shape[0])
-            self._held_total += int(X.shape[0])
-            if rows >= self.monitor.config.every_events:
-                self._bin(key)
-            elif self._held_total >= _MAX_HELD_ROWS:
-                self._bin_all()
+                    self.gauges.unreferenced.inc(unreferenced)
         except Exception:  # monitoring must never fail a scoring batch
-            log.exception("drift observe failed for %s/%s version %s", model, segment, version)
+            log.exception("drift observe failed for %d groups (first %s)", len(keys), keys[:1])
+
+    def _hold(self, key: tuple[str, str, int], X: np.ndarray, rows: int) -> None:
+        held = self._held.get(key)
+        if held is None:
+            held = self._held[key] = []
+        held.append(X)
+        total = self._held_rows[key] = self._held_rows.get(key, 0) + rows
+        self._held_total += rows
+        if total >= self.monitor.config.every_events:
+            self._bin(key)
+        elif self._held_total >= _MAX_HELD_ROWS:
+            self._bin_all()
 
     def _bin(self, key: tuple[str, str, int]) -> None:
         held = self._held.pop(key, None)

@@ -4,7 +4,7 @@ The general path (:class:`~scorer.stream.scoring.BatchScorer`) builds a :class:`
 group and version (``split``), scores every part whose model has a fused kernel with one call per kernel
 (``fuse``), then formats each part. A layout whose groups all share one fused kernel and need nothing else
 (no canary, no fallback segment, no categories) takes ``score_lane`` instead: one matrix, one kernel
-call and one bulk encoding, with a few list operations per group, so that events spread over 10,000 segments
+call, one call of each hook and one bulk encoding, with a few list operations per group, so that events spread over 10,000 segments
 cost little more than the same events over 100.
 """
 
@@ -24,16 +24,17 @@ log = logging.getLogger(__name__)
 
 Lane = tuple[Key, Serving, list[Event]]
 """A group bound for the fast lane: its (model, segment), what serves it, its events."""
-GroupHooks = Callable[[Key, Serving, list[Event], np.ndarray, np.ndarray], None]
-"""Called per group of a lane with its key, Serving, events, rows of the matrix and outputs (the scorer's hooks)."""
+LaneHooks = Callable[[list[Lane], list[int], np.ndarray, np.ndarray], None]
+"""Called once per scored lane with its groups, their sizes, the matrix and the outputs (the groups' rows in
+order): the scorer's hooks."""
 
 
 def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], names: tuple[str, ...],
-               scored_at: str, encoder: PredictionEncoder, hooks: GroupHooks | None = None
+               scored_at: str, encoder: PredictionEncoder, hooks: LaneHooks | None = None
                ) -> list[tuple[bytes, bytes, int]] | None:
     """The predictions (key, value, input index) of one layout's groups when they all qualify for the fast lane
     (every item a :data:`Lane`, one fused kernel, binary or regression); their counts are added to ``counts`` and
-    ``hooks`` run for each group, in order.
+    ``hooks`` run once for the whole lane.
 
     None (and nothing counted) when the layout does not qualify or anything is unusual (a row the models cannot
     score, a kernel failure, an output of an unexpected shape): the general path then handles it and reports
@@ -81,11 +82,7 @@ def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], n
     for count_key, size in added:
         counts[count_key] = counts.get(count_key, 0) + size
     if hooks is not None:
-        start = 0
-        for (key, serving, group), size in zip(items, sizes, strict=True):
-            stop = start + size
-            hooks(key, serving, group, X[start:stop], output[start:stop])
-            start = stop
+        hooks(items, sizes, X, output)
     ids = [e.id for e in events]
     messages = encoder.encode_rows(ids, heads, [encoder.tail(scored_at, None)] * n,
                                    list(zip(models, sizes, strict=True)), output, same_labels)

@@ -33,12 +33,15 @@ costs at most 10% of the throughput) and writes reports/bench_guarantees.json.
     .venv/bin/python benchmarks/bench_worker.py --guarantees [--quick] [--worker-args '--commit-interval 0.2']
     .venv/bin/python benchmarks/bench_worker.py --baseline ../old-checkout --rounds 5 --latency-seconds 8 \
         --worker-args '--guarantee at-least-once'
+    .venv/bin/python benchmarks/bench_worker.py --baseline ../old-checkout --throughput-only --rounds 3 \
+        --events 200000 [--arch forest]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -52,6 +55,7 @@ import time
 import urllib.request
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -723,36 +727,89 @@ def compare_guarantees(settings: Settings, args: argparse.Namespace, console: An
     return out
 
 
+@contextlib.contextmanager
+def worker_source(source: str | None) -> Iterator[None]:
+    """Workers started inside run ``source``'s code (put first on PYTHONPATH), or this checkout's (None)."""
+    before = os.environ.get("PYTHONPATH")
+    path = before if source is None else source
+    if path is None:
+        os.environ.pop("PYTHONPATH", None)
+    else:
+        os.environ["PYTHONPATH"] = path
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+def ab_sides(args: argparse.Namespace) -> dict[str, str | None]:
+    return {"baseline": str(Path(args.baseline).resolve()), "this": None}
+
+
 def latency_ab(settings: Settings, args: argparse.Namespace, console: Any) -> dict[str, Any]:
     """Latency at 10,000/s as a read_committed reader sees it, this checkout's worker against ``--baseline``'s
     (another checkout's source directory, put first on the worker's PYTHONPATH), alternating for ``--rounds``
     rounds in one run so that both see the same machine; medians decide."""
     guarantee = worker_guarantee(args)
-    sides = {"baseline": str(Path(args.baseline).resolve()), "this": None}
+    sides = ab_sides(args)
     runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
-    before = os.environ.get("PYTHONPATH")
-
-    def use(path: str | None) -> None:
-        if path is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = path
-
-    try:
-        for r in range(args.rounds):
-            for side, source in sides.items():
-                use(before if source is None else source)
+    for r in range(args.rounds):
+        for side, source in sides.items():
+            with worker_source(source):
                 lat = committed_latency(settings, guarantee, args)
-                runs[side].append(lat)
-                console.print(f"round {r + 1} {side}: p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms (send -> output "
-                              f"stamped {lat['to_output_stamp']['p50']:.1f} / {lat['to_output_stamp']['p99']:.1f}, "
-                              f"-> read back {lat['read_back']['p50']:.1f} / {lat['read_back']['p99']:.1f}; load "
-                              f"generator {lat['achieved_rate']:,.0f}/s{' SHORT' if lat['short'] else ''})")
-    finally:
-        use(before)
+            runs[side].append(lat)
+            console.print(f"round {r + 1} {side}: p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} ms (send -> output "
+                          f"stamped {lat['to_output_stamp']['p50']:.1f} / {lat['to_output_stamp']['p99']:.1f}, "
+                          f"-> read back {lat['read_back']['p50']:.1f} / {lat['read_back']['p99']:.1f}; load "
+                          f"generator {lat['achieved_rate']:,.0f}/s{' SHORT' if lat['short'] else ''})")
     summary = {side: {q: float(np.median([lat[q] for lat in mine])) for q in ("p50", "p99")}
                for side, mine in runs.items()}
     return {"guarantee": guarantee, "baseline": sides["baseline"], "runs": runs, "median": summary}
+
+
+def throughput_ab(settings: Settings, args: argparse.Namespace, console: Any) -> dict[str, Any]:
+    """Backlog drains of this checkout against ``--baseline``'s, each side's scorer beside the no-op on its own
+    reader, alternating for ``--rounds`` rounds in one run; the ratio within each drain pair, medians decide."""
+    sides = ab_sides(args)
+    runs: dict[str, list[dict[str, Any]]] = {side: [] for side in sides}
+    for r in range(args.rounds):
+        for side, source in sides.items():
+            with worker_source(source):
+                noop = drain(settings, "noop-direct", args.events, args)
+                scorer = drain(settings, "scorer", args.events, args)
+            pair = {"noop": noop, "scorer": scorer, "ratio": scorer["eps"] / noop["eps"]}
+            runs[side].append(pair)
+            console.print(f"round {r + 1} {side}: scorer {scorer['eps']:,.0f}/s ({scorer['us_cpu_per_event']:.1f} us "
+                          f"CPU per event), no-op reader {noop['eps']:,.0f}/s ({noop['us_cpu_per_event']:.1f} us): "
+                          f"{pair['ratio']:.2f}")
+    summary = {side: {"scorer_eps": float(np.median([p["scorer"]["eps"] for p in mine])),
+                      "noop_eps": float(np.median([p["noop"]["eps"] for p in mine])),
+                      "scorer_us_cpu": float(np.median([p["scorer"]["us_cpu_per_event"] for p in mine])),
+                      "noop_us_cpu": float(np.median([p["noop"]["us_cpu_per_event"] for p in mine])),
+                      "ratio": float(np.median([p["ratio"] for p in mine]))} for side, mine in runs.items()}
+    return {"baseline": sides["baseline"], "arch": args.arch, "runs": runs, "median": summary}
+
+
+def throughput_ab_table(result: dict[str, Any], title: str) -> Any:
+    from rich.table import Table
+
+    table = Table(title=title)
+    for column in ("measure (median of rounds)", "baseline", "this checkout", "target"):
+        table.add_column(column)
+    base, this = result["median"]["baseline"], result["median"]["this"]
+    target = TARGETS["ratio_same_reader"][result["arch"]]
+    table.add_row("scorer / no-op on its own reader", f"{base['ratio']:.2f}", f"{this['ratio']:.2f}",
+                  f">= {target}")
+    table.add_row("  ratio of each round", *(" ".join(f"{p['ratio']:.2f}" for p in result["runs"][side])
+                                             for side in ("baseline", "this")), "")
+    table.add_row("scorer (events/s)", f"{base['scorer_eps']:,.0f}", f"{this['scorer_eps']:,.0f}", "")
+    table.add_row("no-op reader (events/s)", f"{base['noop_eps']:,.0f}", f"{this['noop_eps']:,.0f}", "")
+    table.add_row("scorer CPU per event (us)", f"{base['scorer_us_cpu']:.1f}", f"{this['scorer_us_cpu']:.1f}", "")
+    table.add_row("no-op reader CPU per event (us)", f"{base['noop_us_cpu']:.1f}", f"{this['noop_us_cpu']:.1f}", "")
+    return table
 
 
 def latency_ab_table(result: dict[str, Any], title: str) -> Any:
@@ -838,7 +895,8 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="SRC",
                         help="Only compare latency at 10,000/s against another checkout's worker (its source "
                         "directory, run through PYTHONPATH), alternating for --rounds rounds "
-                        "(reports/bench_latency_ab.json).")
+                        "(reports/bench_latency_ab.json); with --throughput-only, the drain ratio to the no-op "
+                        "reader instead (reports/bench_throughput_ab.json).")
     args = parser.parse_args()
     if args.command == "forwarder":
         forwarder(args)
@@ -857,16 +915,17 @@ def main() -> int:
                   f"{args.arch} on {N_FEATURES} features")
     setup_store(settings, args.arch)
     if args.baseline:
+        what = "throughput" if args.throughput_only else "latency"
         try:
-            result = latency_ab(settings, args, console)
+            result = (throughput_ab if args.throughput_only else latency_ab)(settings, args, console)
         finally:
             drop_keyspace(settings)
         result["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()}
         result["args"] = vars(args)
-        title = (f"latency against {args.baseline} ({os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}, "
-                 f"worker flags: {args.worker_args or 'defaults'})")
-        console.print(latency_ab_table(result, title))
-        console.print(f"wrote {write_report(result, 'bench_latency_ab.json')}")
+        title = (f"{what} against {args.baseline} ({args.arch}, {os.cpu_count()} CPUs, load "
+                 f"{os.getloadavg()[0]:.1f}, worker flags: {args.worker_args or 'defaults'})")
+        console.print((throughput_ab_table if args.throughput_only else latency_ab_table)(result, title))
+        console.print(f"wrote {write_report(result, f'bench_{what}_ab.json')}")
         return 0
     if args.guarantees:
         try:

@@ -127,6 +127,11 @@ class ModelCache(StoreSide, SwapSide):
                 return broken[1]
         return None
 
+    def lookup_many(self, keys: list[Key]) -> list[Serving | Unservable | None]:
+        """``lookup`` of each key, in order; one call for a batch's groups, cached entries without a call each."""
+        return [entry.serving if entry is not None else self.lookup(*key)
+                for key, entry in zip(keys, self._entries.get_many(keys), strict=True)]
+
     def _source(self, model: str, segment: str) -> str | Unservable | None:
         """The segment whose row serves ``segment``, an Unservable, or None when the model is not read yet."""
         if self.models is not None and model not in self._served:

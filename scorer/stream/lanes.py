@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -46,24 +47,18 @@ def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], n
     fuse_key, kind, labels = first.fuse_key, first.kind, first.label_json
     if kind != "regression" and (kind != "binary" or len(labels) != 2):
         return None
-    models: list[LoadedModel] = []
-    sizes: list[int] = []
-    heads: list[bytes] = []
-    added: list[tuple[tuple[str, str, str, str], int]] = []
-    same_labels = True
-    for _, serving, group in items:
-        model = serving.primary
-        if model.fuse_key != fuse_key or model.kind != kind:
-            return None
-        if model.label_json != labels:
-            if kind == "binary" and len(model.label_json) != 2:
-                return None
-            same_labels = False
-        size = len(group)
-        models.append(model)
-        sizes.append(size)
-        heads += [serving.head] * size
-        added.append((serving.scored_key, size))
+    # Per group only list building, in comprehensions; the checks are list.count calls (identity first, in C).
+    servings: list[Serving] = [item[1] for item in items]
+    models: list[LoadedModel] = [serving.primary for serving in servings]
+    n_models = len(models)
+    if [m.fuse_key for m in models].count(fuse_key) != n_models or [m.kind for m in models].count(kind) != n_models:
+        return None
+    label_jsons = [m.label_json for m in models]
+    same_labels = label_jsons.count(labels) == n_models
+    if not same_labels and kind == "binary" and any(len(group_labels) != 2 for group_labels in label_jsons):
+        return None
+    sizes = [len(item[2]) for item in items]
+    heads = list(chain.from_iterable(map(repeat, [serving.head for serving in servings], sizes)))
     events = [e for *_, group in items for e in group]
     X, nonfinite = feature_block([e.features for e in events], names)
     if nonfinite is not None:
@@ -79,7 +74,7 @@ def score_lane(counts: dict[tuple[str, str, str, str], int], items: list[Any], n
         return None
     if type(output) is not np.ndarray or output.shape != ((n, 2) if kind == "binary" else (n,)):
         return None
-    for count_key, size in added:
+    for count_key, size in zip([serving.scored_key for serving in servings], sizes, strict=True):
         counts[count_key] = counts.get(count_key, 0) + size
     if hooks is not None:
         hooks(items, sizes, X, output)

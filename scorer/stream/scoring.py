@@ -126,15 +126,9 @@ class BatchScorer:
                 groups[key] = [event]
             else:
                 bucket.append(event)
-        lookup = self.cache.lookup
-        resolved: dict[Key, Serving | Unservable] = {}
-        missing = []
-        for key in groups:
-            answer = lookup(*key)
-            if answer is None:
-                missing.append(key)
-            else:
-                resolved[key] = answer
+        keys = list(groups)
+        resolved: dict[Key, Serving | Unservable] = dict(zip(keys, self.cache.lookup_many(keys), strict=True))
+        missing = [key for key, answer in resolved.items() if answer is None]
         if missing:
             resolved.update(await self.cache.ensure(missing))
         batch.groups, batch.resolved = groups, resolved

@@ -12,7 +12,7 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -227,6 +227,16 @@ class LRU(Generic[K, V]):
         if value is not None:
             self._data.move_to_end(key)
         return value
+
+    def get_many(self, keys: Iterable[K]) -> list[V | None]:
+        """``get`` of each key in one call (the hot path resolves a batch's groups at once)."""
+        data = self._data
+        touch = data.move_to_end
+        found = [data.get(key) for key in keys]
+        for key, value in zip(keys, found):  # noqa: B905 - found is built from keys
+            if value is not None:
+                touch(key)
+        return found
 
     def peek(self, key: K) -> V | None:
         return self._data.get(key)

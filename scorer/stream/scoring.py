@@ -146,16 +146,18 @@ class BatchScorer:
         any_text = any(e.text for e in batch.events)
         for inv in batch.invalid:
             self._dead_letter(batch, inv.index, inv.reason, inv.kind)
-        layouts: dict[tuple[str, ...], list[Part | Lane]] = {}
+        layouts: dict[Any, list[Part | Lane]] = {}  # by LoadedModel.layout: an int, or the names themselves
+        layout_names: dict[Any, tuple[str, ...]] = {}
         categorical: list[Part] = []
         for key, group in batch.groups.items():
             answer = batch.resolved[key]
             if type(answer) is Serving and answer.canary is None and not any_text:
                 loaded = answer.primary
                 if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (lanes.score_lane)
-                    bucket = layouts.get(loaded.feature_names)
+                    bucket = layouts.get(loaded.layout)
                     if bucket is None:
-                        bucket = layouts[loaded.feature_names] = []
+                        bucket = layouts[loaded.layout] = []
+                        layout_names[loaded.layout] = loaded.feature_names
                     bucket.append((key, answer, group))
                     continue
             if isinstance(answer, Unservable):
@@ -172,9 +174,10 @@ class BatchScorer:
                         self._dead_letter(batch, event.index, reason, BAD_VALUE)
                     if not part.events:
                         continue
-                bucket = layouts.get(part.scored_by.feature_names)
+                bucket = layouts.get(part.scored_by.layout)
                 if bucket is None:
-                    bucket = layouts[part.scored_by.feature_names] = []
+                    bucket = layouts[part.scored_by.layout] = []
+                    layout_names[part.scored_by.layout] = part.scored_by.feature_names
                 bucket.append(part)
         scored_at = utc_stamp()
         for part in categorical:
@@ -189,7 +192,8 @@ class BatchScorer:
                 self._score_part(batch, part, final_attempt, done)
         hooks = bool(self.hooks)
         lane_hooks = self._lane_hooks(result) if hooks else None
-        for names, items in layouts.items():
+        for layout, items in layouts.items():
+            names = layout_names[layout]
             ready = score_lane(result.counts, items, names, scored_at, self.encoder, lane_hooks)
             if ready is not None:
                 done.append(ready)

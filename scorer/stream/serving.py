@@ -51,6 +51,27 @@ def kept_json(value: Any) -> bytes:
     return memoryview(orjson.dumps(value)).tobytes()
 
 
+_LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
+MAX_LAYOUTS = 100_000
+"""Distinct feature layouts given a code; beyond that (a process that has seen this many) a layout is its own key."""
+
+
+def shared_layout(names: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
+    """One tuple object and one int code per distinct feature layout, process-wide.
+
+    10,000 segments of a model then keep their feature names once, and the scorer groups a batch's events by an
+    int instead of hashing and comparing 20 names per group (300 ns -> 20 ns a lookup). A tuple never equals an
+    int, so the layouts beyond ``MAX_LAYOUTS``, keyed by their names, stay distinct.
+    """
+    found = _LAYOUTS.get(names)
+    if found is not None:
+        return found
+    if len(_LAYOUTS) >= MAX_LAYOUTS:
+        return names, names
+    found = _LAYOUTS[names] = (names, len(_LAYOUTS))
+    return found
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class LoadedModel:
     """One built, warmed model version, ready to score, plus what output formatting needs."""
@@ -75,7 +96,14 @@ class LoadedModel:
     """(kernel class, its fuse key) when the predictor scores with others of that key in one fused call (set by
     ``__post_init__``: a built model's key does not change)."""
 
+    layout: Any = None
+    """Its feature layout's key (:func:`shared_layout`; set by ``__post_init__``): equal for equal
+    ``feature_names``, which then are one shared tuple."""
+
     def __post_init__(self) -> None:
+        names, layout = shared_layout(tuple(self.feature_names))
+        object.__setattr__(self, "feature_names", names)
+        object.__setattr__(self, "layout", layout)
         fuse_key = getattr(self.predictor, "fuse_key", None)  # any object with predict() can serve; few can fuse
         key = fuse_key() if fuse_key is not None else None
         if key is not None:

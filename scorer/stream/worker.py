@@ -34,6 +34,9 @@ from scorer.stream.swaps import prompt_handoffs
 
 log = logging.getLogger(__name__)
 
+GC_YOUNG_THRESHOLD = 50_000
+"""Net allocations of tracked objects between young-generation collections (Python's default: 700)."""
+
 
 def _failed(exc: BaseException) -> asyncio.Future:
     future = asyncio.get_running_loop().create_future()
@@ -140,6 +143,11 @@ class ScoringWorker:
         # every pass, which was a source of 100+ ms pauses in the batch loop.
         gc.collect()
         gc.freeze()
+        # Batches make and free tens of thousands of tracked objects a second (dicts of features, records,
+        # tuples); at Python's default threshold of 700 net allocations the young generation was collected about
+        # 36 times per 10,000 events (3-5% of the worker's CPU), while refcounting frees almost all of it anyway.
+        # Cyclic garbage now waits for at most 50,000 net allocations (a few MB).
+        gc.set_threshold(GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
         prompt_handoffs()
         self.ready.set()
         log.info("worker ready: %s -> %s (dead letters: %s), %d model version(s) loaded",

@@ -110,7 +110,12 @@ class DriftObserver:
 
     def observe(self, model: str, segment: str, version: int, X: np.ndarray) -> None:
         """Count one scored group's rows (X in the served model's feature order). Never raises into the caller."""
-        self.observe_many([(model, segment, version)], [int(X.shape[0])], X)
+        try:
+            rows = int(X.shape[0])
+        except Exception:  # monitoring must never fail a scoring batch
+            log.exception("drift observe failed for %s/%s version %s", model, segment, version)
+            return
+        self.observe_many([(model, segment, version)], [rows], X)
 
     def observe_many(self, keys: list[tuple[str, str, int]], sizes: list[int], X: np.ndarray) -> None:
         """Count several scored groups at once: group ``i`` is ``keys[i]`` (model, segment, version) and holds the

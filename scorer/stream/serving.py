@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -52,6 +53,7 @@ def kept_json(value: Any) -> bytes:
 
 
 _LAYOUTS: dict[tuple[str, ...], tuple[tuple[str, ...], int]] = {}
+_LAYOUT_CODES = itertools.count()
 MAX_LAYOUTS = 100_000
 """Distinct feature layouts given a code; beyond that (a process that has seen this many) a layout is its own key."""
 
@@ -61,15 +63,16 @@ def shared_layout(names: tuple[str, ...]) -> tuple[tuple[str, ...], Any]:
 
     10,000 segments of a model then keep their feature names once, and the scorer groups a batch's events by an
     int instead of hashing and comparing 20 names per group (300 ns -> 20 ns a lookup). A tuple never equals an
-    int, so the layouts beyond ``MAX_LAYOUTS``, keyed by their names, stay distinct.
+    int, so the layouts beyond ``MAX_LAYOUTS``, keyed by their names, stay distinct. Models are built in worker
+    threads too: a code comes from one atomic ``next`` and the entry from one ``setdefault``, so two threads
+    never give two layouts one code (a race only skips a code).
     """
     found = _LAYOUTS.get(names)
     if found is not None:
         return found
     if len(_LAYOUTS) >= MAX_LAYOUTS:
         return names, names
-    found = _LAYOUTS[names] = (names, len(_LAYOUTS))
-    return found
+    return _LAYOUTS.setdefault(names, (names, next(_LAYOUT_CODES)))
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -256,7 +259,7 @@ class LRU(Generic[K, V]):
             self._data.move_to_end(key)
         return value
 
-    def get_many(self, keys: Iterable[K]) -> list[V | None]:
+    def get_many(self, keys: Sequence[K]) -> list[V | None]:
         """``get`` of each key in one call (the hot path resolves a batch's groups at once)."""
         data = self._data
         touch = data.move_to_end

@@ -1,8 +1,9 @@
 """Input events: raw Kafka bytes -> validated events or a specific reason, then feature matrices.
 
 This is the hot path of a worker, so it works on whole batches, decodes the common event with one msgspec call
-(orjson names the problem of any other) and never builds a faust Record or a pydantic model per event. :class:`EventFormat` documents the wire format
-(and is used at the edges, e.g. by tests and tools); :func:`decode_batch` enforces the same rules fast.
+(orjson names the problem of any other) and never builds a faust Record or a pydantic model per event.
+:class:`EventFormat` documents the wire format (and is used at the edges, e.g. by tests and tools);
+:func:`decode_batch` enforces the same rules fast.
 
 Everything here is pure: no I/O, no clock, no global state. Both functions never raise on bad input:
 every problem becomes an :class:`Invalid` whose ``reason`` is the dead letter's ``error`` text.
@@ -13,9 +14,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import chain
 from operator import itemgetter
-from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -267,7 +268,7 @@ def decode_batch(values: Sequence[bytes | None], limits: Limits = DEFAULT_LIMITS
         if raw is not None and len(raw) <= max_bytes:
             try:
                 event = decode(raw)
-            except Exception:  # noqa: BLE001 - decode_one below names the problem
+            except Exception:  # noqa: BLE001, S110 - decode_one below names the problem
                 pass
             else:
                 event.index = index

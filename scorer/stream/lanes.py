@@ -4,8 +4,8 @@ The general path (:class:`~scorer.stream.scoring.BatchScorer`) builds a :class:`
 group and version (``split``), scores every part whose model has a fused kernel with one call per kernel
 (``fuse``), then formats each part. A layout whose groups all share one fused kernel and need nothing else
 (no canary, no fallback segment, no categories) takes ``score_lane`` instead: one matrix, one kernel
-call, one call of each hook and one bulk encoding, with a few list operations per group, so that events spread over 10,000 segments
-cost little more than the same events over 100.
+call, one call of each hook and one bulk encoding, with a few list operations per group, so that events
+spread over 10,000 segments cost little more than the same events over 100.
 """
 
 from __future__ import annotations

@@ -249,10 +249,11 @@ class _TreeEnsemble(TreeLayout, Model):
             src = Xc
         flat = src.ravel()
         if j.size < _DENSE_MIN:  # a few rows: plain calls cost less than keyword parsing and buffers
+            rows = np.arange(0, m * width, width) if m > 1 else None
             for lv in range(dense, self._depth):
                 f = feats[lv][j]
-                if m > 1:
-                    f += np.arange(0, m * width, width)
+                if rows is not None:
+                    f += rows
                 x = flat[f]
                 r = x > thrs[lv][j]
                 if has_nan:

@@ -100,6 +100,18 @@ _Done = tuple[Part, str, list[Event], np.ndarray, "tuple[list[Any], list[Any]] |
 or a list of ready predictions (key, value, input index) from the fast lane."""
 
 
+def _call_hook(result: BatchResult, hook: Any, call: Callable[[Any], Iterable[ExtraMessage] | None], scored: Any
+               ) -> None:
+    """``call(scored)`` (a hook, or its ``lane`` method); its messages join the batch's. A hook never fails scoring."""
+    try:
+        extra = call(scored)
+    except Exception:
+        log.exception("batch hook %r failed", hook)
+        return
+    if extra:
+        result.extra.extend(extra)
+
+
 class BatchScorer:
     """Scores batches against a :class:`ModelCache`; stateless apart from its hooks and metrics."""
 
@@ -284,13 +296,7 @@ class BatchScorer:
 
     def _run_hooks(self, result: BatchResult, scored: ScoredGroup, hooks: Sequence[BatchHook] | None = None) -> None:
         for hook in self.hooks if hooks is None else hooks:
-            try:
-                extra = hook(scored)
-            except Exception:  # a hook must never fail scoring
-                log.exception("batch hook %r failed", hook)
-                continue
-            if extra:
-                result.extra.extend(extra)
+            _call_hook(result, hook, hook, scored)
 
     def _lane_hooks(self, result: BatchResult) -> LaneHooks:
         """The hooks of a fast lane: each hook's ``lane`` method once, or the hook per group (as a ScoredGroup)."""
@@ -301,14 +307,8 @@ class BatchScorer:
                 whole = getattr(hook, "lane", None)
                 if whole is None:
                     per_group.append(hook)
-                    continue
-                try:
-                    extra = whole(lane)
-                except Exception:  # a hook must never fail scoring
-                    log.exception("batch hook %r failed", hook)
-                    continue
-                if extra:
-                    result.extra.extend(extra)
+                else:
+                    _call_hook(result, hook, whole, lane)
             if per_group:
                 start = 0
                 for i, size in enumerate(sizes):

@@ -28,6 +28,8 @@ _dumps = orjson.dumps
 
 Key = tuple[str, str]
 ExtraMessage = tuple[str, bytes | None, bytes]
+OutputMessage = tuple[bytes | None, bytes, int | None]
+"""(key, value, partition or None) as :class:`~scorer.stream.sink.KafkaSink` sends it."""
 """(topic, key, value) a hook wants sent with the batch."""
 
 
@@ -102,6 +104,28 @@ class Batch:
 
     def __len__(self) -> int:
         return len(self.records)
+
+    def outgoing(self, output_topic: str, dlq_topic: str, copartitioned: bool
+                 ) -> list[tuple[str, list[OutputMessage]]]:
+        """Every output as (topic, [(key, value, partition or None)]): predictions, dead letters, then hook
+        messages per topic. ``copartitioned`` (output and input topics have as many partitions): an output keyed
+        like its input goes to the input's partition number, so no hash is computed for it."""
+        result, records = self.result, self.records
+        out: list[tuple[str, list[OutputMessage]]] = []
+        if result.predictions:
+            if copartitioned:
+                out.append((output_topic, [(key, value, record.partition if (record := records[index]).key == key
+                                            else None) for key, value, index in result.predictions]))
+            else:
+                out.append((output_topic, [(key, value, None) for key, value, _ in result.predictions]))
+        if result.dead_letters:
+            out.append((dlq_topic, [(key, value, None) for key, value, _ in result.dead_letters]))
+        if result.extra:
+            extra: dict[str, list[OutputMessage]] = {}
+            for topic, key, value in result.extra:
+                extra.setdefault(topic, []).append((key, value, None))
+            out += extra.items()
+        return out
 
 
 def input_seconds(records: Sequence[Any], scale: float) -> np.ndarray:

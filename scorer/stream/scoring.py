@@ -158,8 +158,8 @@ class BatchScorer:
         any_text = any(e.text for e in batch.events)
         for inv in batch.invalid:
             self._dead_letter(batch, inv.index, inv.reason, inv.kind)
-        layouts: dict[Any, list[Part | Lane]] = {}  # by LoadedModel.layout: an int, or the names themselves
-        layout_names: dict[Any, tuple[str, ...]] = {}
+        # by LoadedModel.layout (an int, or the names themselves): the feature names and the groups or parts
+        layouts: dict[Any, tuple[tuple[str, ...], list[Part | Lane]]] = {}
         categorical: list[Part] = []
         for key, group in batch.groups.items():
             answer = batch.resolved[key]
@@ -168,9 +168,8 @@ class BatchScorer:
                 if loaded.fuse_key is not None and key[1] == answer.segment:  # the fast lane (lanes.score_lane)
                     bucket = layouts.get(loaded.layout)
                     if bucket is None:
-                        bucket = layouts[loaded.layout] = []
-                        layout_names[loaded.layout] = loaded.feature_names
-                    bucket.append((key, answer, group))
+                        bucket = layouts[loaded.layout] = (loaded.feature_names, [])
+                    bucket[1].append((key, answer, group))
                     continue
             if isinstance(answer, Unservable):
                 for event in group:
@@ -188,9 +187,8 @@ class BatchScorer:
                         continue
                 bucket = layouts.get(part.scored_by.layout)
                 if bucket is None:
-                    bucket = layouts[part.scored_by.layout] = []
-                    layout_names[part.scored_by.layout] = part.scored_by.feature_names
-                bucket.append(part)
+                    bucket = layouts[part.scored_by.layout] = (part.scored_by.feature_names, [])
+                bucket[1].append(part)
         scored_at = utc_stamp()
         for part in categorical:
             try:
@@ -204,8 +202,7 @@ class BatchScorer:
                 self._score_part(batch, part, final_attempt, done)
         hooks = bool(self.hooks)
         lane_hooks = self._lane_hooks(result) if hooks else None
-        for layout, items in layouts.items():
-            names = layout_names[layout]
+        for names, items in layouts.values():
             ready = score_lane(result.counts, items, names, scored_at, self.encoder, lane_hooks)
             if ready is not None:
                 done.append(ready)

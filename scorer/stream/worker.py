@@ -345,25 +345,9 @@ class ScoringWorker:
         """Queue every output of a batch (predictions, dead letters, hook messages); the delivery futures."""
         sink = batch.sink or self.sink
         assert sink is not None
-        cfg = self.config
-        result, records = batch.result, batch.records
         futures: list[Awaitable[Any]] = []
-        if result.predictions:
-            if self._copartitioned:  # an output keyed like its input goes to the input's partition number
-                messages = [(key, value, record.partition if (record := records[index]).key == key else None)
-                            for key, value, index in result.predictions]
-            else:
-                messages = [(key, value, None) for key, value, _ in result.predictions]
-            futures += await sink.send_many(cfg.output_topic, messages)
-        if result.dead_letters:
-            futures += await sink.send_many(cfg.dlq_topic, [(key, value, None)
-                                                                  for key, value, _ in result.dead_letters])
-        if result.extra:
-            extra: dict[str, list[tuple[bytes | None, bytes, int | None]]] = {}
-            for topic, key, value in result.extra:
-                extra.setdefault(topic, []).append((key, value, None))
-            for topic, messages in extra.items():
-                futures += await sink.send_many(topic, messages)
+        for topic, messages in batch.outgoing(self.config.output_topic, self.config.dlq_topic, self._copartitioned):
+            futures += await sink.send_many(topic, messages)
         return futures
 
     async def deliver(self, batch: Batch) -> None:
